@@ -1,0 +1,1 @@
+"""catad: differentiable array programs compiled to readable NumPy."""

@@ -1,0 +1,1 @@
+"""catad's compiler passes, one module per pass, each a function `(ir) -> ir`."""

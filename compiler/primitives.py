@@ -1,0 +1,123 @@
+"""The primitives: tiny named values, nothing more.
+
+Every interpretation of a primitive lives in one table, in one module, keyed by
+the `Primitive` objects defined here:
+
+    prim_types.TYPE_RULES      type and shape rule        (params, arg types) -> type
+    prim_eval.EVALUATE         NumPy reference semantics  (params, *values) -> value
+    vectorise.BATCHING_RULES   rule for a batched (vmapped) application
+    lower.NUMPY                the NumPy code it prints as
+
+`tests/test_primitive_tables.py` asserts that every table covers `ALL`.
+
+Params are a tuple of `(name, value)` pairs with hashable values (see
+`Params`). The conventions, by family:
+
+    elementwise           no params; NumPy broadcasting between the arguments
+    const                 value: bool | int | float, dtype: DType; 0 arguments
+    size                  dim: Dim — the value of a size expression, an i64
+    astype                dtype: DType
+    sum mean prod max min logsumexp
+                          axes: tuple[int, ...] — non-negative, sorted, at least one
+    softmax               axis: int (non-negative)
+    matmul                no params; NumPy's matmul (vectors promoted, batch broadcast)
+    transpose             perm: tuple[int, ...]
+    expand_dims           axis: int (position of the new axis in the result)
+    broadcast_to          shape: tuple[Dim, ...]
+    reshape               shape: tuple[Dim, ...]
+    zeros ones            shape: tuple[Dim, ...], dtype: DType; 0 arguments
+    full                  shape: tuple[Dim, ...]; 1 argument (the scalar fill value)
+    arange                lo: Dim, hi: Dim; 0 arguments; i64[hi - lo]
+    stack concat          axis: int; any number (>= 1) of arguments
+    index                 spec: tuple[IndexItem, ...] — one per leading axis of the
+                          first argument; the remaining arguments are the i64
+                          scalar indices, in order, for the `("at",)` items
+    take                  axis: int, clip: bool — gather along one axis with an i64
+                          array of indices (the vectorised form of `index`):
+                          result shape = x.shape[:axis] + idx.shape + x.shape[axis+1:]
+    take_along            axis: int, clip: bool — np.take_along_axis
+    where                 no params; where(cond, a, b), broadcasting
+
+IndexItem is `("at",)` (an i64 index argument, removes the axis) or
+`("slice", lo: Dim, hi: Dim)` (keeps `hi - lo` entries; lo, hi already
+resolved against the axis size, step 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Primitive:
+    name: str
+    arity: int | None  # None: any number of arguments
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+Params = tuple[tuple[str, Any], ...]
+
+
+def params(**kwargs: Any) -> Params:
+    """Params in a canonical order (sorted by name), so equal params compare equal."""
+    return tuple(sorted(kwargs.items()))
+
+
+def param(ps: Params, name: str) -> Any:
+    for key, value in ps:
+        if key == name:
+            return value
+    raise KeyError(name)
+
+
+def _prims(arity: int | None, *names: str) -> tuple[Primitive, ...]:
+    return tuple(Primitive(n, arity) for n in names)
+
+
+# elementwise, one argument: float -> float unless noted
+UNARY_FLOAT = _prims(1, "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh",
+                     "sigmoid", "softplus", "relu", "gelu", "silu", "elu", "erf")
+NEG, ABS, SIGN, NOT = _prims(1, "neg", "abs", "sign", "not")  # neg/abs/sign: any numeric; not: bool
+
+# elementwise, two arguments
+ARITHMETIC = ADD, SUB, MUL, DIV, POW, FLOORDIV, MOD, MINIMUM, MAXIMUM = _prims(
+    2, "add", "sub", "mul", "div", "pow", "floordiv", "mod", "minimum", "maximum")
+COMPARISON = LT, LE, GT, GE, EQ, NE = _prims(2, "lt", "le", "gt", "ge", "eq", "ne")
+LOGICAL = AND, OR, XOR = _prims(2, "and", "or", "xor")
+WHERE = Primitive("where", 3)
+
+# leaves
+CONST = Primitive("const", 0)
+SIZE = Primitive("size", 0)
+ZEROS, ONES, ARANGE = _prims(0, "zeros", "ones", "arange")
+FULL = Primitive("full", 1)
+ASTYPE = Primitive("astype", 1)
+
+# reductions and normalisations
+REDUCTIONS = SUM, MEAN, PROD, MAX, MIN, LOGSUMEXP = _prims(1, "sum", "mean", "prod", "max", "min", "logsumexp")
+SOFTMAX = Primitive("softmax", 1)
+
+# linear algebra and shape
+MATMUL = Primitive("matmul", 2)
+TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE = _prims(1, "transpose", "expand_dims", "broadcast_to", "reshape")
+STACK, CONCAT = _prims(None, "stack", "concat")
+
+# indexing
+INDEX = Primitive("index", None)
+TAKE, TAKE_ALONG = _prims(2, "take", "take_along")
+
+ALL: tuple[Primitive, ...] = (
+    *UNARY_FLOAT, NEG, ABS, SIGN, NOT, *ARITHMETIC, *COMPARISON, *LOGICAL, WHERE,
+    CONST, SIZE, ZEROS, ONES, ARANGE, FULL, ASTYPE, *REDUCTIONS, SOFTMAX,
+    MATMUL, TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE, STACK, CONCAT,
+    INDEX, TAKE, TAKE_ALONG,
+)
+
+BY_NAME: dict[str, Primitive] = {p.name: p for p in ALL}
+assert len(BY_NAME) == len(ALL), "primitive names must be unique"
+
+ELEMENTWISE: frozenset[Primitive] = frozenset(
+    (*UNARY_FLOAT, NEG, ABS, SIGN, NOT, *ARITHMETIC, *COMPARISON, *LOGICAL, WHERE, ASTYPE))

@@ -1,0 +1,152 @@
+"""Unary form (UNF): catad's point-free core IR, after Huot & Shaikhha.
+
+A UNF term has no variables. It runs on a typed *stack* of values, the
+context, and every instruction returns its whole input context plus its
+result. Writing `Γ = A1..An` for a context (bottom first):
+
+    term ::= Var(i)                     Γ ⊢ Γ, Ai          copy entry i (0 = bottom)
+           | Prim(prim, params, n)      Γ, B1..Bn ⊢ Γ, B1..Bn, C
+                                        apply prim to the top n entries
+           | Seq(terms)                 t1 ; t2 ; ... composition (left to right)
+           | Tuple(n)                   Γ, B1..Bn ⊢ Γ, (B1, .., Bn)   consumes n
+           | Get(k)                     Γ, (B..) ⊢ Γ, (B..), Bk
+           | Drop(keep, count)          Γ1, Γ2, Γ3 ⊢ Γ1, Γ3   |Γ2| = count, |Γ3| = keep
+                                        (the paper's proj: forget the middle)
+           | If(then, orelse)           Γ, bool ⊢ Γ, bool, C
+                                        then, orelse: Γ, bool ⊢ Γ, bool, C
+           | Build(lo, hi, body)        Γ ⊢ Γ, C[hi - lo]
+                                        body: Γ, i64 ⊢ Γ, i64, C     (i64 = the index)
+           | Map(n, body)               Γ, B1[k]..Bn[k] ⊢ Γ, B1[k]..Bn[k], C[k]
+                                        body: Γ, B1[k]..Bn[k], B1..Bn ⊢ (same), C
+           | Reduce(body)               Γ, B[k], B ⊢ Γ, B[k], B, B     (array, unit; result)
+                                        body: Γ, B[k], B, B, B ⊢ (same), B   (acc, x)
+           | Loop(body, stacked)        Γ, S, X[T] ⊢ Γ, S, X[T], R     (init, xs; result)
+                                        R = S (fold) or S stacked over T (scan)
+                                        body: Γ, S, X[T], S, X ⊢ (same), S   (acc, x)
+
+Bodies see the whole enclosing context (closures are free) and leave it
+below their result; the instruction keeps only that result. `Var` indices
+count from the bottom, so a term keeps its meaning when more entries are
+pushed above the ones it reads: the paper's shift `~e` is the identity here.
+
+A function is `UFunction(name, params, result, body, sizes)` with
+`params ⊢ body : params, result`. The lemma of the paper,
+`Γ ⊢ e : B  ⟹  Γ ⊢ UNF(e) : Γ, B`, is what `unary_check` verifies.
+
+`hint` (a source name for the value an instruction pushes) and `span` (the
+source it came from) ride along for readable output; they never change
+meaning and do not take part in equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import NO_SPAN, Span
+from .primitives import Params, Primitive
+from .typed import SizeBinding
+from .types import Dim, Type
+
+
+@dataclass(frozen=True)
+class Instr:
+    hint: str | None = field(default=None, kw_only=True, compare=False)
+    span: Span = field(default=NO_SPAN, kw_only=True, compare=False)
+
+
+@dataclass(frozen=True)
+class Var(Instr):
+    index: int
+
+
+@dataclass(frozen=True)
+class Prim(Instr):
+    prim: Primitive
+    params: Params
+    arity: int
+
+
+@dataclass(frozen=True)
+class Seq(Instr):
+    terms: tuple["Term", ...]
+
+
+@dataclass(frozen=True)
+class Tuple(Instr):
+    n: int
+
+
+@dataclass(frozen=True)
+class Get(Instr):
+    k: int
+
+
+@dataclass(frozen=True)
+class Drop(Instr):
+    keep: int
+    count: int
+
+
+@dataclass(frozen=True)
+class If(Instr):
+    then: "Term"
+    orelse: "Term"
+
+
+@dataclass(frozen=True)
+class Build(Instr):
+    lo: Dim
+    hi: Dim
+    body: "Term"
+
+
+@dataclass(frozen=True)
+class Map(Instr):
+    n: int
+    body: "Term"
+
+
+@dataclass(frozen=True)
+class Reduce(Instr):
+    body: "Term"
+
+
+@dataclass(frozen=True)
+class Loop(Instr):
+    body: "Term"
+    stacked: bool
+
+
+Term = Var | Prim | Seq | Tuple | Get | Drop | If | Build | Map | Reduce | Loop
+
+
+def seq(*terms: Term) -> Term:
+    """Compose terms, flattening nested sequences; `seq(t)` is `t`."""
+    flat: list[Term] = []
+    for t in terms:
+        if isinstance(t, Seq):
+            flat.extend(t.terms)
+        else:
+            flat.append(t)
+    return flat[0] if len(flat) == 1 else Seq(tuple(flat))
+
+
+@dataclass(frozen=True)
+class UFunction:
+    name: str
+    params: tuple[tuple[str, Type], ...]
+    result: Type
+    body: Term
+    sizes: tuple[SizeBinding, ...]
+    span: Span = field(default=NO_SPAN, kw_only=True, compare=False)
+
+
+@dataclass(frozen=True)
+class UProgram:
+    functions: tuple[UFunction, ...]
+
+    def function(self, name: str) -> UFunction:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
