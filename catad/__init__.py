@@ -1,1 +1,48 @@
-"""catad: differentiable array programs compiled to readable NumPy."""
+"""catad: differentiable array programs compiled to readable NumPy.
+
+    import catad
+    m = catad.compile(source_text)       # a module object, one function per `fn`
+    m = catad.load("model.catad")
+    print(catad.to_python(source_text))  # the generated, self-contained NumPy module
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+from catad.compiler.errors import CatadError, Source
+
+__version__ = "0.1.0"
+__all__ = ["CatadError", "compile", "load", "to_python", "stages", "__version__"]
+
+
+def stages(text: str, path: str = "<string>"):
+    """Every intermediate form of the program `text` (AST, typed, UNF, ..., Python):
+    a `catad.compiler.pipeline.Stages`."""
+    from catad.compiler.pipeline import compile_stages
+
+    return compile_stages(Source(text, path))
+
+
+def to_python(text: str, path: str = "<string>") -> str:
+    """The generated NumPy module for the program `text`, as source code."""
+    return stages(text, path).python
+
+
+def compile(text: str, path: str = "<string>", module_name: str = "catad_model") -> types.ModuleType:
+    """Compile catad source to a module object whose functions run on NumPy arrays."""
+    from catad.compiler.lower import load_module
+
+    return load_module(to_python(text, path), module_name)
+
+
+def load(path: str | Path) -> types.ModuleType:
+    """Compile the catad file at `path` to a module object."""
+    from catad.compiler.lower import load_module
+    from catad.compiler.parse import decode_source
+    from catad.compiler.pipeline import compile_stages
+
+    path = Path(path)
+    source = decode_source(path.read_bytes(), str(path))
+    return load_module(compile_stages(source).python, path.stem)

@@ -15,6 +15,7 @@ Params are a tuple of `(name, value)` pairs with hashable values (see
 
     elementwise           no params; NumPy broadcasting between the arguments
     const                 value: bool | int | float, dtype: DType; 0 arguments
+                          optional weak: bool (default True: a literal, weak under NEP 50)
     size                  dim: Dim — the value of a size expression, an i64
     astype                dtype: DType
     sum mean prod max min logsumexp
@@ -32,11 +33,19 @@ Params are a tuple of `(name, value)` pairs with hashable values (see
     index                 spec: tuple[IndexItem, ...] — one per leading axis of the
                           first argument; the remaining arguments are the i64
                           scalar indices, in order, for the `("at",)` items
-    take                  axis: int, clip: bool — gather along one axis with an i64
-                          array of indices (the vectorised form of `index`):
-                          result shape = x.shape[:axis] + idx.shape + x.shape[axis+1:]
-    take_along            axis: int, clip: bool — np.take_along_axis
+    gather                clip: bool — `x[i1, ..., ik]`, NumPy advanced indexing on
+                          the first k axes of x with k >= 1 i64 index arrays that
+                          broadcast together: result shape = broadcast(idx shapes)
+                          + x.shape[k:]. The vectorised form of `index`. With clip,
+                          indices are clipped into range (for untaken branches).
     where                 no params; where(cond, a, b), broadcasting
+    index_add             spec (as index) — index_add(target, value, *at_indices):
+                          a copy of target with value added into target[spec]; the
+                          transpose of `index` (type: target's)
+    gather_add            clip: bool — gather_add(target, value, i1, ..., ik): a copy
+                          of target with value scatter-added at [i1, ..., ik]
+                          (np.add.at; repeated indices accumulate); the transpose
+                          of `gather` (type: target's)
 
 IndexItem is `("at",)` (an i64 index argument, removes the axis) or
 `("slice", lo: Dim, hi: Dim)` (keeps `hi - lo` entries; lo, hi already
@@ -107,13 +116,15 @@ STACK, CONCAT = _prims(None, "stack", "concat")
 
 # indexing
 INDEX = Primitive("index", None)
-TAKE, TAKE_ALONG = _prims(2, "take", "take_along")
+GATHER = Primitive("gather", None)
+INDEX_ADD = Primitive("index_add", None)
+GATHER_ADD = Primitive("gather_add", None)
 
 ALL: tuple[Primitive, ...] = (
     *UNARY_FLOAT, NEG, ABS, SIGN, NOT, *ARITHMETIC, *COMPARISON, *LOGICAL, WHERE,
     CONST, SIZE, ZEROS, ONES, ARANGE, FULL, ASTYPE, *REDUCTIONS, SOFTMAX,
     MATMUL, TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE, STACK, CONCAT,
-    INDEX, TAKE, TAKE_ALONG,
+    INDEX, GATHER, INDEX_ADD, GATHER_ADD,
 )
 
 BY_NAME: dict[str, Primitive] = {p.name: p for p in ALL}

@@ -41,6 +41,7 @@ meaning and do not take part in equality.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from .errors import NO_SPAN, Span
 from .primitives import Params, Primitive
@@ -150,3 +151,30 @@ class UProgram:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+def shift(term: Term, offset: int) -> Term:
+    """`term` moved `offset` entries up the stack: run it above `offset` more
+    entries than it was made for (every Var reads `offset` higher). Used to
+    inline a function's body at any height."""
+    if offset == 0:
+        return term
+    match term:
+        case Var(i):
+            return Var(i + offset, hint=term.hint, span=term.span)
+        case Seq(terms):
+            return Seq(tuple(shift(t, offset) for t in terms), hint=term.hint, span=term.span)
+        case If(then, orelse):
+            return If(shift(then, offset), shift(orelse, offset), hint=term.hint, span=term.span)
+        case Build(lo, hi, body):
+            return Build(lo, hi, shift(body, offset), hint=term.hint, span=term.span)
+        case Map(n, body):
+            return Map(n, shift(body, offset), hint=term.hint, span=term.span)
+        case Reduce(body):
+            return Reduce(shift(body, offset), hint=term.hint, span=term.span)
+        case Loop(body, stacked):
+            return Loop(shift(body, offset), stacked, hint=term.hint, span=term.span)
+        case Prim() | Tuple() | Get() | Drop():
+            return term
+        case _:
+            assert_never(term)

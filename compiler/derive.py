@@ -1,0 +1,218 @@
+"""Derived functions: `fn g = grad(f, wrt = (a, b));` and its kin.
+
+A declaration names a transformation, the function it transforms (a name, or
+another transformation written inline) and the parameters it differentiates
+with respect to (`wrt`, default: every real parameter). Each becomes a
+`UFunction` built from the (vectorised) unary form of its argument:
+
+    grad(f, wrt)            the gradient; a tuple of gradients for several wrt
+    value_and_grad(f, wrt)  (value, gradient)
+    vjp(f, wrt)             f's parameters + f_bar (the output cotangent)
+                            -> (value, cotangents)
+    jvp(f, wrt)             f's parameters + one tangent x_dot per wrt
+                            -> (value, tangent)
+    hessian(f, wrt = x)     x a vector (or a scalar): the matrix of second
+                            derivatives, one Hessian-vector product per row
+    jacobian(f, wrt = x)    x and the result vectors (or scalars): forward mode
+                            (one jvp per input) when the input is the smaller,
+                            reverse mode (one vjp per output) otherwise
+
+They nest: `jvp(grad(f, wrt = x), wrt = x)` is a Hessian-vector product.
+Hessians and Jacobians are comprehensions over basis vectors; the
+vectorisation pass turns them into whole-array code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from . import ast
+from .algebra import REALS, Algebra
+from .errors import DerivativeError, Span, UnknownNameError
+from .forward import jvp_function
+from .primitives import ARANGE, ASTYPE, EQ, TRANSPOSE, params
+from .reverse import vjp_function
+from .types import ArrayType, DType, Dim, TupleType
+from .unary import Build, Drop, Get, Prim, UFunction, Var, seq, shift
+
+TRANSFORMS = ("grad", "value_and_grad", "vjp", "jvp", "hessian", "jacobian")
+
+
+@dataclass(frozen=True)
+class _Request:
+    kind: str
+    base: UFunction
+    wrt: tuple[int, ...]
+    span: Span
+
+
+def derive(decl: ast.DerivedFunction, functions: dict[str, UFunction],
+           algebra: Algebra = REALS) -> UFunction:
+    """The function declared by `decl`, given the functions defined so far."""
+    return _derive_call(decl.call, decl.name, functions, algebra)
+
+
+def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:
+    if call.func not in TRANSFORMS:
+        raise DerivativeError(f"'{call.func}' is not a transformation", call.func_span or call.span,
+                              hint=_suggest(call.func, TRANSFORMS, "transformations are"))
+    if len(call.args) != 1:
+        raise DerivativeError(f"{call.func} takes one function, then `wrt = ...`", call.span)
+    base = _base(call.args[0], name, functions, algebra)
+    wrt = _wrt(call, base, algebra)
+    return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span), name, algebra)
+
+
+def _base(arg: ast.Expr, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:
+    match arg:
+        case ast.Name(id):
+            if id not in functions:
+                raise UnknownNameError(f"there is no function named '{id}'", arg.span,
+                                       hint=_suggest(id, functions, "functions are"))
+            return functions[id]
+        case ast.Call() if arg.func in TRANSFORMS:
+            return _derive_call(arg, f"{name}_{arg.func}", functions, algebra)
+        case _:
+            raise DerivativeError("expected the name of a function, or a transformation of one", arg.span)
+
+
+def _wrt(call: ast.Call, base: UFunction, algebra: Algebra) -> tuple[int, ...]:
+    names = [p for p, _ in base.params]
+    given = [k for k in call.kwargs if k.name == "wrt"]
+    for k in call.kwargs:
+        if k.name != "wrt":
+            raise DerivativeError(f"{call.func} takes the keyword `wrt`, not `{k.name}`", k.span)
+    if not given:
+        wrt = tuple(i for i, (_, t) in enumerate(base.params) if algebra.carries(t))
+        if not wrt:
+            raise DerivativeError(f"{base.name} has no {algebra.name} parameter to differentiate", call.span)
+        return wrt
+    value = given[0].value
+    items = value.items if isinstance(value, ast.TupleExpr) else (value,)
+    out: list[int] = []
+    for item in items:
+        if not isinstance(item, ast.Name):
+            raise DerivativeError("`wrt` takes a parameter name or a tuple of them", item.span)
+        if item.id not in names:
+            raise UnknownNameError(f"{base.name} has no parameter '{item.id}'", item.span,
+                                   hint=_suggest(item.id, names, "its parameters are"))
+        i = names.index(item.id)
+        if not algebra.carries(base.params[i][1]):
+            raise DerivativeError(
+                f"cannot differentiate with respect to '{item.id}': it is {base.params[i][1]}, "
+                f"not a {algebra.name} value", item.span,
+                hint="derivatives are taken with respect to f64 or f32 parameters")
+        if i in out:
+            raise DerivativeError(f"'{item.id}' appears twice in `wrt`", item.span)
+        out.append(i)
+    return tuple(out)
+
+
+def _suggest(name: str, candidates, what: str) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"{what} " + ", ".join(sorted(candidates)) if candidates else ""
+
+
+# ---- the transformations ------------------------------------------------------
+
+def _value_and_grad(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    return vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span)
+
+
+def _grad(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    full = vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span)
+    return _project(full, 1)
+
+
+def _vjp(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    return vjp_function(r.base, r.wrt, name, algebra=algebra, cotangent_param=True, span=r.span)
+
+
+def _jvp(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    return jvp_function(r.base, r.wrt, name, algebra=algebra)
+
+
+def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    x = _single_vector(r, "hessian")
+    gradient = _grad(_Request("grad", r.base, r.wrt, r.span), f"{name}_grad", algebra)
+    hvp = jvp_function(gradient, r.wrt, f"{name}_hvp", algebra=algebra)
+    return _over_basis(hvp, r.base, x, name, r.span, transpose=False)
+
+
+def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
+    x = _single_vector(r, "jacobian")
+    out = r.base.result
+    if not (isinstance(out, ArrayType) and out.rank <= 1):
+        raise DerivativeError(f"jacobian needs a function with a scalar or vector result; "
+                              f"{r.base.name} returns {out}", r.span)
+    n_in = r.base.params[x][1].shape[0] if r.base.params[x][1].shape else Dim(1)
+    n_out = out.shape[0] if out.shape else Dim(1)
+    forward = not out.shape or (n_in.is_constant and n_out.is_constant and n_in.const <= n_out.const)
+    if not out.shape:
+        return _grad(r, name, algebra)
+    if forward:
+        tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra)
+        return _over_basis(tangent, r.base, x, name, r.span, transpose=True)
+    cotangent = vjp_function(r.base, r.wrt, f"{name}_vjp", algebra=algebra, cotangent_param=True, span=r.span)
+    return _over_basis(cotangent, r.base, None, name, r.span, transpose=False, out=out)
+
+
+_BUILDERS: dict[str, Callable[[_Request, str, Algebra], UFunction]] = {
+    "grad": _grad, "value_and_grad": _value_and_grad, "vjp": _vjp, "jvp": _jvp,
+    "hessian": _hessian, "jacobian": _jacobian,
+}
+
+
+# ---- plumbing -----------------------------------------------------------------
+
+def _project(fn: UFunction, k: int) -> UFunction:
+    """`fn` returning only item k of its tuple result."""
+    assert isinstance(fn.result, TupleType)
+    return UFunction(fn.name, fn.params, fn.result.items[k], seq(fn.body, Get(k), Drop(1, 1)),
+                     fn.sizes, span=fn.span)
+
+
+def _single_vector(r: _Request, what: str) -> int:
+    if len(r.wrt) != 1:
+        raise DerivativeError(f"{what} takes exactly one parameter in `wrt`", r.span)
+    t = r.base.params[r.wrt[0]][1]
+    if not (isinstance(t, ArrayType) and t.rank == 1):
+        raise DerivativeError(f"{what} needs a vector parameter; "
+                              f"'{r.base.params[r.wrt[0]][0]}' is {t}", r.span,
+                              hint="reshape the parameter to a vector, or use jvp/vjp")
+    return r.wrt[0]
+
+
+def _over_basis(fn: UFunction, base: UFunction, x: int | None, name: str, span: Span, *,
+                transpose: bool, out: ArrayType | None = None) -> UFunction:
+    """`for i in 0..d { fn(params..., e_i)[1] }`: `fn` takes base's parameters and one
+    direction (a tangent of parameter x, or a cotangent of the output when x is None)."""
+    n = len(base.params)
+    direction = base.params[x][1] if x is not None else out
+    assert isinstance(direction, ArrayType) and direction.rank == 1
+    extent = direction.shape[0]
+    dtype = direction.dtype if direction.dtype in (DType.F32, DType.F64) else DType.F64
+    # Build body context: params..., i
+    one_hot = seq(
+        Prim(ARANGE, params(lo=Dim(0), hi=extent), 0),
+        Var(n),
+        Prim(EQ, (), 2), Drop(1, 2),
+        Prim(ASTYPE, params(dtype=dtype), 1), Drop(1, 1),
+    )
+    copies = seq(*(Var(i) for i in range(n)))
+    # stack: params, i, params', e_i  -> run fn's body above params, i
+    body = seq(copies, one_hot, shift(fn.body, n + 1), Get(1), Drop(1, 1), Drop(1, n + 1))
+    rows = Build(Dim(0), extent, body, span=span)
+    assert isinstance(fn.result, TupleType)
+    row = fn.result.items[1]
+    assert isinstance(row, ArrayType)
+    result = ArrayType(row.dtype, (extent, *row.shape))
+    term = rows
+    if transpose:
+        term = seq(rows, Prim(TRANSPOSE, params(perm=(1, 0)), 1), Drop(1, 1))
+        result = ArrayType(row.dtype, (row.shape[0], extent))
+    return UFunction(name, base.params, result, term, base.sizes, span=span)

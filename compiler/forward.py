@@ -1,0 +1,149 @@
+"""Forward mode: the tangent functor on (vectorised) unary form.
+
+Every stack entry `A` becomes a pair: its value and its tangent `Ȧ` (symbolically
+`ZERO` when it cannot depend on the inputs being differentiated). The functor
+is defined once per instruction, and composition goes to composition:
+
+    Var(i)          (x, ẋ) copied — a copy costs nothing
+    Prim(p)         the primitive's tangent rule, `jvp_rules.JVP_RULES[p]`
+    Tuple / Get     tangents tupled / projected alongside
+    Drop            forgets the tangents with the values
+    If(a, b)        the branch taken carries its own tangent
+    Loop(body)      the state is carried with its tangent
+    Seq             composition
+
+It runs after vectorisation, so there is no Build or Map left: their tangents
+are the tangents of the whole-array programs they became (vmap and AD commute).
+The output is UNF again, so forward mode nests with itself and with reverse mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_never
+
+from .algebra import REALS, ZERO, Algebra, Deriv
+from .errors import DerivativeError
+from .jvp_rules import JVP_RULES
+from .primitives import ARANGE, INDEX, params
+from .types import ArrayType, Dim, TupleType, Type
+from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary_builder import Builder, Value
+
+Entry = tuple[Value, Deriv]  # a value and its tangent
+
+
+def jvp_function(fn: UFunction, wrt: tuple[int, ...], name: str, algebra: Algebra = REALS) -> UFunction:
+    """`name(params..., t1, ..., tk) -> (value, tangent)`: the derivative of `fn`
+    at `params` in the direction of the tangents `t_j` of the parameters `wrt`."""
+    types = tuple(t for _, t in fn.params)
+    b = Builder(types + tuple(types[i] for i in wrt))
+    stack: list[Entry] = [(b.arg(i), ZERO) for i in range(len(types))]
+    for k, i in enumerate(wrt):
+        stack[i] = (b.arg(i), b.arg(len(types) + k))
+    Tangents(b, algebra).run(fn.body, stack)
+    value, tangent = stack[-1]
+    out = b.tuple(value, algebra.materialise(b, tangent, tangent_type(value.type, algebra)))
+    tangent_params = tuple((fn.params[i][0] + "_dot", types[i]) for i in wrt)
+    return UFunction(name, fn.params + tangent_params, out.type, b.finish(out), fn.sizes, span=fn.span)
+
+
+def tangent_type(t: Type, algebra: Algebra) -> Type:
+    if isinstance(t, TupleType):
+        return TupleType(tuple(tangent_type(x, algebra) for x in t.items))
+    return ArrayType(algebra.derivative_dtype(t), t.shape)
+
+
+@dataclass
+class Tangents:
+    b: Builder
+    algebra: Algebra
+
+    def run(self, term: Term, stack: list[Entry]) -> None:
+        """Interpret `term` on `stack`, emitting values and tangents into the builder."""
+        match term:
+            case Var(i):
+                stack.append(stack[i])
+            case Seq(terms):
+                for t in terms:
+                    self.run(t, stack)
+            case Prim(prim, ps, n):
+                args = stack[len(stack) - n:]
+                rule = JVP_RULES.get(prim)
+                if rule is None:
+                    raise DerivativeError(f"no tangent rule for the primitive {prim.name}", term.span)
+                primals = tuple(v for v, _ in args)
+                tangents = tuple(d for _, d in args)
+                if all(d is ZERO for d in tangents):
+                    stack.append((self.b.prim(prim, ps, *primals, hint=term.hint, span=term.span), ZERO))
+                else:
+                    stack.append(rule(self.b, self.algebra, ps, primals, tangents, term))
+            case Tuple(n):
+                items = stack[len(stack) - n:]
+                del stack[len(stack) - n:]
+                value = self.b.tuple(*(v for v, _ in items), hint=term.hint)
+                dots = tuple(d for _, d in items)
+                stack.append((value, ZERO if all(d is ZERO for d in dots) else dots))
+            case Get(k):
+                value, dot = stack[-1]
+                item = self.b.get(value, k, hint=term.hint)
+                stack.append((item, ZERO if dot is ZERO else self.algebra.split(self.b, dot)[k]))
+            case Drop(keep, count):
+                del stack[len(stack) - keep - count:len(stack) - keep]
+            case If(then, orelse):
+                self._if(term, then, orelse, stack)
+            case Loop(body, stacked):
+                self._loop(term, body, stacked, stack)
+            case Build() | Map() | Reduce():
+                raise AssertionError("forward mode runs on vectorised unary form")
+            case _:
+                assert_never(term)
+
+    def _if(self, term: If, then: Term, orelse: Term, stack: list[Entry]) -> None:
+        cond, _ = stack[-1]
+        result: list[Type] = []
+
+        def branch(body: Term):
+            def make(b: Builder) -> Value:
+                inner = Tangents(b, self.algebra)
+                local = list(stack)
+                local.append((Value(len(b.types) - 1, cond.type), ZERO))
+                inner.run(body, local)
+                value, dot = local[-1]
+                result.append(value.type)
+                return b.tuple(value, self.algebra.materialise(b, dot, tangent_type(value.type, self.algebra)))
+            return make
+
+        pair = self.b.if_(cond, branch(then), branch(orelse), hint=term.hint, span=term.span)
+        value = self.b.get(pair, 0, hint=term.hint)
+        dot = self.b.get(pair, 1, hint=term.hint and term.hint + "_dot")
+        stack.append((value, dot if self.algebra.carries(value.type) else ZERO))
+
+    def _loop(self, term: Loop, body: Term, stacked: bool, stack: list[Entry]) -> None:
+        """Carry (state, state tangent); a tangent of the sequence is read by index."""
+        (init, init_dot), (xs, xs_dot) = stack[-2], stack[-1]
+        alg, b = self.algebra, self.b
+        state_dot_type = tangent_type(init.type, alg)
+        carry0 = b.tuple(init, alg.materialise(b, init_dot, state_dot_type))
+        assert isinstance(xs.type, ArrayType)
+        steps = b.prim(ARANGE, params(lo=Dim(0), hi=xs.type.shape[0]))
+
+        def step(lb: Builder, carry: Value, t: Value) -> Value:
+            acc, acc_dot = lb.get(carry, 0), lb.get(carry, 1)
+            x = lb.prim(INDEX, params(spec=(("at",),) + _full_slices(xs.type)), xs, t)
+            x_dot = ZERO if xs_dot is ZERO else lb.prim(
+                INDEX, params(spec=(("at",),) + _full_slices(xs.type)), xs_dot, t)
+            # the body's context is Γ, init, xs, acc, x
+            local = list(stack) + [(acc, acc_dot), (x, x_dot)]
+            Tangents(lb, alg).run(body, local)
+            new, new_dot = local[-1]
+            return lb.tuple(new, alg.materialise(lb, new_dot, state_dot_type))
+
+        out = b.loop(carry0, steps, step, stacked=stacked, hint=term.hint, span=term.span)
+        value, dot = b.get(out, 0, hint=term.hint), b.get(out, 1)
+        stack.append((value, dot if alg.carries(value.type) else ZERO))
+
+
+def _full_slices(t: ArrayType) -> tuple:
+    """Index items keeping every axis after the leading one."""
+    return tuple(("slice", Dim(0), d) for d in t.shape[1:])

@@ -1,0 +1,342 @@
+"""Reverse mode: the cotangent functor on (vectorised) unary form.
+
+Huot & Shaikhha send a context `A1..An` to `A1..An, (A1 × … × An → ρ)`: the
+values and a continuation that takes a cotangent of the whole context to the
+result. Each instruction runs forward and precomposes the continuation with its
+transposed Jacobian; composition goes to composition; the gradient is the last
+continuation applied to `(0, 1)`. The transposed Jacobians are "almost the
+identity":
+
+    J^T Var(i)      add the incoming cotangent into slot i      (fan-out: addition)
+    J^T Prim(p)     slot k += ∂k p(x)^T z for each argument      (vjp_rules.VJP_RULES)
+    J^T Drop        zeros for the forgotten entries              (here: nothing is owed)
+    J^T Tuple/Get   split / inject the cotangent of a tuple
+
+Here the continuation is not built as a closure and beta-reduced later: it is
+kept at transformation time, as the list of instructions run so far (the
+*tape*, a compile-time object) and a map from stack entries to their pending
+cotangents. Applying it emits the transposed Jacobians in reverse order, which
+is exactly the straight-line code the paper's partial evaluator reaches after
+beta-reduction — so no lambda is ever materialised. A cotangent that is
+symbolically zero (`ZERO`) costs nothing.
+
+Control flow: `If` recomputes the taken branch inside a second `If` that runs
+its adjoint (both branches' derivatives, selected by the same condition).
+`Loop` runs forward as a scan that stores every state (O(T) memory), then a
+reverse loop recomputes each step's body from its stored state and runs its
+adjoint, carrying the state's cotangent and those of the values the body reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from .algebra import REALS, ZERO, Algebra, Deriv
+from .errors import DerivativeError, Span
+from .forward import tangent_type
+from .primitives import ARANGE, CONCAT, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
+from .types import ArrayType, Dim, TupleType, Type
+from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary_builder import Builder, Value
+from .vjp_rules import VJP_RULES
+
+
+@dataclass(frozen=True)
+class _PrimStep:
+    term: Prim
+    args: tuple[Value, ...]
+    out: Value
+
+
+@dataclass(frozen=True)
+class _TupleStep:
+    items: tuple[Value, ...]
+    out: Value
+
+
+@dataclass(frozen=True)
+class _GetStep:
+    tuple: Value
+    k: int
+    out: Value
+
+
+@dataclass(frozen=True)
+class _IfStep:
+    term: If
+    context: tuple[Value, ...]  # the stack the branches ran on, condition last
+    out: Value
+
+
+@dataclass(frozen=True)
+class _LoopStep:
+    term: Loop
+    context: tuple[Value, ...]  # the stack the loop ran on: Γ, init, xs
+    states: Value               # every state, stacked (tuples: a tuple of stacks)
+    out: Value
+
+
+_Step = _PrimStep | _TupleStep | _GetStep | _IfStep | _LoopStep
+
+
+def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Algebra = REALS,
+                 cotangent_param: bool = False, span: Span | None = None) -> UFunction:
+    """`name(params...[, out_bar]) -> (value, (cotangents of the params wrt...))`.
+
+    Without `cotangent_param`, `fn` must return a scalar and is seeded with 1:
+    the cotangents are its gradient. With it, the function takes the output's
+    cotangent as its last parameter: a vector-Jacobian product."""
+    types = tuple(t for _, t in fn.params)
+    result_type = fn.result
+    extra: tuple[Type, ...] = (tangent_type(result_type, algebra),) if cotangent_param else ()
+    b = Builder(types + extra)
+    stack = [b.arg(i) for i in range(len(types))]
+    tape = Adjoint(b, algebra)
+    tape.primal(fn.body, stack)
+    value = stack[-1]
+    if cotangent_param:
+        seed: Deriv = b.arg(len(types))
+    else:
+        if not (isinstance(value.type, ArrayType) and value.type.shape == () and algebra.carries(value.type)):
+            raise DerivativeError(
+                f"a gradient needs a function with a scalar {algebra.name} result; "
+                f"{fn.name} returns {value.type}", span or fn.span,
+                hint="use vjp(...) for a function with an array result")
+        seed = algebra.ones(b, value.type)
+    cotangents: dict[int, Deriv] = {}
+    tape.accumulate(cotangents, value, seed)
+    tape.backward(cotangents)
+    grads = tuple(algebra.materialise(b, cotangents.get(i, ZERO), tangent_type(types[i], algebra)) for i in wrt)
+    out = b.tuple(value, grads[0] if len(grads) == 1 else b.tuple(*grads))
+    bar_params = ((fn.name + "_bar" if fn.name else "out_bar", extra[0]),) if cotangent_param else ()
+    return UFunction(name, fn.params + bar_params, out.type, b.finish(out), fn.sizes, span=span or fn.span)
+
+
+@dataclass
+class Adjoint:
+    """Runs a term forward, recording its steps; then emits their adjoints in reverse."""
+
+    b: Builder
+    algebra: Algebra
+    steps: list[_Step] = field(default_factory=list)
+
+    # ---- the forward sweep --------------------------------------------------
+
+    def primal(self, term: Term, stack: list[Value]) -> None:
+        b = self.b
+        match term:
+            case Var(i):
+                stack.append(stack[i])
+            case Seq(terms):
+                for t in terms:
+                    self.primal(t, stack)
+            case Prim(prim, ps, n):
+                args = tuple(stack[len(stack) - n:])
+                out = b.prim(prim, ps, *args, hint=term.hint, span=term.span)
+                self.steps.append(_PrimStep(term, args, out))
+                stack.append(out)
+            case Tuple(n):
+                items = tuple(stack[len(stack) - n:])
+                del stack[len(stack) - n:]
+                out = b.tuple(*items, hint=term.hint)
+                self.steps.append(_TupleStep(items, out))
+                stack.append(out)
+            case Get(k):
+                out = b.get(stack[-1], k, hint=term.hint)
+                self.steps.append(_GetStep(stack[-1], k, out))
+                stack.append(out)
+            case Drop(keep, count):
+                del stack[len(stack) - keep - count:len(stack) - keep]
+            case If(then, orelse):
+                context = tuple(stack)
+
+                def branch(body: Term):
+                    def make(sb: Builder) -> Value:
+                        local = list(context) + [Value(len(sb.types) - 1, context[-1].type)]
+                        Adjoint(sb, self.algebra).primal(body, local)
+                        return local[-1]
+                    return make
+
+                out = b.if_(stack[-1], branch(then), branch(orelse), hint=term.hint, span=term.span)
+                self.steps.append(_IfStep(term, context, out))
+                stack.append(out)
+            case Loop(body, stacked):
+                context = tuple(stack)
+
+                def step(lb: Builder, acc: Value, x: Value) -> Value:
+                    local = list(context) + [acc, x]
+                    Adjoint(lb, self.algebra).primal(body, local)
+                    return local[-1]
+
+                states = b.loop(stack[-2], stack[-1], step, stacked=True, hint=term.hint, span=term.span)
+                out = states if stacked else _last(b, states, _length(stack[-1]))
+                self.steps.append(_LoopStep(term, context, states, out))
+                stack.append(out)
+            case Build() | Map() | Reduce():
+                raise AssertionError("reverse mode runs on vectorised unary form")
+            case _:
+                assert_never(term)
+
+    # ---- the backward sweep -------------------------------------------------
+
+    def accumulate(self, cotangents: dict[int, Deriv], v: Value, d: Deriv) -> None:
+        """Add `d` to the pending cotangent of `v` (fan-out becomes addition)."""
+        if d is ZERO or not self.algebra.carries(v.type):
+            return
+        cotangents[v.pos] = self.algebra.add(self.b, cotangents.get(v.pos, ZERO), d)
+
+    def backward(self, cotangents: dict[int, Deriv]) -> None:
+        """Emit the adjoint of every recorded step, last first."""
+        for step in reversed(self.steps):
+            ct = cotangents.pop(step.out.pos, ZERO)
+            if ct is ZERO:
+                continue
+            match step:
+                case _PrimStep(term, args, out):
+                    rule = VJP_RULES.get(term.prim)
+                    if rule is None:
+                        raise DerivativeError(f"no reverse rule for the primitive {term.prim.name}", term.span)
+                    for arg, d in zip(args, rule(self.b, self.algebra, term.params, args, out, ct, term)):
+                        self.accumulate(cotangents, arg, d)
+                case _TupleStep(items, _):
+                    for item, d in zip(items, self.algebra.split(self.b, ct)):
+                        self.accumulate(cotangents, item, d)
+                case _GetStep(tup, k, _):
+                    assert isinstance(tup.type, TupleType)
+                    self.accumulate(cotangents, tup,
+                                    tuple(ct if j == k else ZERO for j in range(len(tup.type.items))))
+                case _IfStep():
+                    self._if_adjoint(step, ct, cotangents)
+                case _LoopStep():
+                    self._loop_adjoint(step, ct, cotangents)
+                case _:
+                    assert_never(step)
+
+    def _read_outside(self, body: Term, context: tuple[Value, ...]) -> list[Value]:
+        """The values of `context` that `body` reads and that carry cotangents, by position."""
+        seen: dict[int, Value] = {}
+        for i in sorted(_reads_below(body, len(context))):
+            v = context[i]
+            if self.algebra.carries(v.type):
+                seen.setdefault(v.pos, v)
+        return list(seen.values())
+
+    def _if_adjoint(self, step: _IfStep, ct: Deriv, cotangents: dict[int, Deriv]) -> None:
+        alg = self.algebra
+        then, orelse = step.term.then, step.term.orelse
+        reads = {v.pos: v for v in self._read_outside(then, step.context) + self._read_outside(orelse, step.context)}
+        outside = [reads[p] for p in sorted(reads)]
+        if not outside:
+            return
+
+        def branch(body: Term):
+            def make(sb: Builder) -> Value:
+                local = list(step.context) + [Value(len(sb.types) - 1, step.context[-1].type)]
+                inner = Adjoint(sb, alg)
+                inner.primal(body, local)
+                pending: dict[int, Deriv] = {}
+                inner.accumulate(pending, local[-1], ct)
+                inner.backward(pending)
+                return sb.tuple(*(alg.materialise(sb, pending.get(v.pos, ZERO), tangent_type(v.type, alg))
+                                  for v in outside))
+            return make
+
+        bars = self.b.if_(step.context[-1], branch(then), branch(orelse), span=step.term.span)
+        for k, v in enumerate(outside):
+            self.accumulate(cotangents, v, self.b.get(bars, k))
+
+    def _loop_adjoint(self, step: _LoopStep, ct: Deriv, cotangents: dict[int, Deriv]) -> None:
+        alg, b = self.algebra, self.b
+        body, stacked = step.term.body, step.term.stacked
+        init, xs = step.context[-2], step.context[-1]
+        length = _length(xs)
+        state_bar_type = tangent_type(init.type, alg)
+        outside = self._read_outside(body, step.context)
+        want_xs_bar = alg.carries(xs.type)
+        before = _states_before(b, init, step.states, length)
+        xs_item_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
+        ct_states = alg.materialise(b, ct, tangent_type(step.out.type, alg)) if stacked else None
+
+        carry0 = [alg.zeros(b, state_bar_type) if stacked else alg.materialise(b, ct, state_bar_type)]
+        carry0 += [alg.zeros(b, tangent_type(v.type, alg)) for v in outside]
+        if want_xs_bar:
+            carry0.append(alg.zeros(b, tangent_type(xs_item_type, alg)))
+        steps = b.prim(ARANGE, params(lo=Dim(0), hi=length))
+
+        def reverse_step(lb: Builder, carry: Value, k: Value) -> Value:
+            t = lb.prim(SUB, (), lb.prim(SIZE, params(dim=length - 1)), k)
+            state_bar: Deriv = lb.get(carry, 0)
+            if ct_states is not None:
+                state_bar = alg.add(lb, state_bar, _at(lb, ct_states, t))
+            acc = _at(lb, before, t)
+            x = _at(lb, xs, t)
+            inner = Adjoint(lb, alg)
+            local = list(step.context) + [acc, x]
+            inner.primal(body, local)
+            pending: dict[int, Deriv] = {}
+            inner.accumulate(pending, local[-1], state_bar)
+            inner.backward(pending)
+            new = [alg.materialise(lb, pending.get(acc.pos, ZERO), state_bar_type)]
+            for j, v in enumerate(outside):
+                new.append(alg.add(lb, lb.get(carry, 1 + j), pending.get(v.pos, ZERO)))
+            if want_xs_bar:
+                new.append(alg.materialise(lb, pending.get(x.pos, ZERO), tangent_type(xs_item_type, alg)))
+            return lb.tuple(*new)
+
+        result = b.loop(b.tuple(*carry0), steps, reverse_step, stacked=want_xs_bar, span=step.term.span)
+        final = _last(b, result, length) if want_xs_bar else result
+        self.accumulate(cotangents, init, b.get(final, 0))
+        for j, v in enumerate(outside):
+            self.accumulate(cotangents, v, b.get(final, 1 + j))
+        if want_xs_bar:
+            reversed_bars = b.get(result, 1 + len(outside))
+            order = b.prim(SUB, (), b.prim(SIZE, params(dim=length - 1)), steps)
+            self.accumulate(cotangents, xs, b.prim(GATHER, params(clip=False), reversed_bars, order))
+
+
+def _reads_below(term: Term, base: int) -> set[int]:
+    """Indices below `base` that `term` (and its bodies) read with Var."""
+    match term:
+        case Var(i):
+            return {i} if i < base else set()
+        case Seq(terms):
+            return set().union(*(_reads_below(t, base) for t in terms))
+        case If(then, orelse):
+            return _reads_below(then, base) | _reads_below(orelse, base)
+        case Loop(body, _) | Build(_, _, body) | Map(_, body) | Reduce(body):
+            return _reads_below(body, base)
+        case Prim() | Tuple() | Get() | Drop():
+            return set()
+        case _:
+            assert_never(term)
+
+
+def _length(xs: Value) -> Dim:
+    assert isinstance(xs.type, ArrayType) and xs.type.rank >= 1
+    return xs.type.shape[0]
+
+
+def _at(b: Builder, arrays: Value, t: Value) -> Value:
+    """`arrays[t]`, item by item for a tuple of arrays."""
+    if isinstance(arrays.type, TupleType):
+        return b.tuple(*(_at(b, b.get(arrays, k), t) for k in range(len(arrays.type.items))))
+    assert isinstance(arrays.type, ArrayType)
+    rest = tuple(("slice", Dim(0), d) for d in arrays.type.shape[1:])
+    return b.prim(INDEX, params(spec=(("at",),) + rest), arrays, t)
+
+
+def _last(b: Builder, states: Value, length: Dim) -> Value:
+    return _at(b, states, b.prim(SIZE, params(dim=length - 1)))
+
+
+def _states_before(b: Builder, init: Value, states: Value, length: Dim) -> Value:
+    """The state before each step: init, then every state but the last."""
+    if isinstance(states.type, TupleType):
+        return b.tuple(*(_states_before(b, b.get(init, k), b.get(states, k), length)
+                         for k in range(len(states.type.items))))
+    assert isinstance(states.type, ArrayType)
+    rest = tuple(("slice", Dim(0), d) for d in states.type.shape[1:])
+    head = b.prim(EXPAND_DIMS, params(axis=0), init)
+    tail = b.prim(INDEX, params(spec=(("slice", Dim(0), length - 1),) + rest), states)
+    return b.prim(CONCAT, params(axis=0), head, tail)

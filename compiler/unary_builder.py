@@ -1,0 +1,126 @@
+"""Emit unary form from code that names its values.
+
+UNF has no variables, which makes it a good IR to transform and a poor one to
+write by hand. A `Builder` lets passes (forward and reverse mode, their rules)
+write ordinary-looking code over `Value` handles and emits UNF in SSA style:
+every value it makes stays on the stack, at a fixed absolute position, until
+`finish` keeps only the results.
+
+    b = Builder((x_type, y_type))
+    x, y = b.arg(0), b.arg(1)
+    s = b.prim(ADD, (), x, y)            # Var(0); Var(1); add/2; Drop(1, 2)
+    term = b.finish(s)                   # ... Drop(1, 1): x, y ⊢ x, y, x + y
+
+A handle is a stack position, so copying a handle emits nothing; reading it
+emits a `Var`. Bodies of `If` and `Loop` are built by sub-builders that start
+from the current stack, so they can read every value made so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import NO_SPAN, Span
+from .prim_types import result_type
+from .primitives import Params, Primitive
+from .types import BOOL, ArrayType, TupleType, Type
+from .unary import Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value on the builder's stack: its absolute position and its type."""
+
+    pos: int
+    type: Type
+
+
+class Builder:
+    def __init__(self, context: tuple[Type, ...]):
+        self.base = len(context)
+        self.types: list[Type] = list(context)
+        self.terms: list[Term] = []
+
+    def arg(self, i: int) -> Value:
+        """The context entry `i` (0 = bottom)."""
+        assert 0 <= i < self.base
+        return Value(i, self.types[i])
+
+    def _push(self, t: Type) -> Value:
+        self.types.append(t)
+        return Value(len(self.types) - 1, t)
+
+    def _read(self, values: tuple[Value, ...]) -> None:
+        # the copies stay on the stack only until the consuming instruction drops them
+        self.terms.extend(Var(v.pos) for v in values)
+
+    def prim(self, prim: Primitive, params: Params, *args: Value,
+             hint: str | None = None, span: Span = NO_SPAN) -> Value:
+        """Apply `prim` to `args`; the result stays on the stack."""
+        out = result_type(prim, params, tuple(a.type for a in args))
+        self._read(args)
+        self.terms.append(Prim(prim, params, len(args), hint=hint, span=span))
+        if args:
+            self.terms.append(Drop(1, len(args)))
+        return self._push(out)
+
+    def tuple(self, *items: Value, hint: str | None = None) -> Value:
+        self._read(items)
+        self.terms.append(Tuple(len(items), hint=hint))
+        return self._push(TupleType(tuple(v.type for v in items)))
+
+    def get(self, t: Value, k: int, hint: str | None = None) -> Value:
+        assert isinstance(t.type, TupleType)
+        self.terms.append(Var(t.pos))
+        self.terms.append(Get(k, hint=hint))
+        self.terms.append(Drop(1, 1))
+        return self._push(t.type.items[k])
+
+    def sub(self, extra: tuple[Type, ...] = ()) -> "Builder":
+        """A builder for a body that runs on the current stack plus `extra` entries."""
+        return Builder(tuple(self.types) + extra)
+
+    def if_(self, cond: Value, then: Callable[["Builder"], Value], orelse: Callable[["Builder"], Value],
+            hint: str | None = None, span: Span = NO_SPAN) -> Value:
+        """`if cond { then(b) } else { orelse(b) }`; each branch returns its result."""
+        assert cond.type == BOOL or (isinstance(cond.type, ArrayType) and cond.type.shape == ())
+        branches: list[Term] = []
+        results: list[Type] = []
+        for make in (then, orelse):
+            b = self.sub((cond.type,))
+            r = make(b)
+            results.append(r.type)
+            branches.append(b.finish(r))
+        assert results[0] == results[1], f"branches differ: {results[0]} vs {results[1]}"
+        self.terms.append(Var(cond.pos))
+        self.terms.append(If(branches[0], branches[1], hint=hint, span=span))
+        self.terms.append(Drop(1, 1))
+        return self._push(results[0])
+
+    def loop(self, init: Value, xs: Value, body: Callable[["Builder", Value, Value], Value], *,
+             stacked: bool, hint: str | None = None, span: Span = NO_SPAN) -> Value:
+        """fold (stacked=False) or scan over the leading axis of `xs`:
+        `body(b, acc, x)` returns the next state."""
+        assert isinstance(xs.type, ArrayType) and xs.type.rank >= 1
+        x_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
+        b = self.sub((init.type, xs.type, init.type, x_type))
+        acc, x = Value(len(b.types) - 2, init.type), Value(len(b.types) - 1, x_type)
+        new = body(b, acc, x)
+        term = b.finish(new)
+        self.terms.extend([Var(init.pos), Var(xs.pos), Loop(term, stacked, hint=hint, span=span), Drop(1, 2)])
+        return self._push(_stack_type(init.type, xs.type.shape[0]) if stacked else init.type)
+
+    def finish(self, result: Value) -> Term:
+        """The term `context ⊢ context, result`: keep only the result above the context."""
+        self.terms.append(Var(result.pos))
+        made = len(self.types) - self.base
+        if made:
+            self.terms.append(Drop(1, made))
+        return seq(*self.terms) if self.terms else seq()
+
+
+def _stack_type(t: Type, length) -> Type:
+    if isinstance(t, TupleType):
+        return TupleType(tuple(_stack_type(x, length) for x in t.items))
+    return ArrayType(t.dtype, (length, *t.shape))
