@@ -1,0 +1,489 @@
+"""Tangent rules: the forward-mode derivative of every primitive, as IR.
+
+    JVP_RULES[prim](b, alg, ps, primals, tangents, term) -> (value, tangent)
+
+A rule emits the primal application (with the term's hint and span) and its
+tangent `D[prim](x) · ẋ`, built with `b` in the algebra `alg`. A tangent in
+`tangents` may be `ZERO` (nothing is made for it), and a result whose type
+the algebra does not carry (integers and bools over the reals, numbers over
+Z2) has the tangent `ZERO`. A tangent is returned with exactly the type of
+the result's tangent: cast to its derivative dtype and broadcast to its shape.
+
+The calculus that both modes share lives here, in tables that
+`vjp_rules` transposes:
+
+* `ELEMENTWISE_SCALES`: the Jacobian of an elementwise primitive is
+  diagonal, so it is given by one *scale* per argument, `g ↦ g · ∂f/∂x_k`,
+  written in `Sym` arithmetic (`lambda g, y, x: g * y` for exp). Forward mode
+  sums `scale_k(ẋ_k)`; reverse mode un-broadcasts `scale_k(ȳ)`.
+* `REDUCTION_WEIGHTS`: a reduction's output depends on its group through
+  `∂y/∂x_i = W_i`; forward mode is `sum(W · ẋ)`, reverse mode `ȳ · W`.
+* Booleans over Z2: every bool function of bools is a multilinear
+  polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
+  truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
+  `R[XOR](x1, x2, d) = (d, d)`, `R[NOT](x, d) = d`, `R[OR](x1, x2, d) =
+  ((1+x2)·d, (1+x1)·d)`. Over the reals booleans carry no derivative.
+
+Choices at points where the derivative does not exist (the one-sided
+derivatives differ): `relu'(0) = 0`, `abs'(0) = 0` (`sign(0)`), `sign' = 0`,
+`floordiv' = 0`; `maximum`/`minimum` and the `max`/`min` reductions split
+the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
+`x ** y` has `∂x = 0` where `y = 0` and `∂y = 0` where `x = 0`; `x % y` has
+`∂x = 1`, `∂y = -(x // y)` (its derivative away from the jumps).
+
+Limits: `prod`'s derivative is exact where the group holds zeros, but it
+selects with `where`, so its own derivative (a second derivative of prod) is
+not, at exact zeros. Over Z2, `matmul`, `index_add` and `gather_add` of bools
+raise `DerivativeError`: NumPy adds bools by OR, which is not linear there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import primitives as P
+from .algebra import ZERO, Algebra, Deriv
+from .errors import DerivativeError
+from .prim_eval import apply as evaluate_primitive
+from .primitives import Params, Primitive, param, params
+from .types import ArrayType, DType
+from .unary import Prim
+from .unary_builder import Builder, Value
+
+# ---- IR arithmetic --------------------------------------------------------------
+
+def literal(b: Builder, value: bool | int | float) -> Value:
+    """A weak (NEP 50) literal: it takes the dtype of the array it meets."""
+    dtype = DType.BOOL if isinstance(value, bool) else DType.I64 if isinstance(value, int) else DType.F64
+    return b.prim(P.CONST, params(value=value, dtype=dtype))
+
+
+@dataclass(frozen=True, eq=False)
+class Sym:
+    """A value being built whose arithmetic emits primitives, so that a rule
+    reads as calculus: `g * (1.0 - y * y)` emits `mul`, `sub`, `mul`.
+    Python numbers become weak literals."""
+
+    b: Builder
+    value: Value
+
+    def _lift(self, other: Any) -> Value:
+        if isinstance(other, Sym):
+            return other.value
+        if isinstance(other, Value):
+            return other
+        return literal(self.b, other)
+
+    def apply(self, prim: Primitive, *others: Any, **ps: Any) -> "Sym":
+        """`prim(self, *others)` with params `ps`."""
+        return Sym(self.b, self.b.prim(prim, params(**ps), self.value, *map(self._lift, others)))
+
+    def _flip(self, prim: Primitive, other: Any) -> "Sym":
+        return Sym(self.b, self._lift(other)).apply(prim, self)
+
+    def __add__(self, o: Any) -> "Sym": return self.apply(P.ADD, o)
+    def __radd__(self, o: Any) -> "Sym": return self._flip(P.ADD, o)
+    def __sub__(self, o: Any) -> "Sym": return self.apply(P.SUB, o)
+    def __rsub__(self, o: Any) -> "Sym": return self._flip(P.SUB, o)
+    def __mul__(self, o: Any) -> "Sym": return self.apply(P.MUL, o)
+    def __rmul__(self, o: Any) -> "Sym": return self._flip(P.MUL, o)
+    def __truediv__(self, o: Any) -> "Sym": return self.apply(P.DIV, o)
+    def __rtruediv__(self, o: Any) -> "Sym": return self._flip(P.DIV, o)
+    def __floordiv__(self, o: Any) -> "Sym": return self.apply(P.FLOORDIV, o)
+    def __pow__(self, o: Any) -> "Sym": return self.apply(P.POW, o)
+    def __neg__(self) -> "Sym": return self.apply(P.NEG)
+    def __gt__(self, o: Any) -> "Sym": return self.apply(P.GT, o)
+    def __lt__(self, o: Any) -> "Sym": return self.apply(P.LT, o)
+
+    def eq(self, o: Any) -> "Sym":
+        return self.apply(P.EQ, o)
+
+    def where(self, then: Any, orelse: Any) -> "Sym":
+        """`where(self, then, orelse)`: self is the condition."""
+        return self.apply(P.WHERE, then, orelse)
+
+
+# ---- what a rule sees -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Application:
+    """One application of a primitive being differentiated: the builder and
+    algebra to emit in, its params, arguments and result."""
+
+    b: Builder
+    alg: Algebra
+    ps: Params
+    args: tuple[Value, ...]
+    out: Value
+    term: Prim
+
+    @property
+    def prim(self) -> Primitive:
+        return self.term.prim
+
+    def sym(self, v: Value) -> Sym:
+        return Sym(self.b, v)
+
+    @property
+    def xs(self) -> tuple[Sym, ...]:
+        return tuple(Sym(self.b, a) for a in self.args)
+
+    @property
+    def y(self) -> Sym:
+        return Sym(self.b, self.out)
+
+    def param(self, name: str) -> Any:
+        return param(self.ps, name)
+
+    def unsupported(self, why: str) -> DerivativeError:
+        return DerivativeError(f"{self.prim.name} has no {self.alg.name} derivative: {why}",
+                               self.term.span)
+
+
+def derivative_type(alg: Algebra, t: ArrayType) -> ArrayType:
+    """The type of a derivative of a value of type `t`."""
+    return ArrayType(alg.derivative_dtype(t), t.shape)
+
+
+def cast(b: Builder, v: Value, dtype: DType) -> Value:
+    """`v` as `dtype` (nothing emitted when it already is)."""
+    assert isinstance(v.type, ArrayType)
+    return v if v.type.dtype is dtype else b.prim(P.ASTYPE, params(dtype=dtype), v)
+
+
+def adds_by_parity(alg: Algebra) -> bool:
+    """Whether the algebra's sum is XOR (Z2): a sum of bools is then the parity
+    of their count, not NumPy's OR."""
+    return alg.add_prim is P.XOR
+
+
+def algebra_sum(b: Builder, alg: Algebra, x: Value, axes: tuple[int, ...]) -> Value:
+    """The algebra's sum of `x` over `axes`: over Z2 the parity of the count of trues."""
+    if not axes:
+        return x
+    total = b.prim(P.SUM, params(axes=axes), x)
+    if adds_by_parity(alg):
+        return cast(b, b.prim(P.MOD, (), total, literal(b, 2)), DType.BOOL)
+    return total
+
+
+def keep_axes(b: Builder, y: Value, axes: tuple[int, ...]) -> Value:
+    """A reduction's result with its reduced `axes` put back with length 1."""
+    for axis in axes:  # ascending, so each lands where it was
+        y = b.prim(P.EXPAND_DIMS, params(axis=axis), y)
+    return y
+
+
+# ---- elementwise: the scales of the diagonal Jacobians ------------------------------
+
+Scale = Callable[..., Sym]  # (g, y, *xs) -> g · ∂y/∂x_k, all Syms
+
+_U = P.BY_NAME
+_SQRT1_2 = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _gelu_scale(g: Sym, y: Sym, x: Sym) -> Sym:
+    # gelu(x) = x Φ(x):  Φ(x) + x φ(x)
+    cdf = 0.5 * (1.0 + (x * _SQRT1_2).apply(_U["erf"]))
+    pdf = (-0.5 * (x * x)).apply(_U["exp"]) * _INV_SQRT_2PI
+    return g * (cdf + x * pdf)
+
+
+def _silu_scale(g: Sym, y: Sym, x: Sym) -> Sym:
+    # silu(x) = x σ(x):  σ + x σ (1 - σ) = σ + y (1 - σ)
+    s = x.apply(_U["sigmoid"])
+    return g * (s + y * (1.0 - s))
+
+
+def _tie_split(wins: Callable[[Sym, Sym], Sym]) -> Scale:
+    """The scale of the argument of maximum/minimum that `wins` picks: all of g
+    where it wins, half where the two tie, none where it loses."""
+    return lambda g, z, x, y: wins(x, y).where(g, x.eq(y).where(0.5 * g, 0.0))
+
+
+ELEMENTWISE_SCALES: dict[Primitive, tuple[Scale, ...] | None] = {
+    _U["exp"]: (lambda g, y, x: g * y,),
+    _U["log"]: (lambda g, y, x: g / x,),
+    _U["log1p"]: (lambda g, y, x: g / (1.0 + x),),
+    _U["expm1"]: (lambda g, y, x: g * (y + 1.0),),
+    _U["sqrt"]: (lambda g, y, x: g / (2.0 * y),),
+    _U["sin"]: (lambda g, y, x: g * x.apply(_U["cos"]),),
+    _U["cos"]: (lambda g, y, x: -(g * x.apply(_U["sin"])),),
+    _U["tan"]: (lambda g, y, x: g * (1.0 + y * y),),
+    _U["tanh"]: (lambda g, y, x: g * (1.0 - y * y),),
+    _U["sigmoid"]: (lambda g, y, x: g * (y * (1.0 - y)),),
+    _U["softplus"]: (lambda g, y, x: g * x.apply(_U["sigmoid"]),),
+    _U["relu"]: (lambda g, y, x: (x > 0.0).where(g, 0.0),),                 # relu'(0) = 0
+    _U["gelu"]: (_gelu_scale,),
+    _U["silu"]: (_silu_scale,),
+    _U["elu"]: (lambda g, y, x: (x > 0.0).where(g, g * (y + 1.0)),),        # e^x = y + 1
+    _U["erf"]: (lambda g, y, x: g * _TWO_OVER_SQRT_PI * (-(x * x)).apply(_U["exp"]),),
+    P.NEG: (lambda g, y, x: -g,),
+    P.ABS: (lambda g, y, x: g * x.apply(P.SIGN),),                          # abs'(0) = 0
+    P.SIGN: None,
+    P.NOT: None,                                                            # bools only
+    P.ADD: (lambda g, z, x, y: g, lambda g, z, x, y: g),
+    P.SUB: (lambda g, z, x, y: g, lambda g, z, x, y: -g),
+    P.MUL: (lambda g, z, x, y: g * y, lambda g, z, x, y: x * g),
+    P.DIV: (lambda g, z, x, y: g / y, lambda g, z, x, y: -(g / y) * z),
+    P.POW: (lambda g, z, x, y: g * y.eq(0).where(0.0, y * x ** (y - 1)),
+            lambda g, z, x, y: g * z * x.eq(0).where(1.0, x).apply(_U["log"])),
+    P.FLOORDIV: None,
+    P.MOD: (lambda g, z, x, y: g, lambda g, z, x, y: -(g * (x // y))),
+    P.MAXIMUM: (_tie_split(lambda x, y: x > y), _tie_split(lambda x, y: y > x)),
+    P.MINIMUM: (_tie_split(lambda x, y: x < y), _tie_split(lambda x, y: y < x)),
+    **{prim: None for prim in P.COMPARISON},
+    **{prim: None for prim in P.LOGICAL},
+}
+
+
+# ---- booleans over Z2 -------------------------------------------------------------
+
+def _z2_coefficients(prim: Primitive, arity: int) -> tuple[tuple[bool, bool], ...]:
+    """For each argument k, `(a, c)` with `∂f/∂x_k = a + c · x_other` over Z2, read
+    off the truth table of the bool function `f` (multilinear: f(x, y) =
+    f00 + (f00+f10) x + (f00+f01) y + (f00+f01+f10+f11) x y)."""
+    def f(*bits: bool) -> bool:
+        return bool(evaluate_primitive(prim, (), bits))
+    if arity == 1:
+        return ((f(False) != f(True), False),)
+    f00, f01, f10, f11 = f(False, False), f(False, True), f(True, False), f(True, True)
+    c = f00 ^ f01 ^ f10 ^ f11
+    return (f00 ^ f10, c), (f00 ^ f01, c)
+
+
+_BOOLEAN_FUNCTIONS = (P.NOT, P.ABS, P.ADD, P.MUL, P.MINIMUM, P.MAXIMUM, *P.COMPARISON, *P.LOGICAL)
+Z2_COEFFICIENTS: dict[Primitive, tuple[tuple[bool, bool], ...]] = {
+    prim: _z2_coefficients(prim, prim.arity) for prim in _BOOLEAN_FUNCTIONS}
+
+
+def is_z2_logic(s: Application) -> bool:
+    """Whether `s` is a bool function of bools in an algebra where bools carry derivatives."""
+    return (s.alg.carries(s.out.type) and s.out.type.dtype is DType.BOOL
+            and all(isinstance(a.type, ArrayType) and a.type.dtype is DType.BOOL for a in s.args))
+
+
+def z2_times(s: Application, k: int, d: Deriv) -> Deriv:
+    """`∂f/∂x_k · d` for a bool function `f` of bools, over Z2."""
+    constant, linear = Z2_COEFFICIENTS[s.prim][k]
+    if d is ZERO or not (constant or linear):
+        return ZERO
+    if not linear:
+        return d
+    other = s.args[1 - k]
+    factor = s.b.prim(P.NOT, (), other) if constant else other
+    return s.alg.mul(s.b, factor, d)
+
+
+# ---- reductions: the weights of each group -------------------------------------------
+
+def _prod_weights(s: Application) -> Value:
+    """∂prod/∂x_i: the product of the others in the group, exact with zeros: the
+    nonzero product where the others hold no zero, 0 elsewhere."""
+    axes = s.param("axes")
+    x = s.xs[0]
+    is_zero = x.eq(0.0)
+    nonzero = is_zero.where(1.0, x)
+    product = s.sym(keep_axes(s.b, nonzero.apply(P.PROD, axes=axes).value, axes))
+    zeros = is_zero.apply(P.ASTYPE, dtype=DType.I64)
+    zeros_in_group = s.sym(keep_axes(s.b, zeros.apply(P.SUM, axes=axes).value, axes))
+    return zeros_in_group.eq(zeros).where(product / nonzero, 0.0).value
+
+
+def _extremum_weights(s: Application) -> Value:
+    """∂max/∂x_i (or min): 1/k at the k positions that attain it, 0 elsewhere.
+    Over Z2 (max = any, min = all of bools): 1 where the others do not decide."""
+    axes = s.param("axes")
+    x = s.xs[0]
+    if is_z2_logic(s):
+        # any = 1 + ∏(1 + x_j): ∂_i = ∏_{j≠i}(1 + x_j), "no other is true";
+        # all = ∏ x_j:          ∂_i = ∏_{j≠i} x_j,      "no other is false"
+        deciding = x if s.prim is P.MAX else x.apply(P.NOT)
+        count = deciding.apply(P.ASTYPE, dtype=DType.I64)
+        in_group = s.sym(keep_axes(s.b, count.apply(P.SUM, axes=axes).value, axes))
+        return in_group.eq(count).value
+    dtype = s.alg.derivative_dtype(s.out.type)
+    hits = x.eq(s.sym(keep_axes(s.b, s.out, axes))).apply(P.ASTYPE, dtype=dtype)
+    return (hits / s.sym(keep_axes(s.b, hits.apply(P.SUM, axes=axes).value, axes))).value
+
+
+def _logsumexp_weights(s: Application) -> Value:
+    """∂logsumexp/∂x_i = exp(x_i - logsumexp(x)): the softmax of the group."""
+    out = s.sym(keep_axes(s.b, s.out, s.param("axes")))
+    return (s.xs[0] - out).apply(_U["exp"]).value
+
+
+REDUCTION_WEIGHTS: dict[Primitive, Callable[[Application], Value]] = {
+    P.PROD: _prod_weights,
+    P.MAX: _extremum_weights,
+    P.MIN: _extremum_weights,
+    P.LOGSUMEXP: _logsumexp_weights,
+}
+
+
+def softmax_times(s: Application, g: Value) -> Value:
+    """`J · g` for `y = softmax(x, axis)`: `y (g - sum(g y, axis))`. J is symmetric,
+    so this is the transposed Jacobian as well."""
+    axis = s.param("axis")
+    y, gs = s.y, s.sym(g)
+    inner = s.sym(keep_axes(s.b, (gs * y).apply(P.SUM, axes=(axis,)).value, (axis,)))
+    return (y * (gs - inner)).value
+
+
+def refuse_bool_in_z2(s: Application, why: str) -> None:
+    """Raise for a primitive on bools that is not linear (or polynomial) over Z2."""
+    if s.alg.carries(s.out.type) and s.out.type.dtype is DType.BOOL:
+        raise s.unsupported(why)
+
+
+# ---- rule shapes ---------------------------------------------------------------------
+
+Tangent = Callable[[Application, tuple[Deriv, ...]], Deriv]
+JvpRule = Callable[[Builder, Algebra, Params, tuple[Value, ...], tuple[Deriv, ...], Prim],
+                   tuple[Value, Deriv]]
+
+
+def _fit(b: Builder, alg: Algebra, d: Deriv, t: ArrayType) -> Deriv:
+    """A tangent as the exact tangent type of a value of type `t`."""
+    if d is ZERO:
+        return ZERO
+    d = cast(b, d, alg.derivative_dtype(t))
+    if d.type.shape != t.shape:
+        d = b.prim(P.BROADCAST_TO, params(shape=t.shape), d)
+    return d
+
+
+def deftangent(tangent: Tangent) -> JvpRule:
+    """A rule from `tangent(s, tangents)`: emit the primal, then its tangent if the
+    algebra carries the result."""
+    def rule(b: Builder, alg: Algebra, ps: Params, primals: tuple[Value, ...],
+             tangents: tuple[Deriv, ...], term: Prim) -> tuple[Value, Deriv]:
+        out = b.prim(term.prim, ps, *primals, hint=term.hint, span=term.span)
+        if not alg.carries(out.type):
+            return out, ZERO
+        s = Application(b, alg, ps, primals, out, term)
+        return out, _fit(b, alg, tangent(s, tangents), out.type)
+    return rule
+
+
+def _elementwise(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """Σ_k ∂f/∂x_k · ẋ_k, with the truth table for bools over Z2."""
+    if is_z2_logic(s):
+        terms = [z2_times(s, k, d) for k, d in enumerate(dots)]
+    else:
+        scales = ELEMENTWISE_SCALES[s.prim]
+        if scales is None:
+            return ZERO
+        terms = [ZERO if d is ZERO else scale(s.sym(d), s.y, *s.xs).value
+                 for scale, d in zip(scales, dots)]
+    total: Deriv = ZERO
+    for t in terms:
+        total = s.alg.add(s.b, total, t)
+    return total
+
+
+def _materialised(s: Application, dots: tuple[Deriv, ...], linear: int | None) -> tuple[Value, ...]:
+    """The arguments with the first `linear` (None: all) replaced by their tangents."""
+    n = len(s.args) if linear is None else linear
+    return tuple(s.alg.materialise(s.b, d, derivative_type(s.alg, a.type)) if k < n else a
+                 for k, (a, d) in enumerate(zip(s.args, dots)))
+
+
+def deflinear(linear: int | None = None) -> JvpRule:
+    """A primitive linear in its first `linear` arguments (None: in all of them),
+    the rest (indices) fixed: its tangent is itself applied to the tangents."""
+    def tangent(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+        n = len(s.args) if linear is None else linear
+        if all(d is ZERO for d in dots[:n]):
+            return ZERO
+        return s.b.prim(s.prim, s.ps, *_materialised(s, dots, linear))
+    return deftangent(tangent)
+
+
+def defbilinear(product: Callable[[Application, Value, Value], Value]) -> JvpRule:
+    """`d(x ⋅ y) = ẋ ⋅ y + x ⋅ ẏ` for a bilinear `product`."""
+    def tangent(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+        (x, y), (dx, dy) = s.args, dots
+        left = ZERO if dx is ZERO else product(s, dx, y)
+        right = ZERO if dy is ZERO else product(s, x, dy)
+        return s.alg.add(s.b, left, right)
+    return deftangent(tangent)
+
+
+def constant(b: Builder, alg: Algebra, ps: Params, primals: tuple[Value, ...],
+             tangents: tuple[Deriv, ...], term: Prim) -> tuple[Value, Deriv]:
+    """A leaf (const, size, zeros, ones, arange): it has no arguments to vary with."""
+    return b.prim(term.prim, ps, *primals, hint=term.hint, span=term.span), ZERO
+
+
+# ---- the rules that are not made by a shape ---------------------------------------------
+
+def _matmul_product(s: Application, x: Value, y: Value) -> Value:
+    refuse_bool_in_z2(s, "NumPy's matmul of bools is OR of ANDs, not a sum over Z2")
+    return s.b.prim(P.MATMUL, (), x, y)
+
+
+def _reduction(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """sum(W · ẋ) over the reduced axes, W the group's weights."""
+    (dx,) = dots
+    product = s.alg.mul(s.b, REDUCTION_WEIGHTS[s.prim](s), dx)
+    return algebra_sum(s.b, s.alg, product, s.param("axes"))
+
+
+def _softmax(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    return softmax_times(s, dots[0])
+
+
+def _where(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """where(c, ȧ, ḃ); over Z2, where(c, a, b) = b + c·a + c·b adds (a + b)·ċ."""
+    (c, a, b), (dc, da, db) = s.args, dots
+    zero = False if s.alg.derivative_dtype(s.out.type) is DType.BOOL else 0.0
+    branches: Deriv = ZERO
+    if da is not ZERO or db is not ZERO:
+        pick = (literal(s.b, zero) if d is ZERO else d for d in (da, db))
+        branches = s.b.prim(P.WHERE, (), c, *pick)
+    if dc is ZERO or not is_z2_logic(s):
+        return branches
+    return s.alg.add(s.b, branches, s.alg.mul(s.b, s.b.prim(P.XOR, (), a, b), dc))
+
+
+def _scatter_add(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """index_add / gather_add are linear in (target, value); a ZERO value tangent
+    leaves the target's."""
+    refuse_bool_in_z2(s, "adding bools is OR, not XOR")
+    if dots[1] is ZERO:
+        return dots[0]
+    return s.b.prim(s.prim, s.ps, *_materialised(s, dots, 2))
+
+
+JVP_RULES: dict[Primitive, JvpRule] = {
+    **{prim: deftangent(_elementwise) for prim in ELEMENTWISE_SCALES},
+    P.WHERE: deftangent(_where),
+    P.CONST: constant,
+    P.SIZE: constant,
+    P.ZEROS: constant,
+    P.ONES: constant,
+    P.ARANGE: constant,
+    P.FULL: deflinear(),
+    P.ASTYPE: deflinear(),
+    P.SUM: deflinear(),
+    P.MEAN: deflinear(),
+    **{prim: deftangent(_reduction) for prim in REDUCTION_WEIGHTS},
+    P.SOFTMAX: deftangent(_softmax),
+    P.MATMUL: defbilinear(_matmul_product),
+    P.TRANSPOSE: deflinear(),
+    P.EXPAND_DIMS: deflinear(),
+    P.BROADCAST_TO: deflinear(),
+    P.RESHAPE: deflinear(),
+    P.STACK: deflinear(),
+    P.CONCAT: deflinear(),
+    P.INDEX: deflinear(1),
+    P.GATHER: deflinear(1),
+    P.INDEX_ADD: deftangent(_scatter_add),
+    P.GATHER_ADD: deftangent(_scatter_add),
+}
