@@ -1,6 +1,6 @@
 """The `catad` command line.
 
-    catad compile model.catad [-o model.py]
+    catad compile model.catad [-o model.py] [--grad FN] [--jvp FN] [--vjp FN] [--hessian FN] [--wrt A,B]
     catad show model.catad --stage ast|typed|unf|vectorised|target|opt|python
 
 Exit status: 0 on success, 1 for a mistake in the input (reported as
@@ -16,12 +16,21 @@ import sys
 import traceback
 from pathlib import Path
 
+from catad.compiler import ast
 from catad.compiler.errors import CatadError, Source
 from catad.compiler.parse import decode_source
 from catad.compiler.pipeline import Stages, compile_stages
 from catad.compiler.target_print import format_target_program
 from catad.compiler.tree_print import format_tree
 from catad.compiler.unary_print import format_program
+
+# flag -> (suffix of the new function, what it is, the transformation)
+DERIVED_FLAGS = {
+    "grad": ("grad", "its value and gradient", "value_and_grad"),
+    "jvp": ("jvp", "its value and Jacobian-vector product", "jvp"),
+    "vjp": ("vjp", "its value and vector-Jacobian product", "vjp"),
+    "hessian": ("hessian", "its Hessian", "hessian"),
+}
 
 STAGES = {
     "ast": lambda s: format_tree(s.ast),
@@ -47,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                                description="Compile a .catad file to a self-contained NumPy module.")
     comp.add_argument("file", help="the .catad source file")
     comp.add_argument("-o", "--output", help="where to write the module (default: standard output)")
+    for kind, made in DERIVED_FLAGS.items():
+        comp.add_argument(f"--{kind}", metavar="FN", action="append", default=[],
+                          help=f"also emit FN_{made[0]}: {made[1]} (repeatable)")
+    comp.add_argument("--wrt", metavar="A,B", default=None,
+                      help="the parameters the derivatives are taken with respect to "
+                           "(default: every real parameter)")
 
     show = commands.add_parser("show", help="print one stage of the compilation",
                                description="Print one intermediate form of the program.")
@@ -68,8 +83,23 @@ class _UsageProblem(Exception):
     pass
 
 
+def _derived_requests(args: argparse.Namespace) -> tuple[ast.DerivedFunction, ...]:
+    """The derived functions asked for with --grad/--jvp/--vjp/--hessian."""
+    wrt = None
+    if args.wrt:
+        names = [w.strip() for w in args.wrt.split(",") if w.strip()]
+        wrt = ast.Keyword("wrt", ast.TupleExpr(tuple(ast.Name(n) for n in names)))
+    out = []
+    for kind, (suffix, _, transform) in DERIVED_FLAGS.items():
+        for fn in getattr(args, kind, []):
+            call = ast.Call(transform, (ast.Name(fn),), (wrt,) if wrt else ())
+            out.append(ast.DerivedFunction(f"{fn}_{suffix}", call))
+    return tuple(out)
+
+
 def _run(args: argparse.Namespace) -> int:
-    stages: Stages = compile_stages(_read(args.file))
+    extra = _derived_requests(args) if args.command == "compile" else ()
+    stages: Stages = compile_stages(_read(args.file), extra=extra)
     if args.command == "compile":
         if args.output:
             try:

@@ -70,7 +70,8 @@ class CatadError(Exception):
     def render(self) -> str:
         """The full report: `file:line:col`, the line, a caret, the sentence, a hint."""
         path = self.source.path if self.source else "<string>"
-        out = [f"{path}:{self.span}: {self.kind}: {self.message}"]
+        where = f"{path}:{self.span}" if self.span.line > 0 else path
+        out = [f"{where}: {self.kind}: {self.message}"]
         out.extend(_excerpt(self.source, self.span))
         for sentence, span in self.notes:
             out.append(f"{path}:{span}: note: {sentence}")

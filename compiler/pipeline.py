@@ -1,8 +1,13 @@
 """The whole compilation, pass after pass, keeping every stage for inspection.
 
     source --parse--> AST --check--> typed core --to_unary--> UNF
-           --vectorise--> UNF (whole-array) --to_target--> target IR
-           --simplify--> target IR --lower--> Python source
+           --vectorise--> UNF (whole-array) --derive--> UNF (+ derivatives)
+           --to_target--> target IR --simplify--> target IR --lower--> Python source
+
+Derived functions (`fn g = grad(f, wrt = x);`) are made by forward and
+reverse mode from the vectorised unary form of the function they transform;
+Hessians and Jacobians, which are comprehensions over basis vectors, are
+vectorised again.
 
 `compile_stages` runs them all; `catad show --stage ...` prints one of them.
 """
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 from . import ast
 from .check import check
+from .derive import derive
 from .errors import CatadError, Source
 from .lower import lower
 from .parse import parse
@@ -23,7 +29,7 @@ from .to_unary import to_unary
 from .typed import TProgram
 from .unary import UProgram
 from .unary_check import check_function
-from .vectorise import vectorise_program
+from .vectorise import vectorise, vectorise_program
 
 
 @dataclass(frozen=True)
@@ -32,22 +38,26 @@ class Stages:
     ast: ast.Program
     typed: TProgram
     unary: UProgram
-    vectorised: UProgram
+    vectorised: UProgram  # and the derived functions, in source order
     target: TargetProgram
     optimised: TargetProgram
     python: str
 
 
-def compile_stages(source: Source, *, verify: bool = True) -> Stages:
-    """Run every pass on `source`. Mistakes in the program raise `CatadError`
-    with the source attached; `verify` type-checks the UNF after each UNF pass."""
+def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (),
+                   verify: bool = True) -> Stages:
+    """Run every pass on `source`, with `extra` derived functions declared after
+    its own. Mistakes in the program raise `CatadError` with the source
+    attached; `verify` type-checks the UNF after each UNF pass."""
     try:
         tree = parse(source)
+        if extra:
+            tree = ast.Program(tree.functions + extra, span=tree.span)
         typed = check(tree, source)
+        unary = to_unary(typed)
+        vectorised = _with_derivatives(tree, vectorise_program(unary))
     except CatadError as err:
         raise err.with_source(source)
-    unary = to_unary(typed)
-    vectorised = vectorise_program(unary)
     if verify:
         for program in (unary, vectorised):
             for fn in program.functions:
@@ -56,3 +66,12 @@ def compile_stages(source: Source, *, verify: bool = True) -> Stages:
     optimised = TargetProgram(tuple(simplify(fn) for fn in target.functions))
     python = lower(optimised, source_path=source.path, source=source)
     return Stages(source, tree, typed, unary, vectorised, target, optimised, python)
+
+
+def _with_derivatives(tree: ast.Program, program: UProgram) -> UProgram:
+    """`program` with the derived functions of `tree` added, all in source order."""
+    functions = {fn.name: fn for fn in program.functions}
+    for item in tree.functions:
+        if isinstance(item, ast.DerivedFunction):
+            functions[item.name] = vectorise(derive(item, functions))
+    return UProgram(tuple(functions[item.name] for item in tree.functions))

@@ -1,0 +1,499 @@
+"""lower: the generated NumPy module — its text, its checks, and every primitive's
+printing against the reference semantics of prim_eval."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+import catad
+from catad.compiler import lower as L
+from catad.compiler import primitives as P
+from catad.compiler.errors import Source, Span
+from catad.compiler.lower import NUMPY, comment_text, literal_arg, load_module, lower
+from catad.compiler.prim_eval import apply, numpy_dtype
+from catad.compiler.prim_types import result_type
+from catad.compiler.primitives import params
+from catad.compiler.target import (Bind, Block, Call, Lambda, Lit, LoopE, Name, Project,
+                                   TargetFunction, TargetProgram)
+from catad.compiler.typed import SizeBinding
+from catad.compiler.types import F64, ArrayType, Dim, DType, TupleType
+
+N = Dim.of("n")
+VEC = ArrayType(DType.F64, (N,))
+LOGISTIC = """\
+# logistic regression
+fn loss(w: f64[d], b: f64, X: f64[n, d], y: f64[n]) -> f64 {
+    let z = X @ w + b;
+    let p = sigmoid(z);
+    -mean(y * log(p) + (1.0 - y) * log(1.0 - p))
+}
+"""
+
+
+def program(*fns: TargetFunction) -> TargetProgram:
+    return TargetProgram(fns)
+
+
+def module_of(*fns: TargetFunction, path: str = "test.catad", source: Source | None = None):
+    text = lower(program(*fns), source_path=path, source=source)
+    return text, load_module(text, "generated")
+
+
+def function(name, ps, result, bindings, out, sizes=(), span=Span(0, 0)) -> TargetFunction:
+    return TargetFunction(name, ps, tuple(p for p, _ in ps), result, sizes, Block(bindings, out),
+                          span=span)
+
+
+# ---- the table ------------------------------------------------------------------
+
+
+def test_numpy_table_covers_every_primitive():
+    assert set(NUMPY) == set(P.ALL)
+
+
+def t(dtype: DType, *shape) -> ArrayType:
+    return ArrayType(dtype, tuple(Dim.of(d) for d in shape))
+
+
+def f64(*shape):
+    return t(DType.F64, *shape)
+
+
+def f32(*shape):
+    return t(DType.F32, *shape)
+
+
+def i64(*shape):
+    return t(DType.I64, *shape)
+
+
+def b(*shape):
+    return t(DType.BOOL, *shape)
+
+
+# A case: primitive name, params, arguments (a type: a parameter drawn from `domain`;
+# a Python scalar: a literal), the domain of the random values, the value of n.
+POSITIVE = {"log", "log1p", "sqrt"}
+CASES: list[tuple] = [
+    *[(name, {}, (f64(3, 4),), "positive" if name in POSITIVE else "normal")
+      for name in ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid",
+                   "softplus", "relu", "gelu", "silu", "elu", "erf")],
+    *[(name, {}, (f32(5),), "positive" if name in POSITIVE else "normal")
+      for name in ("exp", "log", "sigmoid", "softplus", "relu", "gelu", "silu", "elu", "erf")],
+    ("sigmoid", {}, (f64(4),), "huge"), ("softplus", {}, (f64(4),), "huge"),
+    ("elu", {}, (f64(4),), "huge"),  # gelu's tail: the reference's 1 + erf(x) underflows, see below
+    ("neg", {}, (f64(5),), "normal"), ("neg", {}, (i64(5),), "int"),
+    ("abs", {}, (i64(5),), "int"), ("sign", {}, (f64(5),), "normal"), ("not", {}, (b(5),), "bool"),
+    *[(name, {}, (f64(2, 3), f64(3)), "normal") for name in ("add", "sub", "mul", "div", "minimum",
+                                                             "maximum", "lt", "le", "gt", "ge", "eq", "ne")],
+    ("pow", {}, (f64(4), f64(4)), "positive"), ("pow", {}, (i64(4), i64(4)), "positive_int"),
+    ("floordiv", {}, (i64(4), i64(4)), "nonzero_int"), ("mod", {}, (i64(4), i64(4)), "nonzero_int"),
+    ("floordiv", {}, (f64(4), f64(4)), "normal"), ("mod", {}, (f64(4), f64(4)), "normal"),
+    ("add", {}, (f64(3), 2.0), "normal"), ("sub", {}, (1.0, f64(3)), "normal"),
+    ("pow", {}, (f64(3), -1.0), "positive"), ("mul", {}, (-2, i64(3)), "int"),
+    ("pow", {}, (-2.0, i64(3)), "positive_int"), ("sub", {}, (f32(3), 1.5), "normal"),
+    ("lt", {}, (i64(3), 1), "int"), ("add", {}, (i64(3), f32(3)), "int"),
+    *[(name, {}, (b(4), b(4)), "bool") for name in ("and", "or", "xor")],
+    ("xor", {}, (b(4), True), "bool"),
+    ("where", {}, (b(2, 3), f64(2, 3), f64(3)), "mixed"), ("where", {}, (b(3), f64(3), -0.5), "mixed"),
+    ("const", {"value": 2.5, "dtype": DType.F64}, (), None),
+    ("const", {"value": 3, "dtype": DType.I64}, (), None),
+    ("const", {"value": True, "dtype": DType.BOOL}, (), None),
+    ("const", {"value": -2.0, "dtype": DType.F64, "weak": False}, (), None),
+    ("const", {"value": -1.5, "dtype": DType.F32, "weak": False}, (), None),
+    ("const", {"value": float("-inf"), "dtype": DType.F64}, (), None),
+    ("size", {"dim": N + 1}, (), None),
+    *[(name, {"shape": (N, Dim(2)), "dtype": dtype}, (), None)
+      for name in ("zeros", "ones") for dtype in DType],
+    ("full", {"shape": (N, Dim(3))}, (f64(),), "normal"),
+    ("arange", {"lo": Dim(0), "hi": N}, (), None), ("arange", {"lo": Dim(1), "hi": N + 2}, (), None),
+    *[("astype", {"dtype": dtype}, (f64(4),), "normal") for dtype in DType],
+    ("astype", {"dtype": DType.F64}, (i64(4),), "int"),
+    *[(name, {"axes": axes}, (f64(3, 4),), "normal")
+      for name in ("sum", "mean", "prod", "max", "min", "logsumexp") for axes in ((0,), (1,), (0, 1))],
+    ("sum", {"axes": (0,)}, (b(3, 4),), "bool"), ("prod", {"axes": (1,)}, (i64(3, 4),), "int"),
+    ("logsumexp", {"axes": (1,)}, (f64(3, 4),), "neginf_row"),
+    ("logsumexp", {"axes": (0,)}, (f64(3, 4),), "huge"),
+    ("softmax", {"axis": 0}, (f64(3, 4),), "normal"), ("softmax", {"axis": 1}, (f64(3, 4),), "huge"),
+    ("matmul", {}, (f64(3, 4), f64(4, 2)), "normal"), ("matmul", {}, (f64(4), f64(4, 2)), "normal"),
+    ("matmul", {}, (f64(3, 4), f64(4)), "normal"), ("matmul", {}, (f64(2, 3, 4), f64(4, 5)), "normal"),
+    ("transpose", {"perm": (1, 0)}, (f64(3, 4),), "normal"),
+    ("transpose", {"perm": (2, 0, 1)}, (f64(2, 3, 4),), "normal"),
+    ("expand_dims", {"axis": 0}, (f64(3, 4),), "normal"), ("expand_dims", {"axis": 2}, (f64(3, 4),), "normal"),
+    ("broadcast_to", {"shape": (Dim(2), Dim(3))}, (f64(3),), "normal"),
+    ("broadcast_to", {"shape": (N,)}, (f64(),), "normal"),
+    ("reshape", {"shape": (Dim(2), Dim(6))}, (f64(3, 4),), "normal"),
+    ("reshape", {"shape": (N.scale(3),)}, (f64("n", 3),), "normal"),
+    ("stack", {"axis": 0}, (f64(3), f64(3), f64(3)), "normal"),
+    ("stack", {"axis": 1}, (f64(3), f64(3)), "normal"),
+    ("concat", {"axis": 0}, (f64(2, 3), f64(4, 3)), "normal"),
+    ("concat", {"axis": 1}, (f64(2, 3), f64(2, 1), f64(2, 2)), "normal"),
+    ("index", {"spec": (("at",), ("slice", Dim(1), Dim(4)))}, (f64(3, 4), i64()), "index"),
+    ("index", {"spec": (("slice", Dim(0), Dim(2)),)}, (f64(3, 4),), "normal"),
+    ("index", {"spec": (("slice", Dim(1), N),)}, (f64("n", 2),), "normal"),
+    ("index", {"spec": (("at",), ("at",))}, (f64(3, 4), i64(), i64()), "index"),
+    ("gather", {"clip": False}, (f64(3, 4), i64(2, 5)), "index"),
+    ("gather", {"clip": False}, (f64(3, 4), i64(5), i64(2, 1)), "index"),
+    ("gather", {"clip": True}, (f64(3, 4), i64(6), i64(6)), "wide_int"),
+    ("index_add", {"spec": (("at",), ("slice", Dim(1), Dim(4)))}, (f64(3, 4), f64(3), i64()), "index"),
+    ("index_add", {"spec": (("slice", Dim(0), Dim(2)),)}, (f64(3, 4), f64(4)), "normal"),
+    ("index_add", {"spec": (("slice", Dim(1), N),)}, (f64("n", 2), f64(2)), "normal"),
+    ("gather_add", {"clip": False}, (f64(3, 4), f64(5, 4), i64(5)), "index"),
+    ("gather_add", {"clip": True}, (f64(3, 4), f64(6), i64(6), i64(6)), "wide_int"),
+]
+
+
+def _value(typ: ArrayType, domain: str, rng: np.random.Generator, n: int):
+    shape = tuple(d.evaluate({"n": n}) for d in typ.shape)
+    if typ.dtype is DType.BOOL:
+        return rng.random(shape) < 0.5
+    if typ.dtype is DType.I64:
+        lo, hi = {"int": (-5, 6), "positive_int": (0, 4), "nonzero_int": (1, 6), "index": (0, 3),
+                  "wide_int": (-4, 8), "mixed": (-5, 6)}[domain]
+        values = rng.integers(lo, hi, size=shape)
+        if domain == "nonzero_int":
+            values = values * rng.choice([-1, 1], size=shape)
+        return values
+    normal = {"positive": lambda: rng.uniform(0.1, 3.0, shape),
+              "huge": lambda: rng.normal(size=shape) * 800.0,
+              "neginf_row": lambda: np.where(np.arange(shape[0])[:, None] == 1, -np.inf,
+                                             rng.normal(size=shape)),
+              "int": lambda: rng.integers(-5, 6, size=shape).astype(float),
+              "positive_int": lambda: rng.uniform(0.5, 3.0, shape)}
+    values = normal.get(domain, lambda: rng.normal(size=shape))()
+    return values.astype(numpy_dtype(typ.dtype))
+
+
+def _case_function(prim, ps, args):
+    """`f(a0, a1, ..., n_source)`: the primitive applied to the parameters and literals."""
+    names = [f"a{k}" for k in range(len(args))]
+    fparams = [(name, a) for name, a in zip(names, args) if isinstance(a, ArrayType)]
+    fparams.append(("sizer", f64("n")))
+    atoms = tuple(Name(name) if isinstance(a, ArrayType) else Lit(a) for name, a in zip(names, args))
+    types = tuple(a if isinstance(a, ArrayType) else L.atom_type(Lit(a), {}) for a in args)
+    rtype = result_type(prim, ps, types)
+    sizes = (SizeBinding("n", len(fparams) - 1, 0),)
+    return function("f", tuple(fparams), rtype, (Bind("r", Call(prim, ps, atoms)),), Name("r"),
+                    sizes), rtype
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}".replace(" ", ""))
+def test_every_primitive_prints_as_its_reference_semantics(case):
+    name, ps_dict, args, domain = case
+    prim, ps = P.BY_NAME[name], params(**ps_dict)
+    fn, rtype = _case_function(prim, ps, args)
+    _, module = module_of(fn)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    for n in (4, 3):
+        values = [_value(a, domain, rng, n) for a in args if isinstance(a, ArrayType)]
+        literals = iter(values)
+        ref_args = [next(literals) if isinstance(a, ArrayType) else a for a in args]
+        with np.errstate(all="ignore"):
+            got = module.f(*values, np.zeros(n))
+        expected = apply(prim, ps, ref_args, {"n": n})
+        assert np.shape(got) == np.shape(expected)
+        rtol = 1e-6 if rtype.dtype is DType.F32 else 1e-13  # a few ulps either way
+        np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float),
+                                   rtol=rtol, atol=1e-300, equal_nan=True)
+        assert np.asarray(got).dtype == numpy_dtype(rtype.dtype), "the dtype prim_types promises"
+
+
+def test_literals_print_as_python_and_negative_ones_are_parenthesised_as_operands():
+    assert [literal_arg(v).text for v in (True, -3, 0.5, -0.0, 1e-300, float("inf"), -float("inf"))] == \
+        ["True", "-3", "0.5", "-0.0", "1e-300", "np.inf", "-np.inf"]
+    assert literal_arg(float("nan")).text == "np.nan"
+    fn, _ = _case_function(P.POW, (), (-2.0, f64(3)))
+    text, _ = module_of(fn)
+    assert "return (-2.0) ** a1" in text
+
+
+@pytest.mark.parametrize("spec, code", [
+    ((("at",), ("slice", Dim(0), Dim(4))), "a0[a1]"),
+    ((("slice", Dim(1), Dim(3)), ("at",)), "a0[1:, a1]"),
+    ((("slice", Dim(0), Dim(2)), ("slice", Dim(0), Dim(4))), "a0[:2]"),
+])
+def test_index_prints_as_numpy_indexing(spec, code):
+    fn, _ = _case_function(P.INDEX, params(spec=spec), (f64(3, 4), i64()) if len(spec) and
+                           any(item[0] == "at" for item in spec) else (f64(3, 4),))
+    text, _ = module_of(fn)
+    assert f"return {code}\n" in text
+
+
+# ---- erf and the other helpers ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helpers():
+    x = Name("x")
+    binds = tuple(Bind(n, Call(P.BY_NAME[n], (), (x,))) for n in ("erf", "gelu", "silu"))
+    fn = function("f", (("x", VEC),), VEC, binds, Name("gelu"), (SizeBinding("n", 0, 0),))
+    return module_of(fn)
+
+
+def test_erf_matches_math_erf_to_double_precision(helpers):
+    _, m = helpers
+    x = np.concatenate([np.linspace(-7, 7, 6001), np.logspace(-300, 1.2, 2000),
+                        -np.logspace(-300, 1.2, 2000), [0.46875, -0.46875, 4.0, -4.0, 5.9, 27.0, 1e10]])
+    got = m._erf(x)
+    expected = np.array([math.erf(v) for v in x])
+    assert np.max(np.abs(got - expected) / np.abs(expected)) < 1e-14
+    assert m._erf(-0.0) == 0.0 and math.copysign(1.0, m._erf(-0.0)) == -1.0
+    assert m._erf(np.inf) == 1.0 and m._erf(-np.inf) == -1.0 and np.isnan(m._erf(np.nan))
+    assert m._erf(np.float32(0.5)).dtype == np.float32 and m._erf(np.arange(3)).dtype == np.float64
+
+
+def test_erfc_and_gelu_keep_relative_precision_in_the_tail(helpers):
+    _, m = helpers
+    x = np.linspace(-6, 26, 6001)
+    expected = np.array([math.erfc(v) for v in x])
+    assert np.max(np.abs(m._erfc(x) - expected) / expected) < 1e-13
+    assert m._erfc(np.inf) == 0.0 and m._erfc(-np.inf) == 2.0
+    z = np.linspace(-36, 10, 4001)
+    gelu = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in z])
+    nonzero = gelu != 0
+    assert np.max(np.abs(m._gelu(z)[nonzero] - gelu[nonzero]) / np.abs(gelu[nonzero])) < 1e-13
+
+
+def test_only_the_helpers_used_are_emitted_in_a_fixed_order(helpers):
+    text, _ = helpers
+    defined = re.findall(r"^def (_\w+)\(", text, flags=re.MULTILINE)
+    assert defined == ["_erf_near_zero", "_erfc_away_from_zero", "_float_dtype", "_erf", "_erfc",
+                       "_sigmoid", "_gelu", "_silu"]
+    logistic = catad.to_python(LOGISTIC)
+    assert re.findall(r"^def (_\w+)\(", logistic, flags=re.MULTILINE) == ["_sigmoid"]
+
+
+# ---- the text of the module ------------------------------------------------------------
+
+
+def test_the_exact_text_of_a_tiny_function():
+    source = Source("fn double(x: f64[n]) -> f64[n] {\n    x * 2.0\n}\n", "double.catad")
+    fn = function("double", (("x", VEC),), VEC,
+                  (Bind("y", Call(P.MUL, (), (Name("x"), Lit(2.0))), Span(2, 5)),), Name("y"),
+                  (SizeBinding("n", 0, 0),), span=Span(1, 1))
+    assert lower(program(fn), source_path="double.catad", source=source) == '''\
+# Generated by catad from double.catad. Do not edit.
+import numpy as np
+
+
+# double.catad:1  fn double(x: f64[n]) -> f64[n] {
+def double(x):
+    """double(x: f64[n]) -> f64[n]
+
+    Compiled by catad from double.catad, line 1.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"double: argument x should have 1 axis (f64[n]), got shape {x.shape}")
+    n = x.shape[0]
+    # double.catad:2  x * 2.0
+    return x * 2.0
+'''
+
+
+def test_the_logistic_regression_module_reads_like_numpy():
+    text = catad.to_python(LOGISTIC, "logistic.catad")
+    assert "    # logistic.catad:3  let z = X @ w + b;\n    t1 = X @ w\n    z = t1 + b\n" in text
+    assert "    p = _sigmoid(z)\n" in text
+    assert "np.mean(" in text and "axis=0)" in text
+    assert text.count("import") == 1 and text.startswith("# Generated by catad from logistic.catad.")
+
+
+def test_the_array_module_is_named_in_one_place(monkeypatch):
+    monkeypatch.setattr(L, "NP", "xp")
+    text = catad.to_python(LOGISTIC)
+    assert "np." not in text and "import numpy as xp" in text
+    m = load_module(text, "xp_module")
+    assert np.isfinite(m.loss(np.ones(2), 0.5, np.ones((3, 2)), np.array([0.0, 1.0, 1.0])))
+
+
+def test_compiling_twice_gives_identical_text_even_across_hash_seeds():
+    first = catad.to_python(LOGISTIC)
+    assert catad.to_python(LOGISTIC) == first
+    script = ("import sys, catad; sys.stdout.write(catad.to_python(sys.stdin.read()))")
+    outputs = {subprocess.run([sys.executable, "-c", script], input=LOGISTIC, capture_output=True,
+                              text=True, env={"PYTHONHASHSEED": seed}, check=True).stdout
+               for seed in ("1", "2")}
+    assert outputs == {first}
+
+
+def test_keywords_and_builtins_are_mangled_and_still_run():
+    src = ("fn print(lambda: f64[len], str: f64, np: f64, t1: f64) -> f64 {\n"
+           "    let list = lambda * str + np;\n"
+           "    let _hidden = mean(list) + t1;\n"
+           "    _hidden\n"
+           "}\n"
+           "fn print_(x: f64) -> f64 { x }\n")
+    text = catad.to_python(src)
+    assert "def print__1(lambda_, str_, np_, t1):" in text and "def print_(x):" in text
+    assert "len_ = lambda_.shape[0]" in text and "list_ = " in text
+    m = load_module(text, "mangled")
+    assert m.print__1(np.ones(3), 2.0, 1.0, 0.5) == 3.5 and m.print_(3.0) == 3.0
+
+
+# ---- entry checks --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    return catad.compile(LOGISTIC)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.ones(2), 0.0, np.ones((3, 2)), np.ones(4)),
+     "loss: argument y should have shape (3,) (f64[n] with n = 3), got (4,)"),
+    ((np.ones(2), 0.0, np.ones(3), np.ones(3)),
+     "loss: argument X should have 2 axes (f64[n, d]), got shape (3,)"),
+    ((np.ones(2), 0.0, np.ones((3, 5)), np.ones(3)),
+     "loss: argument X should have shape (3, 2) (f64[n, d] with n = 3, d = 2), got (3, 5)"),
+    ((np.ones(2), np.ones(2), np.ones((3, 2)), np.ones(3)),
+     "loss: argument b should have shape () (f64), got (2,)"),
+])
+def test_shape_errors_name_the_function_argument_type_and_sizes(logistic, args, message):
+    with pytest.raises(ValueError) as err:
+        logistic.loss(*args)
+    assert str(err.value) == message
+
+
+def test_constant_shapes_and_tuple_arguments_are_checked():
+    pair = TupleType((F64, ArrayType(DType.F64, (Dim(3),))))
+    fn = function("g", (("p", pair),), F64, (Bind("a", Project(Name("p"), 0)),), Name("a"))
+    text, m = module_of(fn)
+    assert "p = (np.asarray(p[0], dtype=np.float64), np.asarray(p[1], dtype=np.float64))" in text
+    assert m.g((1.5, [1.0, 2.0, 3.0])) == 1.5
+    with pytest.raises(ValueError, match=re.escape("g: argument p should be a tuple of 2 items "
+                                                   "((f64, f64[3]))")):
+        m.g(1.5)
+    with pytest.raises(ValueError, match=re.escape("g: argument p[1] should have shape (3,) "
+                                                   "(f64[3]), got (2,)")):
+        m.g((1.5, [1.0, 2.0]))
+
+
+def test_arguments_are_converted_to_the_declared_dtype(logistic):
+    assert logistic.loss([0, 1], 0, [[1, 2], [3, 4], [5, 6]], [1, 0, 1]) > 0
+
+
+# ---- text from the user goes only into comments ------------------------------------------
+
+
+@pytest.mark.parametrize("bind", [
+    Bind("os.system", Call(P.NEG, (), (Name("x"),))),
+    Bind("r", Call(P.ZEROS, params(dtype=DType.F64, shape=(Dim.of("__import__('os')"),)), ())),
+    Bind("r", Call(P.NEG, (), (Name("x; import os"),))),
+    Bind("class", Call(P.NEG, (), (Name("x"),))),
+])
+def test_a_name_that_is_not_a_plain_identifier_never_reaches_the_code(bind):
+    use = Bind("out", Call(P.NEG, (), (Name(bind.name),)))
+    fn = function("f", (("x", F64),), F64, (bind, use), Name("out"))
+    with pytest.raises(AssertionError, match="unsafe identifier"):
+        lower(program(fn), source_path="x", source=None)
+
+
+def test_comment_text_cannot_end_a_comment():
+    nasty = "a\nb\rc\x00d\u2028e\u2029f\x85g\x0bh\x0ci\tj\ud800"
+    safe = comment_text(nasty)
+    assert len(safe.splitlines()) == 1 and "\x00" not in safe and "\tj" in safe
+    assert safe.startswith("a\\nb\\rc\\x00d\\u2028e")
+
+
+def test_paths_and_lines_with_line_breaks_stay_inside_comments_and_docstrings():
+    path = 'evil\nraise SystemExit("owned")\r\x00"""\\ coding: bogus é.catad'
+    source = Source("fn f(x: f64) -> f64 {\n    x \x00 * 2.0 \u2028 raise\n}\n", path)
+    fn = function("f", (("x", F64),), F64,
+                  (Bind("y", Call(P.MUL, (), (Name("x"), Lit(2.0))), Span(2, 5)),), Name("y"),
+                  span=Span(1, 1))
+    text, m = module_of(fn, path=path, source=source)
+    assert m.f(2.0) == 4.0
+    assert f"Compiled by catad from {path}, line 1." in m.f.__doc__
+    lines = text.splitlines()
+    assert len(lines) == text.count("\n")  # no other line breaks anywhere
+    assert not any(line.lstrip().startswith("raise SystemExit") for line in lines)
+    # the path is in the header and two comments, and escaped in the docstring; nowhere else
+    assert all(line.lstrip().startswith("#") or "Compiled by catad from evil\\n" in line
+               for line in lines if "owned" in line)
+    cookie = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+    assert not any(cookie.match(line) for line in text.splitlines()[:2])
+
+
+def test_a_generated_file_imports_even_when_its_path_looks_like_an_encoding(tmp_path):
+    text = catad.to_python(LOGISTIC, "model coding: bogus.catad")
+    file = tmp_path / "model.py"
+    file.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("model_from_file", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.loss)
+
+
+# ---- branches and loops ------------------------------------------------------------
+
+
+def test_if_else_assigns_one_variable():
+    src = "fn f(x: f64, c: bool) -> f64 {\n    let y = if c { x * 2.0 } else { -x };\n    y + 1.0\n}\n"
+    text = catad.to_python(src)
+    assert re.search(r"if c:\n +y = x \* 2\.0\n +else:\n +y = -x\n", text), text
+    m = load_module(text, "branch")
+    assert m.f(3.0, True) == 7.0 and m.f(3.0, False) == -2.0
+
+
+def test_scan_with_tuple_states_stacks_each_item_and_handles_no_steps():
+    src = ("fn f(xs: f64[t, n], v: f64[n]) -> (f64[t], f64[t, n]) {\n"
+           "    scan((0.0, v), xs, |acc, x| { let (s, w) = acc; (s + sum(x), w * x) })\n"
+           "}\n")
+    text = catad.to_python(src)
+    m = load_module(text, "scan")
+    xs, v = np.arange(6.0).reshape(3, 2), np.array([1.0, 2.0])
+    sums, prods = m.f(xs, v)
+    np.testing.assert_array_equal(sums, np.cumsum(xs.sum(axis=1)))
+    np.testing.assert_array_equal(prods, v * np.cumprod(xs, axis=0))
+    empty_sums, empty_prods = m.f(np.zeros((0, 2)), v)
+    assert empty_sums.shape == (0,) and empty_prods.shape == (0, 2)
+    assert "for step, x in enumerate(xs):" in text
+
+
+def test_a_loop_over_a_tuple_of_arrays_walks_them_together():
+    xs_type = TupleType((ArrayType(DType.F64, (N,)), ArrayType(DType.F64, (N, Dim(2)))))
+    body = Block((Bind("a", Project(Name("x"), 0)), Bind("bb", Project(Name("x"), 1)),
+                  Bind("sb", Call(P.SUM, params(axes=(0,)), (Name("bb"),))),
+                  Bind("m", Call(P.MUL, (), (Name("a"), Name("sb")))),
+                  Bind("acc2", Call(P.ADD, (), (Name("acc"), Name("m"))))), Name("acc2"))
+    fn = function("f", (("p", xs_type), ("u", VEC)), F64,
+                  (Bind("r", LoopE(Lit(0.0), Name("p"), "acc", "x", body, False)),), Name("r"),
+                  (SizeBinding("n", 1, 0),))
+    text, m = module_of(fn)
+    assert "for x in zip(p[0], p[1]):" in text and "    r = 0.0\n" in text
+    a, bb = np.array([1.0, 2.0, 3.0]), np.arange(6.0).reshape(3, 2)
+    assert m.f((a, bb), np.zeros(3)) == pytest.approx(np.sum(a * bb.sum(axis=1)))
+
+
+def test_a_fold_whose_body_is_the_state_has_a_loop_body():
+    fn = function("f", (("x", VEC),), F64,
+                  (Bind("r", LoopE(Lit(1.5), Name("x"), "acc", "xi", Block((), Name("acc")), False)),),
+                  Name("r"), (SizeBinding("n", 0, 0),))
+    text, m = module_of(fn)
+    assert "pass" in text and m.f(np.ones(3)) == 1.5
+
+
+def test_a_lambda_left_after_simplification_is_an_error():
+    fn = function("f", (("x", F64),), F64,
+                  (Bind("g", Lambda(("a",), Block((), Name("a")))),), Name("x"))
+    with pytest.raises(AssertionError, match="Lambda in f is left"):
+        lower(program(fn), source_path="x", source=None)
+
+
+def test_load_module_names_the_module_and_shows_its_lines_in_tracebacks():
+    m = load_module("def boom():\n    raise RuntimeError('here')\n", "boomer")
+    assert m.__name__ == "boomer"
+    import traceback
+    try:
+        m.boom()
+    except RuntimeError:
+        assert "raise RuntimeError('here')" in traceback.format_exc()
