@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import ast
-from .algebra import REALS, Algebra
+from .algebra import REALS, Z2, Algebra
 from .errors import DerivativeError, Span, UnknownNameError
 from .forward import jvp_function
 from .primitives import ARANGE, ASTYPE, EQ, TRANSPOSE, params
@@ -48,10 +48,10 @@ class _Request:
     span: Span
 
 
-def derive(decl: ast.DerivedFunction, functions: dict[str, UFunction],
-           algebra: Algebra = REALS) -> UFunction:
-    """The function declared by `decl`, given the functions defined so far."""
-    return _derive_call(decl.call, decl.name, functions, algebra)
+def derive(decl: ast.DerivedFunction, functions: dict[str, UFunction]) -> UFunction:
+    """The function declared by `decl`, given the functions defined so far. The
+    scalars are the reals, or Z2 when the parameters differentiated are bool."""
+    return _derive_call(decl.call, decl.name, functions, REALS)
 
 
 def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:
@@ -61,8 +61,29 @@ def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], alg
     if len(call.args) != 1:
         raise DerivativeError(f"{call.func} takes one function, then `wrt = ...`", call.span)
     base = _base(call.args[0], name, functions, algebra)
+    algebra = _algebra(call, base)
     wrt = _wrt(call, base, algebra)
     return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span), name, algebra)
+
+
+def _algebra(call: ast.Call, base: UFunction) -> Algebra:
+    """Reals when the parameters differentiated are real; Z2 when they are bool
+    (addition XOR, multiplication AND); mixing the two is an error."""
+    types = dict(base.params)
+    given = [k.value for k in call.kwargs if k.name == "wrt"]
+    if given:
+        items = given[0].items if isinstance(given[0], ast.TupleExpr) else (given[0],)
+        named = [types[i.id] for i in items if isinstance(i, ast.Name) and i.id in types]
+    else:
+        named = [t for t in types.values() if REALS.carries(t)] or list(types.values())
+    kinds = {Z2.name if Z2.carries(t) else REALS.name for t in named}
+    if len(kinds) > 1:
+        raise DerivativeError(
+            f"{call.func} mixes real and bool parameters in `wrt`: a derivative is taken over "
+            "the reals or over Z2 (booleans), not both at once", call.span,
+            hint="declare one derivative for the real parameters and one for the bool ones")
+    return Z2 if kinds == {Z2.name} else REALS
+
 
 
 def _base(arg: ast.Expr, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:

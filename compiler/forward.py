@@ -77,7 +77,10 @@ class Tangents:
                 if all(d is ZERO for d in tangents):
                     stack.append((self.b.prim(prim, ps, *primals, hint=term.hint, span=term.span), ZERO))
                 else:
-                    stack.append(rule(self.b, self.algebra, ps, primals, tangents, term))
+                    value, dot = rule(self.b, self.algebra, ps, primals, tangents, term)
+                    if term.hint and isinstance(dot, Value):
+                        self.b.name(dot, term.hint + "_dot")
+                    stack.append((value, dot))
             case Tuple(n):
                 items = stack[len(stack) - n:]
                 del stack[len(stack) - n:]

@@ -108,6 +108,8 @@ def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Alg
     tape.accumulate(cotangents, value, seed)
     tape.backward(cotangents)
     grads = tuple(algebra.materialise(b, cotangents.get(i, ZERO), tangent_type(types[i], algebra)) for i in wrt)
+    for i, g in zip(wrt, grads):
+        b.name(g, fn.params[i][0] + "_bar")
     out = b.tuple(value, grads[0] if len(grads) == 1 else b.tuple(*grads))
     bar_params = ((fn.name + "_bar" if fn.name else "out_bar", extra[0]),) if cotangent_param else ()
     return UFunction(name, fn.params + bar_params, out.type, b.finish(out), fn.sizes, span=span or fn.span)
@@ -192,6 +194,10 @@ class Adjoint:
             ct = cotangents.pop(step.out.pos, ZERO)
             if ct is ZERO:
                 continue
+            hint = self.b.hint_of(step.out)
+            if hint and isinstance(ct, Value):
+                self.b.name(ct, hint + "_bar")
+            self.b.span = step.term.span if hasattr(step, "term") else self.b.span
             match step:
                 case _PrimStep(term, args, out):
                     rule = VJP_RULES.get(term.prim)

@@ -18,6 +18,7 @@ from the current stack, so they can read every value made so far.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,15 +38,37 @@ class Value:
 
 
 class Builder:
-    def __init__(self, context: tuple[Type, ...]):
+    def __init__(self, context: tuple[Type, ...], span: Span = NO_SPAN):
         self.base = len(context)
         self.types: list[Type] = list(context)
         self.terms: list[Term] = []
+        self.span = span  # the source place of what is emitted, unless told otherwise
+        self._made_by: dict[int, int] = {}  # stack position -> index in terms of its instruction
+
+    def hint_of(self, v: Value) -> str | None:
+        """The source name of a value this builder made, if it has one."""
+        k = self._made_by.get(v.pos)
+        return None if k is None else self.terms[k].hint
+
+    def name(self, v: Value, hint: str) -> None:
+        """Give the value `v` the source name `hint`, if it was made here without one."""
+        k = self._made_by.get(v.pos)
+        if k is not None and self.terms[k].hint is None:
+            self.terms[k] = dataclasses.replace(self.terms[k], hint=hint)
+
+    def _made(self, instruction: Term, t: Type) -> Value:
+        """Append the instruction that pushes the next value (of type t) and return that value."""
+        self._made_by[len(self.types)] = len(self.terms)
+        self.terms.append(instruction)
+        return self._push(t)
 
     def arg(self, i: int) -> Value:
         """The context entry `i` (0 = bottom)."""
         assert 0 <= i < self.base
         return Value(i, self.types[i])
+
+    def _where(self, span: Span) -> Span:
+        return self.span if span == NO_SPAN else span
 
     def _push(self, t: Type) -> Value:
         self.types.append(t)
@@ -60,26 +83,25 @@ class Builder:
         """Apply `prim` to `args`; the result stays on the stack."""
         out = result_type(prim, params, tuple(a.type for a in args))
         self._read(args)
-        self.terms.append(Prim(prim, params, len(args), hint=hint, span=span))
+        value = self._made(Prim(prim, params, len(args), hint=hint, span=self._where(span)), out)
         if args:
             self.terms.append(Drop(1, len(args)))
-        return self._push(out)
+        return value
 
     def tuple(self, *items: Value, hint: str | None = None) -> Value:
         self._read(items)
-        self.terms.append(Tuple(len(items), hint=hint))
-        return self._push(TupleType(tuple(v.type for v in items)))
+        return self._made(Tuple(len(items), hint=hint, span=self.span), TupleType(tuple(v.type for v in items)))
 
     def get(self, t: Value, k: int, hint: str | None = None) -> Value:
         assert isinstance(t.type, TupleType)
         self.terms.append(Var(t.pos))
-        self.terms.append(Get(k, hint=hint))
+        value = self._made(Get(k, hint=hint, span=self.span), t.type.items[k])
         self.terms.append(Drop(1, 1))
-        return self._push(t.type.items[k])
+        return value
 
     def sub(self, extra: tuple[Type, ...] = ()) -> "Builder":
         """A builder for a body that runs on the current stack plus `extra` entries."""
-        return Builder(tuple(self.types) + extra)
+        return Builder(tuple(self.types) + extra, self.span)
 
     def if_(self, cond: Value, then: Callable[["Builder"], Value], orelse: Callable[["Builder"], Value],
             hint: str | None = None, span: Span = NO_SPAN) -> Value:
@@ -94,9 +116,9 @@ class Builder:
             branches.append(b.finish(r))
         assert results[0] == results[1], f"branches differ: {results[0]} vs {results[1]}"
         self.terms.append(Var(cond.pos))
-        self.terms.append(If(branches[0], branches[1], hint=hint, span=span))
+        value = self._made(If(branches[0], branches[1], hint=hint, span=self._where(span)), results[0])
         self.terms.append(Drop(1, 1))
-        return self._push(results[0])
+        return value
 
     def loop(self, init: Value, xs: Value, body: Callable[["Builder", Value, Value], Value], *,
              stacked: bool, hint: str | None = None, span: Span = NO_SPAN) -> Value:
@@ -108,8 +130,11 @@ class Builder:
         acc, x = Value(len(b.types) - 2, init.type), Value(len(b.types) - 1, x_type)
         new = body(b, acc, x)
         term = b.finish(new)
-        self.terms.extend([Var(init.pos), Var(xs.pos), Loop(term, stacked, hint=hint, span=span), Drop(1, 2)])
-        return self._push(_stack_type(init.type, xs.type.shape[0]) if stacked else init.type)
+        self.terms.extend([Var(init.pos), Var(xs.pos)])
+        value = self._made(Loop(term, stacked, hint=hint, span=self._where(span)),
+                           _stack_type(init.type, xs.type.shape[0]) if stacked else init.type)
+        self.terms.append(Drop(1, 2))
+        return value
 
     def finish(self, result: Value) -> Term:
         """The term `context ⊢ context, result`: keep only the result above the context."""
