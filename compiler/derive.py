@@ -30,6 +30,7 @@ from typing import Callable
 
 from . import ast
 from .algebra import REALS, Z2, Algebra
+from .differentiability import require_differentiable
 from .errors import DerivativeError, Span, UnknownNameError
 from .forward import jvp_function
 from .primitives import ARANGE, ASTYPE, EQ, TRANSPOSE, params
@@ -63,6 +64,9 @@ def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], alg
     base = _base(call.args[0], name, functions, algebra)
     algebra = _algebra(call, base)
     wrt = _wrt(call, base, algebra)
+    if algebra is REALS:
+        names = ", ".join(base.params[i][0] for i in wrt)
+        require_differentiable(base, wrt, f"{call.func} of {base.name} with respect to {names}")
     return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span), name, algebra)
 
 

@@ -100,7 +100,7 @@ def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Alg
     else:
         if not (isinstance(value.type, ArrayType) and value.type.shape == () and algebra.carries(value.type)):
             raise DerivativeError(
-                f"a gradient needs a function with a scalar {algebra.name} result; "
+                f"a gradient needs a function with a scalar {'bool' if algebra.name == 'Z2' else 'real'} result; "
                 f"{fn.name} returns {value.type}", span or fn.span,
                 hint="use vjp(...) for a function with an array result")
         seed = algebra.ones(b, value.type)
