@@ -59,7 +59,7 @@ class Algebra:
             return y
         if y is ZERO:
             return x
-        if isinstance(x, tuple) or isinstance(y, tuple):
+        if _is_tuple(x) or _is_tuple(y):
             xs, ys = self.split(b, x), self.split(b, y)
             return tuple(self.add(b, p, q) for p, q in zip(xs, ys))
         return b.prim(self.add_prim, (), x, y)
@@ -94,6 +94,11 @@ class Algebra:
             assert isinstance(t, TupleType)
             return b.tuple(*(self.materialise(b, x, s) for x, s in zip(d, t.items)))
         return d
+
+
+def _is_tuple(d: Deriv) -> bool:
+    """A derivative of a tuple: a Python tuple of derivatives, or one tuple value."""
+    return isinstance(d, tuple) or (isinstance(d, Value) and isinstance(d.type, TupleType))
 
 
 REALS = Algebra("reals", ADD, MUL, frozenset({DType.F64, DType.F32}))
