@@ -4,6 +4,7 @@
     m = catad.compile(source_text)       # a module object, one function per `fn`
     m = catad.load("model.catad")
     print(catad.to_python(source_text))  # the generated, self-contained NumPy module
+    print(catad.check(source_text, sizes="n=3").format())  # derivatives against SymPy and FD
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from catad.compiler.errors import CatadError, Source
 
 __version__ = "0.1.0"
-__all__ = ["CatadError", "compile", "load", "to_python", "stages", "__version__"]
+__all__ = ["CatadError", "check", "compile", "load", "to_python", "stages", "__version__"]
 
 
 def stages(text: str, path: str = "<string>"):
@@ -35,6 +36,16 @@ def compile(text: str, path: str = "<string>", module_name: str = "catad_model")
     from catad.compiler.lower import load_module
 
     return load_module(to_python(text, path), module_name)
+
+
+def check(program: str | Path, sizes=None, **options):
+    """Check every function and declared derivative of `program` (source text, or a
+    `Path`) against SymPy and finite differences at `sizes` (`{"n": 3}` or "n=3"):
+    a `catad.checking.CheckReport` with `.rows`, `.passed` and `.format()`.
+    `options`: seed, points, path, max_operations, time_budget."""
+    from catad.checking import check as check_program  # SymPy loads only when checking
+
+    return check_program(program, sizes, **options)
 
 
 def load(path: str | Path) -> types.ModuleType:

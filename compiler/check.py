@@ -24,6 +24,10 @@ affine in the size variables (`n - 1`, `2 * n`, not `n * m`).
   its kind or above), made explicit with `astype`; a literal is re-typed.
 * `let (a, (b, c)) = e;` binds a hidden `%tN` for the inner tuple and
   destructures it in a second `TLet`.
+* A derivative rule `fn r = custom_vjp(f, |x.., y_bar| e);` (or `custom_jvp(f,
+  |x.., x_dot..| e)`) is checked as the function `fn r(x: .., y_bar: ..) -> .. { e }`,
+  its types taken from f's signature (compiler/custom_rules.py), and recorded
+  in `TProgram.rules`; other derived functions are made later, by derive.
 
 Every mistake is a `CatadError` with the span of the offending node.
 """
@@ -37,8 +41,8 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from . import ast
-from .errors import (NO_SPAN, CatadError, ShapeError, Source, Span, TypeMismatchError,
-                     UnknownNameError, UnsupportedError)
+from .errors import (NO_SPAN, CatadError, DerivativeError, ShapeError, Source, Span,
+                     TypeMismatchError, UnknownNameError, UnsupportedError)
 from .library import LIBRARY
 from .prim_types import PrimTypeError, result_type
 from .primitives import (ADD, AND, ASTYPE, DIV, EQ, FLOORDIV, GE, GT, INDEX, LE, LT, MATMUL,
@@ -85,6 +89,7 @@ class _Signature:
     result: Type
     sizes: tuple[SizeBinding, ...]
     size_spans: tuple[tuple[str, Span], ...]  # each size variable and where it first appears
+    result_role: "_Role | None" = None  # for a derivative rule: what its result is
 
 
 # ---- entry points ------------------------------------------------------------
@@ -125,14 +130,132 @@ def _check_program(program: ast.Program) -> TProgram:
             derived[item.name] = item  # made from the unary form by compiler/derive.py
         else:
             functions[item.name] = item
-    signatures = {name: _signature(fn) for name, fn in functions.items()}
+    rules: dict[str, tuple[str, str, ast.Function]] = {}  # f -> (kind, rule name, rule)
+    roles: dict[str, _Role] = {}
+    for decl in derived.values():
+        if decl.call.func in RULE_DECLARATIONS:
+            f, kind, rule, roles[decl.name] = _rule_function(decl, functions, derived)
+            if f in rules:
+                raise UnsupportedError(f"`{f}` has two derivative rules; a function may have one",
+                                       _name_span(decl),
+                                       notes=(("the first rule", _name_span(derived[rules[f][1]])),))
+            rules[f] = (kind, decl.name, rule)
+    made = {name: rule for _, name, rule in rules.values()}
+    functions = {item.name: made.get(item.name, item) for item in program.functions
+                 if item.name in functions or item.name in made}
+    signatures = {name: dataclasses.replace(_signature(fn), result_role=roles.get(name))
+                  for name, fn in functions.items()}
     calls = {name: _callees(fn, functions) for name, fn in functions.items()}
     return TProgram(tuple(_FunctionChecker(signatures, calls, sig).function()
-                          for sig in signatures.values()))
+                          for sig in signatures.values()),
+                    tuple((f, kind, name) for f, (kind, name, _) in rules.items()))
 
 
 def _name_span(fn: ast.Function | ast.DerivedFunction) -> Span:
     return fn.span if fn.name_span == NO_SPAN else fn.name_span
+
+
+# ---- derivative rules ----------------------------------------------------------
+
+RULE_DECLARATIONS = {"custom_jvp": "jvp", "custom_vjp": "vjp"}
+_RULE_USAGE = {"custom_vjp": "fn f_vjp = custom_vjp(f, |x, y_bar| ...);  (f's parameters, then "
+                             "the result's cotangent; returns the cotangents of f's real "
+                             "parameters)",
+               "custom_jvp": "fn f_jvp = custom_jvp(f, |x, x_dot| ...);  (f's parameters, then "
+                             "a tangent for each real one; returns the result's tangent)"}
+
+
+@dataclass(frozen=True)
+class _Role:
+    """What the result of a derivative rule is, for messages: a phrase and notes."""
+
+    what: str
+    notes: tuple[tuple[str, Span], ...]
+
+
+def _rule_function(decl: ast.DerivedFunction, functions: Mapping[str, ast.Function],
+                   derived: Mapping[str, ast.DerivedFunction]
+                   ) -> tuple[str, str, ast.Function, _Role]:
+    """`fn r = custom_vjp(f, |...| body);` as (f, kind, the function r, its result's
+    role): its lambda's parameters typed from f's signature, returning the
+    cotangents of f's real parameters (vjp: a tuple when there are several) or the
+    result's tangent (jvp)."""
+    call, usage = decl.call, _RULE_USAGE[decl.call.func]
+    kind = RULE_DECLARATIONS[call.func]
+    if call.kwargs:
+        raise TypeMismatchError(f"`{call.func}` takes no keyword arguments", call.kwargs[0].span,
+                                hint=f"usage: {usage}")
+    if len(call.args) != 2 or not isinstance(call.args[0], ast.Name):
+        raise TypeMismatchError(f"`{call.func}` takes the name of a function and a lambda",
+                                call.span, hint=f"usage: {usage}")
+    target, lam = call.args
+    if target.id not in functions:
+        if target.id in derived:
+            raise UnsupportedError(f"`{target.id}` is a derived function; a derivative rule is "
+                                   "declared for a function written as `fn name(...) { ... }`",
+                                   target.span)
+        raise UnknownNameError(f"unknown function `{target.id}`", target.span,
+                               hint=_suggest(target.id, functions))
+    f = functions[target.id]
+    defined = ((f"`{f.name}` is defined here", _name_span(f)),)
+    if not isinstance(lam, ast.Lambda):
+        raise TypeMismatchError(f"the rule of `{call.func}` must be a lambda", lam.span,
+                                hint=f"usage: {usage}")
+    if _realness(f.result) is not True:
+        raise DerivativeError(f"`{f.name}` does not return real numbers (f64 or f32), so it "
+                              "has no derivative to declare", target.span, notes=defined)
+    real = []
+    for p in f.params:
+        realness = _realness(p.type)
+        if realness is None:
+            raise UnsupportedError(f"the parameter `{p.name}` of `{f.name}` mixes real and "
+                                   "other values in one tuple; a derivative rule cannot give it "
+                                   "a tangent", p.span, notes=defined)
+        if realness:
+            real.append(p)
+    if not real:
+        raise DerivativeError(f"`{f.name}` has no real (f64 or f32) parameter, so it has no "
+                              "derivative to declare", target.span, notes=defined)
+    names = ", ".join(p.name for p in f.params)
+    if kind == "vjp":
+        extra: list[ast.TypeExpr] = [f.result]
+        wanted = f"{f.name}'s parameters ({names}), then the cotangent of its result"
+        result = real[0].type if len(real) == 1 else ast.TupleTypeExpr(
+            tuple(p.type for p in real), span=f.span)
+        role = _Role(f"the result of the rule `{decl.name}` (the cotangent"
+                     f"{'s' if len(real) > 1 else ''} of {', '.join(f'`{p.name}`' for p in real)})",
+                     tuple((f"`{p.name}` is declared here", p.span) for p in real))
+    else:
+        extra = [p.type for p in real]
+        wanted = (f"{f.name}'s parameters ({names}), then a tangent for each real one "
+                  f"({', '.join(p.name for p in real)})")
+        result = f.result
+        role = _Role(f"the result of the rule `{decl.name}` (the tangent of `{f.name}`'s result)",
+                     ((f"`{f.name}` declares its result type here", f.result.span),))
+    types = [p.type for p in f.params] + extra
+    if len(lam.params) != len(types):
+        raise TypeMismatchError(f"the rule of `{call.func}({f.name}, ...)` takes "
+                                f"{_plural(len(types), 'parameter')}: {wanted}; this lambda "
+                                f"has {len(lam.params)}", lam.span, notes=defined)
+    params = tuple(ast.Param(name, t, span=lam.span) for name, t in zip(lam.params, types))
+    body = ast.Block((), lam.body, span=lam.body.span)
+    return f.name, kind, ast.Function(decl.name, params, result, body, span=decl.span,
+                                      name_span=decl.name_span), role
+
+
+def _realness(t: ast.TypeExpr) -> bool | None:
+    """True when every element type in `t` is f64 or f32, False when none is, None
+    when a tuple mixes them."""
+    match t:
+        case ast.ScalarTypeExpr(dtype=dtype) | ast.ArrayTypeExpr(dtype=dtype):
+            return dtype in ("f64", "f32")
+        case ast.TupleTypeExpr(items=items):
+            kinds = {_realness(item) for item in items}
+            if len(kinds) > 1:
+                return None
+            return kinds.pop() if kinds else False
+        case _:
+            assert_never(t)
 
 
 # ---- signatures --------------------------------------------------------------
@@ -171,7 +294,10 @@ def _signature(fn: ast.Function) -> _Signature:
     def bound_size(node: ast.Name) -> Dim:
         if node.id not in sizes:
             raise UnknownNameError(f"the result type uses the size {node.id}, which no parameter "
-                                   "has", node.span, hint=_suggest(node.id, sizes))
+                                   "has", node.span,
+                                   hint=_suggest(node.id, sizes) or (
+                                       "a result's sizes come from the parameters' types"
+                                       + (f": here {', '.join(sizes)}" if sizes else "")))
         return Dim.of(node.id)
 
     result = _type(fn.result, bound_size)
@@ -309,6 +435,15 @@ def _suggest(name: str, candidates: object) -> str | None:
     return f"did you mean `{matches[0]}`?" if matches else None
 
 
+def _sizes_of(sig: _Signature) -> str:
+    """Which sizes a function has, for a hint."""
+    names = [name for name, _ in sig.size_spans]
+    if not names:
+        return (f"`{sig.node.name}` has no size variables; they come from the dims of its "
+                "parameters' types, e.g. `x: f64[n]`")
+    return f"the sizes of `{sig.node.name}` are {', '.join(names)}, from its parameters' types"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -341,9 +476,10 @@ class _FunctionChecker:
         for p, (name, t) in zip(fn.params, sig.params):
             scope[name] = _Value(t, p.span)
         body = self.block(fn.body, scope)
-        body = self.coerce(body, sig.result, f"the result of `{fn.name}`", fn.body.result,
-                           notes=((f"`{fn.name}` declares the result type {sig.result} here",
-                                   fn.result.span),))
+        role = sig.result_role or _Role(
+            f"the result of `{fn.name}`",
+            ((f"`{fn.name}` declares the result type {sig.result} here", fn.result.span),))
+        body = self.coerce(body, sig.result, role.what, fn.body.result, notes=role.notes)
         return TFunction(fn.name, sig.params, sig.result, body, sig.sizes, span=fn.span)
 
     # -- expressions --
@@ -406,19 +542,22 @@ class _FunctionChecker:
             t = result_type(prim, ps, tuple(a.type for a in args))
         except PrimTypeError as err:
             head = head or f"cannot apply {what} to {_listing([a.type for a in args])}"
-            notes = self.declared(operands, scope or {}) if err.kind == "shape" else ()
+            notes = self.declared(operands, args, scope or {}) if err.kind == "shape" else ()
             error = ShapeError if err.kind == "shape" else TypeMismatchError
             raise error(f"{head}: {err.message}", node.span, hint=err.hint, notes=notes) from None
         return TPrim(t, prim, ps, args, span=node.span)
 
-    def declared(self, operands: tuple[ast.Expr, ...], scope: Scope
+    def declared(self, operands: tuple[ast.Expr, ...], args: tuple[TExpr, ...], scope: Scope
                  ) -> tuple[tuple[str, Span], ...]:
-        """Notes pointing at where the named operands were declared."""
-        notes = {}
-        for node in operands:
+        """Notes with the shape of each operand: where a named one was declared, where
+        another was computed."""
+        notes: dict[object, tuple[str, Span]] = {}
+        for node, arg in zip(operands, args):
             if isinstance(node, ast.Name) and isinstance(b := scope.get(node.id), _Value):
                 if b.span != NO_SPAN:
                     notes[node.id] = (f"`{node.id}` is {b.type}, declared here", b.span)
+            elif node.span != NO_SPAN and isinstance(arg.type, ArrayType) and arg.type.rank:
+                notes[node.span] = (f"this operand is {arg.type}", node.span)
         return tuple(notes.values())
 
     def size(self, e: ast.Expr, scope: Scope, what: str) -> Dim:
@@ -430,7 +569,7 @@ class _FunctionChecker:
                     raise UnsupportedError(f"{what} must be a size expression, but `{node.id}` "
                                            "is a value", node.span, hint=_SIZE_HINT)
             raise UnknownNameError(f"unknown size `{node.id}`", node.span,
-                                   hint=_suggest(node.id, self.size_names))
+                                   hint=_suggest(node.id, self.size_names) or _sizes_of(self.sig))
         return _size_expr(e, name_dim, what)
 
     def coerce(self, e: TExpr, target: Type, what: str, node: ast.Node,
@@ -530,12 +669,13 @@ class _FunctionChecker:
                             notes=((f"`{e.func}` declares `{name}` here",
                                     callee.node.params[k].span),))
         subst = {b.name: args[b.param].type.shape[b.axis] for b in callee.sizes}
-        sizes = ", ".join(f"{name} = {dim}" for name, dim in subst.items())
+        sizes = ", ".join(f"{b.name} = {subst[b.name]} (from `{callee.params[b.param][0]}`)"
+                          for b in callee.sizes)
         coerced = tuple(
             self.coerce(arg, substitute_type(t, subst),
                         f"argument {k + 1} (`{name}`) of `{e.func}`", node,
                         notes=((f"`{e.func}` declares `{name}: {t}` here"
-                                + (f" ({sizes} at this call)" if sizes else ""),
+                                + (f"; at this call {sizes}" if sizes else ""),
                                 callee.node.params[k].span),))
             for k, ((name, t), arg, node) in enumerate(zip(callee.params, args, e.args)))
         return TCall(substitute_type(callee.result, subst), e.func, coerced,
@@ -685,7 +825,7 @@ class _FunctionChecker:
             if (position.is_constant and position.const < 0) or (room.is_constant
                                                                   and room.const <= 0):
                 raise ShapeError(f"the index {literal} is out of range for an axis of size {dim}",
-                                 item.span)
+                                 item.span, hint="indices count from 0, and -1 is the last item")
             if position.is_constant:
                 return TConst(scalar(DType.I64, weak=True), position.const, span=item.span)
             return TSize(I64, position, span=item.span)

@@ -10,7 +10,8 @@ concrete sizes. The paper's unit costs, per element of the result:
     comparisons, where, and/or               (3, 0, 0, 0)  a select is a move
     index, gather, slices, reshapes          (1, 0, 0, 0)  per element moved
     broadcast_to, concat, stack, transpose   (1, 0, 0, 0)  per element moved
-    sum (n inputs, m outputs)                (n, n - m, 0, 0)
+    sum, parity (n inputs, m outputs)        (n, n - m, 0, 0)
+    popcount_le (n inputs, m outputs)        (n + 3m, n - 2m, m, 0)  two counts, scale, compare
     matmul (m x k) @ (k x n)                 (3mkn, mkn, mkn, 0)
     logsumexp, softmax over n inputs         (3n, 2n, n, n)   max, shift, exp, sum, log
 
@@ -59,11 +60,11 @@ class Cost:
 
 _ADDITIVE = {P.ADD, P.SUB, P.NEG}
 _MULTIPLICATIVE = {P.MUL, P.DIV, P.FLOORDIV, P.MOD}
-_SELECT = {*P.COMPARISON, *P.LOGICAL, P.NOT, P.WHERE, P.MINIMUM, P.MAXIMUM, P.ABS, P.SIGN, P.RELU}
+_SELECT = {*P.COMPARISON, *P.LOGICAL, P.NOT, P.WHERE, P.MINIMUM, P.MAXIMUM, P.ABS, P.SIGN, P.BY_NAME["relu"]}
 _MOVES = {P.INDEX, P.GATHER, P.BROADCAST_TO, P.RESHAPE, P.EXPAND_DIMS, P.TRANSPOSE, P.CONCAT,
           P.STACK, P.ASTYPE, P.CONST, P.SIZE, P.ZEROS, P.ONES, P.ARANGE, P.FULL}
 _SCATTER = {P.INDEX_ADD, P.GATHER_ADD}
-_REDUCE = {P.SUM, P.MEAN, P.PROD, P.MAX, P.MIN}
+_REDUCE = {P.SUM, P.MEAN, P.PROD, P.MAX, P.MIN, P.PARITY}
 _NORMALISE = {P.LOGSUMEXP, P.SOFTMAX}
 
 
@@ -130,6 +131,9 @@ def _call(prim: P.Primitive, ps, arg_types, arg_sizes: list[int], out: int, size
     if prim in _REDUCE:
         n = arg_sizes[0]
         return Cost(n, max(n - out, 0), out if prim is P.MEAN else 0)
+    if prim is P.POPCOUNT_LE:  # two counts, a scaling and a comparison
+        n = sum(arg_sizes)
+        return Cost(n + 3 * out, max(n - 2 * out, 0), out)
     if prim in _NORMALISE:
         n = arg_sizes[0]
         return Cost(3 * n, 2 * n, n, n)

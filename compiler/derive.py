@@ -11,13 +11,16 @@ with respect to (`wrt`, default: every real parameter). Each becomes a
                             -> (value, cotangents)
     jvp(f, wrt)             f's parameters + one tangent x_dot per wrt
                             -> (value, tangent)
-    hessian(f, wrt = x)     x a vector (or a scalar): the matrix of second
+    hessian(f, wrt = x)     x a vector: the matrix of second
                             derivatives, one Hessian-vector product per row
     jacobian(f, wrt = x)    x and the result vectors (or scalars): forward mode
                             (one jvp per input) when the input is the smaller,
                             reverse mode (one vjp per output) otherwise
 
 They nest: `jvp(grad(f, wrt = x), wrt = x)` is a Hessian-vector product.
+Calls of functions with a user's derivative rule (`custom_vjp`, `custom_jvp`),
+and such a function itself, take their derivatives from the rule
+(compiler/custom_rules.py).
 Hessians and Jacobians are comprehensions over basis vectors; the
 vectorisation pass turns them into whole-array code.
 """
@@ -30,15 +33,19 @@ from typing import Callable
 
 from . import ast
 from .algebra import REALS, Z2, Algebra
+from .check import RULE_DECLARATIONS
+from .custom_rules import CustomRules
 from .differentiability import require_differentiable
 from .errors import DerivativeError, Span, UnknownNameError
 from .forward import jvp_function
+from .polynomial import require_polynomial
 from .primitives import ARANGE, ASTYPE, EQ, TRANSPOSE, params
 from .reverse import vjp_function
 from .types import ArrayType, DType, Dim, TupleType
 from .unary import Build, Drop, Get, Prim, UFunction, Var, seq, shift
 
 TRANSFORMS = ("grad", "value_and_grad", "vjp", "jvp", "hessian", "jacobian")
+_VALUES = {REALS.name: "real (f64 or f32)", Z2.name: "bool"}  # what each algebra differentiates
 
 
 @dataclass(frozen=True)
@@ -47,58 +54,90 @@ class _Request:
     base: UFunction
     wrt: tuple[int, ...]
     span: Span
+    custom: CustomRules | None = None  # the user's derivative rules
 
 
-def derive(decl: ast.DerivedFunction, functions: dict[str, UFunction]) -> UFunction:
+def derive(decl: ast.DerivedFunction, functions: dict[str, UFunction],
+           custom: CustomRules | None = None) -> UFunction:
     """The function declared by `decl`, given the functions defined so far. The
-    scalars are the reals, or Z2 when the parameters differentiated are bool."""
-    return _derive_call(decl.call, decl.name, functions, REALS)
+    scalars are the reals, or Z2 when the parameters differentiated are bool.
+    Calls of functions with a user's derivative rule use the rule (`custom`)."""
+    return _derive_call(decl.call, decl.name, functions, REALS, custom)
 
 
-def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:
+def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], algebra: Algebra,
+                 custom: CustomRules | None = None) -> UFunction:
     if call.func not in TRANSFORMS:
-        raise DerivativeError(f"'{call.func}' is not a transformation", call.func_span or call.span,
-                              hint=_suggest(call.func, TRANSFORMS, "transformations are"))
+        raise DerivativeError(f"`{call.func}` is not a transformation", call.func_span or call.span,
+                              hint=_suggest(call.func, (*TRANSFORMS, *RULE_DECLARATIONS),
+                                            "the transformations are"))
     if len(call.args) != 1:
         raise DerivativeError(f"{call.func} takes one function, then `wrt = ...`", call.span)
-    base = _base(call.args[0], name, functions, algebra)
+    base = _base(call.args[0], name, functions, algebra, custom)
     algebra = _algebra(call, base)
+    _same_algebra(call, functions, algebra)
     wrt = _wrt(call, base, algebra)
+    names = ", ".join(base.params[i][0] for i in wrt)
     if algebra is REALS:
-        names = ", ".join(base.params[i][0] for i in wrt)
         require_differentiable(base, wrt, f"{call.func} of {base.name} with respect to {names}")
-    return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span), name, algebra)
+    else:
+        require_polynomial(base, wrt, f"{call.func} of {base.name} with respect to {names}",
+                           call.span, derived=isinstance(call.args[0], ast.Call))
+    return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span, custom), name, algebra)
 
 
 def _algebra(call: ast.Call, base: UFunction) -> Algebra:
     """Reals when the parameters differentiated are real; Z2 when they are bool
-    (addition XOR, multiplication AND); mixing the two is an error."""
+    (addition XOR, multiplication AND); mixing the two is an error. Without
+    `wrt`: the real parameters, or the bool ones when there are none."""
     types = dict(base.params)
     given = [k.value for k in call.kwargs if k.name == "wrt"]
     if given:
         items = given[0].items if isinstance(given[0], ast.TupleExpr) else (given[0],)
-        named = [types[i.id] for i in items if isinstance(i, ast.Name) and i.id in types]
+        named = [(i.id, types[i.id]) for i in items if isinstance(i, ast.Name) and i.id in types]
     else:
-        named = [t for t in types.values() if REALS.carries(t)] or list(types.values())
-    kinds = {Z2.name if Z2.carries(t) else REALS.name for t in named}
-    if len(kinds) > 1:
+        named = ([p for p in base.params if REALS.carries(p[1])]
+                 or [p for p in base.params if Z2.carries(p[1])])
+    real = [p for p, t in named if REALS.carries(t)]
+    boolean = [p for p, t in named if Z2.carries(t)]
+    if real and boolean:
         raise DerivativeError(
-            f"{call.func} mixes real and bool parameters in `wrt`: a derivative is taken over "
-            "the reals or over Z2 (booleans), not both at once", call.span,
+            f"{call.func} mixes real ({', '.join(real)}) and bool ({', '.join(boolean)}) "
+            "parameters in `wrt`: a derivative is taken over the reals or over Z2 (booleans), "
+            "not both at once", given[0].span if given else call.span,
             hint="declare one derivative for the real parameters and one for the bool ones")
-    return Z2 if kinds == {Z2.name} else REALS
+    return Z2 if boolean else REALS
+
+
+def _same_algebra(call: ast.Call, functions: dict[str, UFunction], algebra: Algebra) -> None:
+    """A transformation of a transformation differentiates over the same scalars."""
+    inner = call.args[0]
+    if not (isinstance(inner, ast.Call) and inner.func in TRANSFORMS):
+        return
+    base = inner.args[0]
+    while isinstance(base, ast.Call) and base.func in TRANSFORMS:
+        base = base.args[0]
+    if isinstance(base, ast.Name) and base.id in functions:
+        inner_algebra = _algebra(inner, functions[base.id])
+        if inner_algebra is not algebra:
+            raise DerivativeError(
+                f"{call.func} over {algebra.name} of {inner.func} over {inner_algebra.name}: "
+                "one declaration mixes real derivatives and derivatives over Z2 (booleans)",
+                call.span, hint="differentiate real parameters and bool parameters in "
+                                "separate declarations")
 
 
 
-def _base(arg: ast.Expr, name: str, functions: dict[str, UFunction], algebra: Algebra) -> UFunction:
+def _base(arg: ast.Expr, name: str, functions: dict[str, UFunction], algebra: Algebra,
+          custom: CustomRules | None = None) -> UFunction:
     match arg:
         case ast.Name(id):
             if id not in functions:
-                raise UnknownNameError(f"there is no function named '{id}'", arg.span,
+                raise UnknownNameError(f"unknown function `{id}`", arg.span,
                                        hint=_suggest(id, functions, "functions are"))
-            return functions[id]
+            return functions[id] if custom is None else custom.marked(functions[id])
         case ast.Call() if arg.func in TRANSFORMS:
-            return _derive_call(arg, f"{name}_{arg.func}", functions, algebra)
+            return _derive_call(arg, f"{name}_{arg.func}", functions, algebra, custom)
         case _:
             raise DerivativeError("expected the name of a function, or a transformation of one", arg.span)
 
@@ -108,11 +147,13 @@ def _wrt(call: ast.Call, base: UFunction, algebra: Algebra) -> tuple[int, ...]:
     given = [k for k in call.kwargs if k.name == "wrt"]
     for k in call.kwargs:
         if k.name != "wrt":
-            raise DerivativeError(f"{call.func} takes the keyword `wrt`, not `{k.name}`", k.span)
+            raise DerivativeError(f"`{call.func}` takes the keyword `wrt`, not `{k.name}`", k.span,
+                                  hint=_suggest(k.name, ("wrt",), "write"))
     if not given:
         wrt = tuple(i for i, (_, t) in enumerate(base.params) if algebra.carries(t))
         if not wrt:
-            raise DerivativeError(f"{base.name} has no {algebra.name} parameter to differentiate", call.span)
+            raise DerivativeError(f"`{base.name}` has no {_VALUES[algebra.name]} parameter to "
+                                  "differentiate", call.span)
         return wrt
     value = given[0].value
     items = value.items if isinstance(value, ast.TupleExpr) else (value,)
@@ -121,16 +162,17 @@ def _wrt(call: ast.Call, base: UFunction, algebra: Algebra) -> tuple[int, ...]:
         if not isinstance(item, ast.Name):
             raise DerivativeError("`wrt` takes a parameter name or a tuple of them", item.span)
         if item.id not in names:
-            raise UnknownNameError(f"{base.name} has no parameter '{item.id}'", item.span,
+            raise UnknownNameError(f"`{base.name}` has no parameter `{item.id}`", item.span,
                                    hint=_suggest(item.id, names, "its parameters are"))
         i = names.index(item.id)
         if not algebra.carries(base.params[i][1]):
             raise DerivativeError(
-                f"cannot differentiate with respect to '{item.id}': it is {base.params[i][1]}, "
-                f"not a {algebra.name} value", item.span,
-                hint="derivatives are taken with respect to f64 or f32 parameters")
+                f"cannot differentiate with respect to `{item.id}`: it is {base.params[i][1]}, "
+                f"not a {_VALUES[algebra.name]} value", item.span,
+                hint="derivatives are taken with respect to f64 or f32 parameters, or over "
+                     "Z2 with respect to bool ones")
         if i in out:
-            raise DerivativeError(f"'{item.id}' appears twice in `wrt`", item.span)
+            raise DerivativeError(f"`{item.id}` appears twice in `wrt`", item.span)
         out.append(i)
     return tuple(out)
 
@@ -138,33 +180,34 @@ def _wrt(call: ast.Call, base: UFunction, algebra: Algebra) -> tuple[int, ...]:
 def _suggest(name: str, candidates, what: str) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=1)
     if close:
-        return f"did you mean '{close[0]}'?"
+        return f"did you mean `{close[0]}`?"
     return f"{what} " + ", ".join(sorted(candidates)) if candidates else ""
 
 
 # ---- the transformations ------------------------------------------------------
 
 def _value_and_grad(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    return vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span)
+    return vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span, rules=r.custom)
 
 
 def _grad(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    full = vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span)
+    full = vjp_function(r.base, r.wrt, name, algebra=algebra, span=r.span, rules=r.custom)
     return _project(full, 1)
 
 
 def _vjp(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    return vjp_function(r.base, r.wrt, name, algebra=algebra, cotangent_param=True, span=r.span)
+    return vjp_function(r.base, r.wrt, name, algebra=algebra, cotangent_param=True, span=r.span,
+                        rules=r.custom)
 
 
 def _jvp(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    return jvp_function(r.base, r.wrt, name, algebra=algebra)
+    return jvp_function(r.base, r.wrt, name, algebra=algebra, rules=r.custom)
 
 
 def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
     x = _single_vector(r, "hessian")
-    gradient = _grad(_Request("grad", r.base, r.wrt, r.span), f"{name}_grad", algebra)
-    hvp = jvp_function(gradient, r.wrt, f"{name}_hvp", algebra=algebra)
+    gradient = _grad(_Request("grad", r.base, r.wrt, r.span, r.custom), f"{name}_grad", algebra)
+    hvp = jvp_function(gradient, r.wrt, f"{name}_hvp", algebra=algebra, rules=r.custom)
     return _over_basis(hvp, r.base, x, name, r.span, transpose=False)
 
 
@@ -180,9 +223,10 @@ def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
     if not out.shape:
         return _grad(r, name, algebra)
     if forward:
-        tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra)
+        tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
         return _over_basis(tangent, r.base, x, name, r.span, transpose=True)
-    cotangent = vjp_function(r.base, r.wrt, f"{name}_vjp", algebra=algebra, cotangent_param=True, span=r.span)
+    cotangent = vjp_function(r.base, r.wrt, f"{name}_vjp", algebra=algebra, cotangent_param=True,
+                             span=r.span, rules=r.custom)
     return _over_basis(cotangent, r.base, None, name, r.span, transpose=False, out=out)
 
 
@@ -203,12 +247,13 @@ def _project(fn: UFunction, k: int) -> UFunction:
 
 def _single_vector(r: _Request, what: str) -> int:
     if len(r.wrt) != 1:
-        raise DerivativeError(f"{what} takes exactly one parameter in `wrt`", r.span)
+        raise DerivativeError(f"`{what}` takes exactly one parameter in `wrt`", r.span)
     t = r.base.params[r.wrt[0]][1]
     if not (isinstance(t, ArrayType) and t.rank == 1):
-        raise DerivativeError(f"{what} needs a vector parameter; "
-                              f"'{r.base.params[r.wrt[0]][0]}' is {t}", r.span,
-                              hint="reshape the parameter to a vector, or use jvp/vjp")
+        raise DerivativeError(f"`{what}` needs a vector parameter, but "
+                              f"`{r.base.params[r.wrt[0]][0]}` is {t}", r.span,
+                              hint="take it with respect to a vector parameter (f64[n]), "
+                                   "or use jvp or vjp for directional derivatives")
     return r.wrt[0]
 
 

@@ -27,7 +27,8 @@ from . import primitives as P
 from .errors import DerivativeError, Span
 from .types import ArrayType, TupleType, Type
 from .unary_check import check_term
-from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, Var)
 
 
 class _None:
@@ -153,6 +154,12 @@ def _walk(term: Term, stack: list[Dependence], types: list[Type]) -> None:
                     break
                 acc = new
             stack.append(acc)
+            types.append(out_type)
+        case Custom(n=n):  # a call whose derivative is the user's rule: trusted
+            out_type = check_term(term, tuple(types))[-1]
+            deps = [_any(d) for d in stack[len(stack) - n:]]
+            discrete = [d for d in deps if isinstance(d, Discrete)]
+            stack.append(SMOOTH if SMOOTH in deps else discrete[0] if discrete else NONE)
             types.append(out_type)
         case Build() | Map() | Reduce():
             raise AssertionError("the differentiability check runs on vectorised unary form")

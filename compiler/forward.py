@@ -10,6 +10,9 @@ is defined once per instruction, and composition goes to composition:
     Drop            forgets the tangents with the values
     If(a, b)        the branch taken carries its own tangent
     Loop(body)      the state is carried with its tangent
+    Custom(f)       a call of f with a user's rule: the call is kept for the value
+                    (marked) and the tangent comes from the rule (`custom_rules`);
+                    without `rules`, or over Z2, the body as usual
     Seq             composition
 
 It runs after vectorisation, so there is no Build or Map left: their tangents
@@ -20,28 +23,34 @@ The output is UNF again, so forward mode nests with itself and with reverse mode
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
 from .errors import DerivativeError
 from .jvp_rules import JVP_RULES
 from .primitives import ARANGE, INDEX, params
 from .types import ArrayType, Dim, TupleType, Type
-from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, Var)
 from .unary_builder import Builder, Value
+
+if TYPE_CHECKING:
+    from .custom_rules import CustomRules
 
 Entry = tuple[Value, Deriv]  # a value and its tangent
 
 
-def jvp_function(fn: UFunction, wrt: tuple[int, ...], name: str, algebra: Algebra = REALS) -> UFunction:
+def jvp_function(fn: UFunction, wrt: tuple[int, ...], name: str, algebra: Algebra = REALS,
+                 rules: CustomRules | None = None) -> UFunction:
     """`name(params..., t1, ..., tk) -> (value, tangent)`: the derivative of `fn`
-    at `params` in the direction of the tangents `t_j` of the parameters `wrt`."""
+    at `params` in the direction of the tangents `t_j` of the parameters `wrt`;
+    calls marked `Custom` take their derivatives from `rules`."""
     types = tuple(t for _, t in fn.params)
     b = Builder(types + tuple(types[i] for i in wrt))
     stack: list[Entry] = [(b.arg(i), ZERO) for i in range(len(types))]
     for k, i in enumerate(wrt):
         stack[i] = (b.arg(i), b.arg(len(types) + k))
-    Tangents(b, algebra).run(fn.body, stack)
+    Tangents(b, algebra, rules).run(fn.body, stack)
     value, tangent = stack[-1]
     out = b.tuple(value, algebra.materialise(b, tangent, tangent_type(value.type, algebra)))
     tangent_params = tuple((fn.params[i][0] + "_dot", types[i]) for i in wrt)
@@ -58,6 +67,7 @@ def tangent_type(t: Type, algebra: Algebra) -> Type:
 class Tangents:
     b: Builder
     algebra: Algebra
+    rules: CustomRules | None = None
 
     def run(self, term: Term, stack: list[Entry]) -> None:
         """Interpret `term` on `stack`, emitting values and tangents into the builder."""
@@ -97,6 +107,21 @@ class Tangents:
                 self._if(term, then, orelse, stack)
             case Loop(body, stacked):
                 self._loop(term, body, stacked, stack)
+            case Custom(name, n, body):
+                if self.rules is None or not self.rules.applies(name, self.algebra):
+                    self.run(body, stack)
+                    return
+                args = stack[len(stack) - n:]
+                primals = tuple(v for v, _ in args)
+                tangents = tuple(d for _, d in args)
+                value = self.rules.call(self.b, term, primals, len(stack) - n)
+                if all(d is ZERO for d in tangents):
+                    stack.append((value, ZERO))
+                    return
+                dot = self.rules.tangent(self.b, name, primals, tangents)
+                if term.hint:
+                    self.b.name(dot, term.hint + "_dot")
+                stack.append((value, dot))
             case Build() | Map() | Reduce():
                 raise AssertionError("forward mode runs on vectorised unary form")
             case _:
@@ -108,8 +133,9 @@ class Tangents:
 
         def branch(body: Term):
             def make(b: Builder) -> Value:
-                inner = Tangents(b, self.algebra)
-                local = list(stack)
+                inner = Tangents(b, self.algebra, self.rules)
+                # the branch runs on the stack with the condition on top: here its copy
+                local = list(stack[:-1])
                 local.append((Value(len(b.types) - 1, cond.type), ZERO))
                 inner.run(body, local)
                 value, dot = local[-1]
@@ -138,7 +164,7 @@ class Tangents:
                 INDEX, params(spec=(("at",),) + _full_slices(xs.type)), xs_dot, t)
             # the body's context is Γ, init, xs, acc, x
             local = list(stack) + [(acc, acc_dot), (x, x_dot)]
-            Tangents(lb, alg).run(body, local)
+            Tangents(lb, alg, self.rules).run(body, local)
             new, new_dot = local[-1]
             return lb.tuple(new, alg.materialise(lb, new_dot, state_dot_type))
 

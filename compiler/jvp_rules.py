@@ -33,8 +33,10 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 
 Limits: `prod`'s derivative is exact where the group holds zeros, but it
 selects with `where`, so its own derivative (a second derivative of prod) is
-not, at exact zeros. Over Z2, `matmul`, `index_add` and `gather_add` of bools
-raise `DerivativeError`: NumPy adds bools by OR, which is not linear there.
+not, at exact zeros. Over Z2, `matmul` and `gather_add` of bools raise
+`DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
+`index_add` of bools, which ORs into each position once, has the derivative
+of that OR (`index_or_region`).
 """
 
 from __future__ import annotations
@@ -164,10 +166,9 @@ def algebra_sum(b: Builder, alg: Algebra, x: Value, axes: tuple[int, ...]) -> Va
     """The algebra's sum of `x` over `axes`: over Z2 the parity of the count of trues."""
     if not axes:
         return x
-    total = b.prim(P.SUM, params(axes=axes), x)
     if adds_by_parity(alg):
-        return cast(b, b.prim(P.MOD, (), total, literal(b, 2)), DType.BOOL)
-    return total
+        return b.prim(P.PARITY, params(axes=axes), cast(b, x, DType.BOOL))
+    return b.prim(P.SUM, params(axes=axes), x)
 
 
 def keep_axes(b: Builder, y: Value, axes: tuple[int, ...]) -> Value:
@@ -280,6 +281,30 @@ def z2_times(s: Application, k: int, d: Deriv) -> Deriv:
     return s.alg.mul(s.b, factor, d)
 
 
+def popcount_le_partials(s: Application) -> tuple[Value, Value]:
+    """`∂y/∂a` and `∂y/∂b` of the threshold gate `y = [k·|a| <= |b|]` (|·| the count
+    along the last axis), each with its argument's last axis and the result's
+    other axes. A Boolean function is a multilinear polynomial over Z2, so
+    `∂y/∂a_i = y + y(a + e_i)`: flipping a_i moves |a| by 1 - 2a_i, so
+    `y(a + e_i) = [k(|a| + 1 - 2a_i) <= |b|]` (likewise for b) — the brute-force
+    derivative of Wilson & Zanasi's `rdiffB`, in closed form."""
+    k = s.param("scale")
+
+    def count(v: Value) -> Sym:  # |v| with the counted axis kept, length 1
+        last = v.type.rank - 1
+        return s.sym(v).apply(P.SUM, axes=(last,)).apply(P.EXPAND_DIMS, axis=last)
+
+    def step(v: Value) -> Sym:   # how |v| moves when v_i flips
+        return 1 - 2 * s.sym(cast(s.b, v, DType.I64))
+
+    a, b = s.args
+    y = s.y.apply(P.EXPAND_DIMS, axis=s.out.type.rank)
+    ca, cb = count(a), count(b)
+    da = (k * (ca + step(a))).apply(P.LE, cb).apply(P.XOR, y)
+    db = (k * ca).apply(P.LE, cb + step(b)).apply(P.XOR, y)
+    return da.value, db.value
+
+
 # ---- reductions: the weights of each group -------------------------------------------
 
 def _prod_weights(s: Application) -> Value:
@@ -333,6 +358,21 @@ def softmax_times(s: Application, g: Value) -> Value:
     y, gs = s.y, s.sym(g)
     inner = s.sym(keep_axes(s.b, (gs * y).apply(P.SUM, axes=(axis,)).value, (axis,)))
     return (y * (gs - inner)).value
+
+
+def ors_bools(s: Application) -> bool:
+    """Whether `s` adds bools (NumPy: OR) in an algebra where bools carry derivatives."""
+    return s.alg.carries(s.out.type) and s.out.type.dtype is DType.BOOL
+
+
+def index_or_region(s: Application, value: Value) -> Value:
+    """`value` put into the region of an index_add `s` (bools, zeros elsewhere).
+
+    index_add of bools ORs v into the region r of t (each position once):
+    out[r] = t[r] + v + t[r]·v over Z2, so ∂out[r]/∂t[r] = 1 + v and
+    ∂out[r]/∂v = 1 + t[r]. Into zeros, OR is exact, so this places a derivative."""
+    zeros = s.alg.zeros(s.b, derivative_type(s.alg, s.args[0].type))
+    return s.b.prim(P.INDEX_ADD, s.ps, zeros, value, *s.args[2:])
 
 
 def refuse_bool_in_z2(s: Application, why: str) -> None:
@@ -452,10 +492,30 @@ def _where(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     return s.alg.add(s.b, branches, s.alg.mul(s.b, s.b.prim(P.XOR, (), a, b), dc))
 
 
+def _popcount_le(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """Σ_i ∂y/∂a_i · ȧ_i + Σ_i ∂y/∂b_i · ḃ_i over Z2: parities along the last axis."""
+    total: Deriv = ZERO
+    for partial, d in zip(popcount_le_partials(s), dots):
+        if d is not ZERO:
+            product = s.alg.mul(s.b, partial, d)
+            total = s.alg.add(s.b, total, algebra_sum(s.b, s.alg, product, (product.type.rank - 1,)))
+    return total
+
+
 def _scatter_add(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     """index_add / gather_add are linear in (target, value); a ZERO value tangent
-    leaves the target's."""
-    refuse_bool_in_z2(s, "adding bools is OR, not XOR")
+    leaves the target's. Over Z2, index_add of bools is an OR (see `index_or_region`)."""
+    if s.prim is P.INDEX_ADD and ors_bools(s):
+        t, v = s.args[:2]
+        dt, dv = dots[:2]
+        region = lambda x: s.b.prim(P.INDEX, s.ps, x, *s.args[2:])  # noqa: E731
+        change: Deriv = ZERO  # ȯut[r] - ṫ[r] = ṫ[r]·v + v̇·(1 + t[r])
+        if dt is not ZERO:
+            change = s.alg.mul(s.b, region(dt), v)
+        if dv is not ZERO:
+            change = s.alg.add(s.b, change, s.alg.mul(s.b, dv, s.b.prim(P.NOT, (), region(t))))
+        return s.alg.add(s.b, dt, ZERO if change is ZERO else index_or_region(s, change))
+    refuse_bool_in_z2(s, "np.add.at of bools ORs repeated indices together")
     if dots[1] is ZERO:
         return dots[0]
     return s.b.prim(s.prim, s.ps, *_materialised(s, dots, 2))
@@ -475,6 +535,8 @@ JVP_RULES: dict[Primitive, JvpRule] = {
     P.MEAN: deflinear(),
     **{prim: deftangent(_reduction) for prim in REDUCTION_WEIGHTS},
     P.SOFTMAX: deftangent(_softmax),
+    P.PARITY: deflinear(),
+    P.POPCOUNT_LE: deftangent(_popcount_le),
     P.MATMUL: defbilinear(_matmul_product),
     P.TRANSPOSE: deflinear(),
     P.EXPAND_DIMS: deflinear(),

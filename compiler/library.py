@@ -17,6 +17,7 @@ of the four dtype names; shapes are size expressions or tuples of them.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -98,7 +99,10 @@ _DTYPES = {d.value: d for d in DType}
 def _dtype(expr: ast.Expr) -> DType:
     if isinstance(expr, ast.Name) and expr.id in _DTYPES:
         return _DTYPES[expr.id]
-    raise TypeMismatchError("dtype must be one of f64, f32, i64, bool", expr.span)
+    close = (difflib.get_close_matches(expr.id, list(_DTYPES), n=1, cutoff=0.5)
+             if isinstance(expr, ast.Name) else [])
+    raise TypeMismatchError("dtype must be one of f64, f32, i64, bool", expr.span,
+                            hint=f"did you mean {close[0]}?" if close else None)
 
 
 def _shape(c: CallChecker, expr: ast.Expr) -> Shape:
@@ -163,6 +167,15 @@ def _softmax(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExp
     t = _array(call, x, call.args[0], min_rank=1)
     axis = _axis(call, kw["axis"], t, t.rank) if "axis" in kw else t.rank - 1
     return c.apply(P.SOFTMAX, params(axis=axis), (x,), call.args)
+
+
+def _popcount_le(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExpr:
+    """popcount_le(a, b, scale = k): `k * count(a) <= count(b)` along the last axes."""
+    scale = _int_literal(kw["scale"], "scale") if "scale" in kw else 1
+    if scale < 0:
+        raise TypeMismatchError("scale must be an int >= 0", kw["scale"].span)
+    return c.apply(P.POPCOUNT_LE, params(scale=scale), tuple(c.value(a) for a in call.args),
+                   call.args)
 
 
 def _dot(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExpr:
@@ -242,7 +255,7 @@ def _leading(call: ast.Call, values: tuple[TExpr, ...], nodes: tuple[ast.Expr, .
         if t.shape[0] != types[0].shape[0]:
             raise ShapeError(f"`{call.func}` runs over arrays of one length, but {types[0]} and "
                              f"{t} have leading dims {types[0].shape[0]} and {t.shape[0]}",
-                             node.span)
+                             node.span, notes=((f"the first array is {types[0]}", nodes[0].span),))
     return types[0].shape[0], tuple(ArrayType(t.dtype, t.shape[1:]) for t in types)
 
 
@@ -299,7 +312,8 @@ def _join_state(call: ast.Call, state: Type, step: Type, fn: ast.Expr) -> Type:
             return ArrayType(promote(state, step)[0], state.shape)
         case ArrayType(), ArrayType():
             raise ShapeError(f"the state of `{call.func}` must keep its shape, but it starts as "
-                             f"{state} and a step returns {step}", _body(fn).span)
+                             f"{state} and a step returns {step}", _body(fn).span,
+                             notes=((f"the state starts here, as {state}", call.args[0].span),))
         case TupleType(), TupleType() if len(state.items) == len(step.items):
             return TupleType(tuple(_join_state(call, a, b, fn)
                                    for a, b in zip(state.items, step.items)))
@@ -338,6 +352,7 @@ _OTHER_ELEMENTWISE = {
 _REDUCTIONS = {
     P.SUM: "sum", P.MEAN: "mean (ints give f64)", P.PROD: "product", P.MAX: "maximum",
     P.MIN: "minimum", P.LOGSUMEXP: "log(sum(exp(x))), computed stably",
+    P.PARITY: "xor of bools (true when an odd number are), Z2's sum",
 }
 
 
@@ -356,6 +371,9 @@ def _table() -> dict[str, LibraryFunction]:
         LibraryFunction("softmax", "softmax(x, axis = -1)",
                         "exp(x) / sum(exp(x)) along one axis (default the last)",
                         (1, 1), ("axis",), _softmax),
+        LibraryFunction("popcount_le", "popcount_le(a, b, scale = 1)",
+                        "the threshold gate scale * (trues in a) <= (trues in b), counting bools "
+                        "along the last axis", (2, 2), ("scale",), _popcount_le),
         LibraryFunction("dot", "dot(a, b)", "matrix product of vectors and matrices (as a @ b)",
                         (2, 2), (), _dot),
         LibraryFunction("transpose", "transpose(a, axes = (1, 0))",

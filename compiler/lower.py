@@ -18,13 +18,19 @@ prints through one table, `NUMPY`, as whole-array NumPy (`X @ w`,
         w = np.asarray(w, dtype=np.float64)        entry: convert, check ranks,
         ...                                        bind sizes, check shapes
         # model.catad:3  let z = X @ w + b;        the source line of what follows
-        t1 = X @ w
-        z = t1 + b
-        ...
+        z = X @ w + b                              a temporary read once is printed
+        ...                                        where it is read
         return t4
 
 `if` becomes a Python if/else assigning one variable; `fold` and `scan` become
 a Python `for` over the leading axis of the sequence, with vectorised bodies.
+
+Temporaries (`t12`) read once, by an expression of their own block, are not
+assigned: they are printed inside that expression, parenthesised by Python's
+precedence (`_inlined_temporaries`, `Arg.at`), unless it would grow wider than
+`INLINE_WIDTH`. NumPy frees such an intermediate as soon as it is read, or
+reuses its buffer in place (temporary elision), where a named one would stay
+alive to the end of the function: fewer fresh arrays, fewer passes over memory.
 
 Source text reaches the module only inside comments, which can never end
 early (`comment_text`); names are identifiers checked by `names.identifier`.
@@ -39,6 +45,7 @@ import math
 import re
 import types as pytypes
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -60,19 +67,30 @@ INDENT = "    "
 # ---- how each primitive prints ---------------------------------------------------
 
 
+# Python's operator precedence, loosest first: a printed expression knows its own,
+# and is parenthesised where it stands in a place that binds tighter.
+LOOSEST, COMPARISON, BIT_OR, BIT_XOR, BIT_AND, ADDITIVE, MULTIPLICATIVE, UNARY, POWER, ATOM = range(10)
+
+
 @dataclass(frozen=True)
 class Arg:
-    """A printed argument: an atom's text, parenthesised as an operand when negative."""
+    """A printed argument: its text, and how tightly it binds (`ATOM`: a name, a
+    literal, a call or a subscript; `UNARY`: `-x`, a negative literal; ...)."""
 
     text: str
-    negative: bool = False
+    precedence: int = ATOM
 
     def __str__(self) -> str:
         return self.text
 
+    def at(self, level: int) -> str:
+        """The text, parenthesised unless it binds at least as tightly as `level`."""
+        return self.text if self.precedence >= level else f"({self.text})"
+
     @property
     def operand(self) -> str:
-        return f"({self.text})" if self.negative else self.text
+        """The text, safe in any place (as the object of `.T` or `[...]`)."""
+        return self.at(ATOM)
 
 
 @dataclass(frozen=True)
@@ -86,10 +104,21 @@ class Application:
 
 @dataclass(frozen=True)
 class Form:
-    """How a primitive prints, and the runtime helper that code calls, if any."""
+    """How a primitive prints, how tightly that text binds (a callable: per
+    application), and the runtime helper that code calls, if any."""
 
     text: Callable[[Application], str]
     helper: str | None = None
+    precedence: int | Callable[[Application], int] = LOOSEST
+
+    def printed(self, app: Application) -> Arg:
+        level = self.precedence if isinstance(self.precedence, int) else self.precedence(app)
+        return Arg(self.text(app), level)
+
+
+def call_form(text: Callable[[Application], str], helper: str | None = None) -> Form:
+    """A form whose text is a call or a subscript: it binds as an atom."""
+    return Form(text, helper, ATOM)
 
 
 def _np(name: str) -> str:
@@ -118,27 +147,42 @@ def _axes(axes: tuple[int, ...]) -> str:
 
 def function(name: str) -> Form:
     """`np.name(a, b, ...)`"""
-    return Form(lambda app: f"{_np(name)}({', '.join(map(str, app.args))})")
+    return call_form(lambda app: f"{_np(name)}({', '.join(map(str, app.args))})")
+
+
+_INFIX_PRECEDENCE = {"**": POWER, "*": MULTIPLICATIVE, "/": MULTIPLICATIVE, "//": MULTIPLICATIVE,
+                     "%": MULTIPLICATIVE, "@": MULTIPLICATIVE, "+": ADDITIVE, "-": ADDITIVE,
+                     "&": BIT_AND, "^": BIT_XOR, "|": BIT_OR, "<": COMPARISON, "<=": COMPARISON,
+                     ">": COMPARISON, ">=": COMPARISON, "==": COMPARISON, "!=": COMPARISON}
 
 
 def infix(op: str) -> Form:
-    """`a op b`"""
-    return Form(lambda app: f"{app.args[0].operand} {op} {app.args[1].operand}")
+    """`a op b`, the operands parenthesised by precedence: left-associative, except
+    `**` (right-associative, and `-2.0 ** x` is `-(2.0 ** x)`) and the comparisons
+    (which would chain)."""
+    level = _INFIX_PRECEDENCE[op]
+    if level == POWER:
+        left, right = ATOM, UNARY
+    elif level == COMPARISON:
+        left, right = level + 1, level + 1
+    else:
+        left, right = level, level + 1
+    return Form(lambda app: f"{app.args[0].at(left)} {op} {app.args[1].at(right)}", precedence=level)
 
 
 def prefix(op: str) -> Form:
-    """`op a`"""
-    return Form(lambda app: f"{op}{app.args[0].operand}")
+    """`op a` (`-(-a)`, not `--a`)"""
+    return Form(lambda app: f"{op}{app.args[0].at(POWER)}", precedence=UNARY)
 
 
 def helper(name: str) -> Form:
     """`_name(x)`, a runtime helper emitted at the top of the module."""
-    return Form(lambda app: f"_{name}({app.args[0]})", helper=name)
+    return call_form(lambda app: f"_{name}({app.args[0]})", helper=name)
 
 
 def reduction(name: str) -> Form:
     """`np.name(x, axis=...)`"""
-    return Form(lambda app: f"{_np(name)}({app.args[0]}, axis={_axes(app.params['axes'])})")
+    return call_form(lambda app: f"{_np(name)}({app.args[0]}, axis={_axes(app.params['axes'])})")
 
 
 def helper_over_axes(name: str, key: str) -> Form:
@@ -146,7 +190,18 @@ def helper_over_axes(name: str, key: str) -> Form:
     def text(app: Application) -> str:
         axes = app.params[key]
         return f"_{name}({app.args[0]}, axis={_axes(axes if isinstance(axes, tuple) else (axes,))})"
-    return Form(text, helper=name)
+    return call_form(text, helper=name)
+
+
+def _parity(app: Application) -> str:
+    """Whether the count of trues is odd: XOR along the axes."""
+    return f"{_np('sum')}({app.args[0]}, axis={_axes(app.params['axes'])}) % 2 == 1"
+
+
+def _popcount_le(app: Application) -> str:
+    a, b = (f"{_np('sum')}({x}, axis=-1)" for x in app.args)
+    scale = app.params["scale"]
+    return f"{a if scale == 1 else f'{scale} * {a}'} <= {b}"
 
 
 def _const(app: Application) -> str:
@@ -162,12 +217,20 @@ def _filled(name: str) -> Form:
         dtype: DType = app.params["dtype"]
         extra = "" if dtype is DType.F64 else f", dtype={_dtype(dtype)}"
         return f"{_np(name)}({_shape(app.params['shape'])}{extra})"
-    return Form(text)
+    return call_form(text)
 
 
 def _arange(app: Application) -> str:
     lo, hi = app.params["lo"], app.params["hi"]
     return f"{_np('arange')}({_dim(hi)})" if lo == Dim(0) else f"{_np('arange')}({_dim(lo)}, {_dim(hi)})"
+
+
+def _astype(app: Application) -> str:
+    """`np.float64(x)` for a scalar, `np.asarray(x, dtype=np.float64)` for an array."""
+    t = app.arg_types[0]
+    if isinstance(t, ArrayType) and t.shape == ():
+        return f"{_dtype(app.params['dtype'])}({app.args[0]})"
+    return f"{_np('asarray')}({app.args[0]}, dtype={_dtype(app.params['dtype'])})"
 
 
 def _transpose(app: Application) -> str:
@@ -179,7 +242,7 @@ def _transpose(app: Application) -> str:
 
 def _sequence(name: str) -> Form:
     """`np.name([a, b, ...], axis=k)`"""
-    return Form(lambda app: f"{_np(name)}([{', '.join(map(str, app.args))}], axis={app.params['axis']})")
+    return call_form(lambda app: f"{_np(name)}([{', '.join(map(str, app.args))}], axis={app.params['axis']})")
 
 
 def _index_items(spec: tuple, x_type: Type | None, indices: tuple[Arg, ...],
@@ -218,23 +281,25 @@ def _index_add(app: Application) -> str:
     return f"_index_add({target}, {value}, {_tuple(items)})"
 
 
-def _gather_key(x: Arg, indices: tuple[Arg, ...], clip: bool) -> list[str]:
-    """The index arrays of a gather; with clip, each is clipped into its axis."""
+def _gather_key(x_type: Type | None, indices: tuple[Arg, ...], clip: bool) -> list[str]:
+    """The index arrays of a gather; with clip, each is clipped into its axis (of
+    the size its type gives: `np.clip(i, 0, n - 1)`)."""
     if clip:
-        return [f"{_np('clip')}({i}, 0, {x.operand}.shape[{k}] - 1)" for k, i in enumerate(indices)]
+        assert isinstance(x_type, ArrayType), "a clipped gather needs its array's type"
+        return [f"{_np('clip')}({i}, 0, {_dim(x_type.shape[k] - 1)})" for k, i in enumerate(indices)]
     return [str(i) for i in indices]
 
 
 def _gather(app: Application) -> str:
     """`x[i, j]`"""
     x = app.args[0]
-    return f"{x.operand}[{', '.join(_gather_key(x, app.args[1:], app.params['clip']))}]"
+    return f"{x.operand}[{', '.join(_gather_key(app.arg_types[0], app.args[1:], app.params['clip']))}]"
 
 
 def _gather_add(app: Application) -> str:
     """`_gather_add(target, value, (i, j))`"""
     target, value = app.args[0], app.args[1]
-    key = _gather_key(target, app.args[2:], app.params["clip"])
+    key = _gather_key(app.arg_types[0], app.args[2:], app.params["clip"])
     return f"_gather_add({target}, {value}, {_tuple(key)})"
 
 
@@ -286,13 +351,13 @@ NUMPY: dict[Primitive, Form] = {
     P.XOR: infix("^"),
     P.WHERE: function("where"),
     # leaves
-    P.CONST: Form(_const),
-    P.SIZE: Form(lambda app: f"{_np('int64')}({_dim(app.params['dim'])})"),
+    P.CONST: Form(_const, precedence=lambda app: UNARY if _const(app).startswith("-") else ATOM),
+    P.SIZE: call_form(lambda app: f"{_np('int64')}({_dim(app.params['dim'])})"),
     P.ZEROS: _filled("zeros"),
     P.ONES: _filled("ones"),
-    P.FULL: Form(lambda app: f"{_np('full')}({_shape(app.params['shape'])}, {app.args[0]})"),
-    P.ARANGE: Form(_arange),
-    P.ASTYPE: Form(lambda app: f"{_np('asarray')}({app.args[0]}, dtype={_dtype(app.params['dtype'])})"),
+    P.FULL: call_form(lambda app: f"{_np('full')}({_shape(app.params['shape'])}, {app.args[0]})"),
+    P.ARANGE: call_form(_arange),
+    P.ASTYPE: call_form(_astype),
     # reductions and normalisations
     P.SUM: reduction("sum"),
     P.MEAN: reduction("mean"),
@@ -301,19 +366,22 @@ NUMPY: dict[Primitive, Form] = {
     P.MIN: reduction("min"),
     P.LOGSUMEXP: helper_over_axes("logsumexp", "axes"),
     P.SOFTMAX: helper_over_axes("softmax", "axis"),
+    P.PARITY: Form(_parity),
+    P.POPCOUNT_LE: Form(_popcount_le),
     # linear algebra and shape
     P.MATMUL: infix("@"),
-    P.TRANSPOSE: Form(_transpose),
-    P.EXPAND_DIMS: Form(lambda app: f"{_np('expand_dims')}({app.args[0]}, {app.params['axis']})"),
-    P.BROADCAST_TO: Form(lambda app: f"{_np('broadcast_to')}({app.args[0]}, {_shape(app.params['shape'])})"),
-    P.RESHAPE: Form(lambda app: f"{_np('reshape')}({app.args[0]}, {_shape(app.params['shape'])})"),
+    P.TRANSPOSE: call_form(_transpose),
+    P.EXPAND_DIMS: call_form(lambda app: f"{_np('expand_dims')}({app.args[0]}, {app.params['axis']})"),
+    P.BROADCAST_TO: call_form(
+        lambda app: f"{_np('broadcast_to')}({app.args[0]}, {_shape(app.params['shape'])})"),
+    P.RESHAPE: call_form(lambda app: f"{_np('reshape')}({app.args[0]}, {_shape(app.params['shape'])})"),
     P.STACK: _sequence("stack"),
     P.CONCAT: _sequence("concatenate"),
     # indexing
-    P.INDEX: Form(_index),
-    P.GATHER: Form(_gather),
-    P.INDEX_ADD: Form(_index_add, helper="index_add"),
-    P.GATHER_ADD: Form(_gather_add, helper="gather_add"),
+    P.INDEX: call_form(_index),
+    P.GATHER: call_form(_gather),
+    P.INDEX_ADD: call_form(_index_add, helper="index_add"),
+    P.GATHER_ADD: call_form(_gather_add, helper="gather_add"),
 }
 
 
@@ -322,12 +390,12 @@ def literal_arg(value: bool | int | float) -> Arg:
     if isinstance(value, bool):
         return Arg(repr(value))
     if isinstance(value, int):
-        return Arg(repr(value), value < 0)
+        return Arg(repr(value), UNARY if value < 0 else ATOM)
     if math.isnan(value):
         return Arg(_np("nan"))
     text = repr(abs(value)) if math.isfinite(value) else _np("inf")
     negative = math.copysign(1.0, value) < 0
-    return Arg("-" + text if negative else text, negative)
+    return Arg("-" + text if negative else text, UNARY if negative else ATOM)
 
 
 # ---- runtime helpers ------------------------------------------------------------
@@ -550,6 +618,9 @@ class _FunctionPrinter:
         self.types = binding_types(fn)
         self.namer = Namer(function_names(fn))
         self.rename: dict[str, str] = {}  # an IR name printed as another variable
+        self.inlined = _inlined_temporaries(fn.body)
+        self.returned = _returned_names(fn.body)
+        self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
         self.depth = 0
         self.last_line = fn.span.line
@@ -651,6 +722,8 @@ class _FunctionPrinter:
 
     def _arg(self, atom: Atom) -> Arg:
         match atom:
+            case Name(id) if id in self.pending:
+                return self.pending.pop(id)[0]
             case Name(id):
                 return Arg(identifier(self.rename.get(id, id)))
             case Lit(value):
@@ -660,31 +733,74 @@ class _FunctionPrinter:
 
     def _expr(self, expr: Expr) -> str:
         """A simple expression (an atom, a call, a tuple or a projection) as code."""
+        return self._printed(expr).text
+
+    def _printed(self, expr: Expr) -> Arg:
+        """A simple expression as code, with how tightly it binds; the inlined
+        temporaries it reads are printed inside it."""
         match expr:
             case Name() | Lit():
-                return self._atom(expr)
+                return self._arg(expr)
             case Call(prim, ps, args):
                 form = NUMPY[prim]
                 if form.helper is not None:
                     self.used.add(form.helper)
-                app = Application(dict(ps), tuple(map(self._arg, args)),
-                                  tuple(atom_type(a, self.types) for a in args))
-                return form.text(app)
+                types = tuple(atom_type(a, self.types) for a in args)
+                return self._fitted(args, lambda printed: form.printed(Application(dict(ps), printed, types)))
             case MakeTuple(items):
-                return _tuple([self._atom(a) for a in items])
+                return self._fitted(items, lambda printed: Arg(_tuple([a.text for a in printed])))
             case Project(tup, k):
-                return f"{self._arg(tup).operand}[{k}]"
+                return Arg(f"{self._arg(tup).operand}[{k}]")
             case _:
                 raise AssertionError(f"not a simple expression: {type(expr).__name__}")
 
+    def _fitted(self, atoms: tuple[Atom, ...], make: Callable[[tuple[Arg, ...], ], Arg]) -> Arg:
+        """`make` applied to the printed `atoms`; while that is wider than
+        `INLINE_WIDTH`, the widest inlined temporary among them is assigned to its
+        name first, on a line of its own."""
+        inlined = {a.id: self.pending.pop(a.id) for a in atoms
+                   if isinstance(a, Name) and a.id in self.pending}
+        while True:
+            printed = tuple(inlined[a.id][0] if isinstance(a, Name) and a.id in inlined else self._arg(a)
+                            for a in atoms)
+            result = make(printed)
+            if len(result.text) <= INLINE_WIDTH or not inlined:
+                return result
+            widest = max(inlined, key=lambda name: (len(inlined[name][0].text), name))
+            printed, span = inlined.pop(widest)
+            self._mark(span)
+            self._line(f"{identifier(widest)} = {printed.text}")
+
+    def _printed_binding(self, bind: Bind) -> Arg:
+        """The expression of `bind`, printed; a result of the function that is a
+        broadcast is copied: the caller gets an array of its own, not a read-only view."""
+        printed = self._printed(bind.expr)
+        if bind.name in self.returned and isinstance(bind.expr, Call) and bind.expr.prim is P.BROADCAST_TO:
+            return Arg(f"{printed.text}.copy()")
+        return printed
+
     def _bind(self, bind: Bind, target: str | None = None) -> None:
-        """`target = bind.expr` (target: by default the binding's own name)."""
-        target = identifier(target or bind.name)
-        self._mark(bind.span)
+        """`target = bind.expr` (target: by default the binding's own name); an
+        inlined temporary waits, printed, for the expression that reads it."""
         expr = bind.expr
+        if target is None and bind.name in self.inlined:
+            printed = self._printed_binding(bind)
+            if len(printed.text) <= INLINE_WIDTH:
+                self.pending[bind.name] = printed, bind.span
+                return
+            self._mark(bind.span)
+            self._line(f"{identifier(bind.name)} = {printed.text}")
+            return
+        target = identifier(target or bind.name)
+        if isinstance(expr, _SIMPLE):
+            value = self._printed_binding(bind).text  # first: too wide, it may assign temporaries before
+            self._mark(bind.span)
+            self._line(f"{target} = {value}")
+            return
+        self._mark(bind.span)
         match expr:
             case Name() | Lit() | Call() | MakeTuple() | Project():
-                self._line(f"{target} = {self._expr(expr)}")
+                raise AssertionError("printed above")
             case IfElse(cond, then, orelse):
                 self._line(f"if {self._atom(cond)}:")
                 self._indented(lambda: self._assign(then, target))
@@ -709,9 +825,9 @@ class _FunctionPrinter:
         direct = last is not None and block.result == Name(last.name) and isinstance(last.expr, _SIMPLE)
         for bind in bindings[:-1] if direct else bindings:
             self._bind(bind)
-        if direct:
+        value = self._printed_binding(last).text if direct else self._atom(block.result)
+        if direct and not isinstance(last.expr, MakeTuple):  # a tuple of the results: no one line
             self._mark(last.span)
-        value = self._expr(last.expr) if direct else self._atom(block.result)
         if target is None:
             self._line(f"return {value}")
         elif value != target:
@@ -759,6 +875,73 @@ class _FunctionPrinter:
         self._indented(body)
         if arrays != [target]:
             self._line(f"{target} = {_nest(arrays, state)}")
+
+
+INLINE_WIDTH = 80
+
+
+def _inlined_temporaries(body: Block) -> set[str]:
+    """The temporaries (`t12`) printed inside the one expression that reads them
+    (`z = X @ w + b`, not `t1 = X @ w; z = t1 + b`): calls, tuples and projections
+    read exactly once in the function, by a call, tuple, projection or the result
+    of their own block. NumPy then frees, or reuses in place, the array of such a
+    value as soon as it is read, instead of keeping every intermediate alive."""
+    reads: Counter[str] = Counter()
+    inlined: set[str] = set()
+
+    def block(b: Block) -> None:
+        here: Counter[str] = Counter()  # reads by this block's simple expressions and result
+        for bind in b.bindings:
+            match bind.expr:
+                case Call(args=atoms) | MakeTuple(items=atoms):
+                    _count(atoms, reads, here)
+                case Project(tup, _):
+                    _count((tup,), reads, here)
+                case Name() | Lit():
+                    _count((bind.expr,), reads, here)
+                case IfElse(cond, then, orelse):
+                    _count((cond,), reads)
+                    block(then)
+                    block(orelse)
+                case LoopE(init, xs, _, _, body, _):
+                    _count((init, xs), reads)
+                    block(body)
+                case Lambda(_, body):
+                    block(body)
+                case Apply(fn, args):
+                    _count((fn, *args), reads)
+        _count((b.result,), reads, here)
+        inlined.update(bind.name for bind in b.bindings
+                       if isinstance(bind.expr, Call | MakeTuple | Project)
+                       and _TEMPORARY.match(bind.name) and here[bind.name] == 1)
+
+    block(body)
+    return {name for name in inlined if reads[name] == 1}
+
+
+def _returned_names(body: Block) -> set[str]:
+    """The names a function returns: its result, and the items of the tuples it returns."""
+    definitions = {b.name: b.expr for b in body.bindings}
+    returned: set[str] = set()
+    pending = [body.result]
+    while pending:
+        atom = pending.pop()
+        if isinstance(atom, Name) and atom.id not in returned:
+            returned.add(atom.id)
+            expr = definitions.get(atom.id)
+            if isinstance(expr, MakeTuple):
+                pending.extend(expr.items)
+    return returned
+
+
+def _count(atoms: tuple[Atom, ...], *counters: Counter[str]) -> None:
+    for a in atoms:
+        if isinstance(a, Name):
+            for counter in counters:
+                counter[a.id] += 1
+
+
+_TEMPORARY = re.compile(r"t[0-9]+\Z")
 
 
 def _leaves(label: str, t: Type) -> list[tuple[str, ArrayType]]:

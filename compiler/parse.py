@@ -17,6 +17,7 @@ Every failure is a CatadError with the source attached.
 from __future__ import annotations
 
 import codecs
+import difflib
 import math
 from functools import cache
 from itertools import takewhile
@@ -267,7 +268,7 @@ def _element_type(name: Token) -> str:
     if name.value not in ELEMENT_TYPES:
         raise ParseError(f"unknown element type '{_shorten(name.value)}': "
                          f"expected {', '.join(ELEMENT_TYPES[:-1])} or {ELEMENT_TYPES[-1]}",
-                         _span(name), hint=_TYPE_HINTS.get(name.value))
+                         _span(name), hint=_TYPE_HINTS.get(name.value) or _close_type(name.value))
     return name.value
 
 
@@ -275,6 +276,12 @@ _TYPE_HINTS = {
     "float": "write f64 (or f32)", "float64": "write f64", "double": "write f64",
     "float32": "write f32", "int": "write i64", "int64": "write i64", "bool_": "write bool",
 }
+
+
+def _close_type(name: str) -> str | None:
+    """`did you mean f64?` for a misspelt element type such as `f46` or `boll`."""
+    close = difflib.get_close_matches(name, ELEMENT_TYPES, n=1, cutoff=0.5)
+    return f"did you mean {close[0]}?" if close else None
 
 
 def _shorten(text: str) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ast
-from .check import check
+from .check import RULE_DECLARATIONS, check
+from .custom_rules import CustomRules
 from .derive import derive
 from .errors import CatadError, Source
 from .lower import lower
@@ -69,9 +70,11 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
 
 
 def _with_derivatives(tree: ast.Program, program: UProgram) -> UProgram:
-    """`program` with the derived functions of `tree` added, all in source order."""
+    """`program` with the derived functions of `tree` added, all in source order.
+    Derivative rules (`custom_vjp`, `custom_jvp`) are functions of `program` already."""
     functions = {fn.name: fn for fn in program.functions}
+    custom = CustomRules(program.rules, functions)
     for item in tree.functions:
-        if isinstance(item, ast.DerivedFunction):
-            functions[item.name] = vectorise(derive(item, functions))
-    return UProgram(tuple(functions[item.name] for item in tree.functions))
+        if isinstance(item, ast.DerivedFunction) and item.call.func not in RULE_DECLARATIONS:
+            functions[item.name] = vectorise(derive(item, functions, custom))
+    return UProgram(tuple(functions[item.name] for item in tree.functions), program.rules)

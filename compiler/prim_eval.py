@@ -198,6 +198,8 @@ EVALUATE: dict[Primitive, Rule] = {
     P.MIN: lambda ps, x: np.min(x, axis=ps["axes"]),
     P.LOGSUMEXP: _logsumexp,
     P.SOFTMAX: _softmax,
+    P.PARITY: lambda ps, x: np.sum(x, axis=ps["axes"]) % 2 == 1,
+    P.POPCOUNT_LE: lambda ps, a, b: ps["scale"] * np.sum(a, axis=-1) <= np.sum(b, axis=-1),
     # linear algebra and shape
     P.MATMUL: lambda ps, a, b: np.matmul(a, b),
     P.TRANSPOSE: lambda ps, x: np.transpose(x, ps["perm"]),

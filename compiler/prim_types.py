@@ -10,7 +10,8 @@ Rules follow NumPy on symbolic shapes:
   `prim_eval` computes literals), so `2.0 * 3.0` is still a literal;
 * float-only functions (exp, log, ..., `/`, mean, logsumexp, softmax) turn
   bool and i64 into f64 and keep f32;
-* comparisons give bool; and/or/xor/not and the condition of `where` need bool;
+* comparisons give bool; and/or/xor/not, parity, popcount_le and the condition
+  of `where` need bool;
   `-` and `sign` refuse bool (NumPy has no bool subtract); `//`, `%` and `**`
   compute bool as i64;
 * a size (`size`, and so every size variable used as a value) is a strong i64,
@@ -207,6 +208,27 @@ def reduction(result_dtype: Callable[[DType], DType]) -> Rule:
         shape = tuple(d for k, d in enumerate(x.shape) if k not in axes)
         return ArrayType(result_dtype(x.dtype), shape)
     return rule
+
+
+_COUNT_HINT = "parity and popcount_le count bools; compare first, e.g. `x > 0.0`"
+
+
+def parity(ps: Params, args: tuple[Type, ...]) -> Type:
+    """parity: a reduction of bools to bools."""
+    _need_bool(_arrays(args), _COUNT_HINT)
+    return reduction(_same)(ps, args)
+
+
+def popcount_le(ps: Params, args: tuple[Type, ...]) -> Type:
+    """`scale * count(a) <= count(b)` along the last axes; the other axes broadcast."""
+    a, b = _arrays(args)
+    _need_bool((a, b), _COUNT_HINT)
+    for t in (a, b):
+        _rank_at_least(t, 1)
+    scale = param(ps, "scale")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 0:
+        raise PrimTypeError(f"the scale {scale!r} must be an int >= 0")
+    return ArrayType(DType.BOOL, broadcast_shapes(a.shape[:-1], b.shape[:-1]))
 
 
 # ---- the rules that are not made by a helper ----------------------------------
@@ -446,6 +468,8 @@ TYPE_RULES: dict[Primitive, Rule] = {
     P.MIN: reduction(_same),
     P.LOGSUMEXP: reduction(_float),
     P.SOFTMAX: softmax,
+    P.PARITY: parity,
+    P.POPCOUNT_LE: popcount_le,
     P.MATMUL: matmul,
     P.TRANSPOSE: transpose,
     P.EXPAND_DIMS: expand_dims,

@@ -21,6 +21,12 @@ Params are a tuple of `(name, value)` pairs with hashable values (see
     sum mean prod max min logsumexp
                           axes: tuple[int, ...] — non-negative, sorted, at least one
     softmax               axis: int (non-negative)
+    parity                axes (as sum): whether an odd number of the bools on the
+                          axes are true; XOR over them, Z2's sum
+    popcount_le           scale: int (>= 0) — popcount_le(a, b) of bool arrays
+                          a[..., m], b[..., k]: `scale * count(a) <= count(b)`, the
+                          counts taken along the last axis, the other axes broadcast;
+                          a threshold gate (Wilson & Zanasi's pseudo-linear model)
     matmul                no params; NumPy's matmul (vectors promoted, batch broadcast)
     transpose             perm: tuple[int, ...]
     expand_dims           axis: int (position of the new axis in the result)
@@ -109,6 +115,10 @@ ASTYPE = Primitive("astype", 1)
 REDUCTIONS = SUM, MEAN, PROD, MAX, MIN, LOGSUMEXP = _prims(1, "sum", "mean", "prod", "max", "min", "logsumexp")
 SOFTMAX = Primitive("softmax", 1)
 
+# bool reductions: Z2's sum, and a threshold gate on two counts
+PARITY = Primitive("parity", 1)
+POPCOUNT_LE = Primitive("popcount_le", 2)
+
 # linear algebra and shape
 MATMUL = Primitive("matmul", 2)
 TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE = _prims(1, "transpose", "expand_dims", "broadcast_to", "reshape")
@@ -123,7 +133,7 @@ GATHER_ADD = Primitive("gather_add", None)
 ALL: tuple[Primitive, ...] = (
     *UNARY_FLOAT, NEG, ABS, SIGN, NOT, *ARITHMETIC, *COMPARISON, *LOGICAL, WHERE,
     CONST, SIZE, ZEROS, ONES, ARANGE, FULL, ASTYPE, *REDUCTIONS, SOFTMAX,
-    MATMUL, TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE, STACK, CONCAT,
+    PARITY, POPCOUNT_LE, MATMUL, TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE, STACK, CONCAT,
     INDEX, GATHER, INDEX_ADD, GATHER_ADD,
 )
 

@@ -25,21 +25,29 @@ its adjoint (both branches' derivatives, selected by the same condition).
 `Loop` runs forward as a scan that stores every state (O(T) memory), then a
 reverse loop recomputes each step's body from its stored state and runs its
 adjoint, carrying the state's cotangent and those of the values the body reads.
+
+A call marked `Custom` (a function with a user's derivative rule) runs forward
+as the marked call and its adjoint is the rule (`custom_rules`); without
+`rules`, or over Z2, its body is run and differentiated as usual.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import assert_never
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
 from .errors import DerivativeError, Span
 from .forward import tangent_type
 from .primitives import ARANGE, CONCAT, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
 from .types import ArrayType, Dim, TupleType, Type
-from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, Var)
 from .unary_builder import Builder, Value
 from .vjp_rules import VJP_RULES
+
+if TYPE_CHECKING:
+    from .custom_rules import CustomRules
 
 
 @dataclass(frozen=True)
@@ -77,22 +85,31 @@ class _LoopStep:
     out: Value
 
 
-_Step = _PrimStep | _TupleStep | _GetStep | _IfStep | _LoopStep
+@dataclass(frozen=True)
+class _CustomStep:
+    term: Custom
+    args: tuple[Value, ...]
+    out: Value
+
+
+_Step = _PrimStep | _TupleStep | _GetStep | _IfStep | _LoopStep | _CustomStep
 
 
 def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Algebra = REALS,
-                 cotangent_param: bool = False, span: Span | None = None) -> UFunction:
+                 cotangent_param: bool = False, span: Span | None = None,
+                 rules: CustomRules | None = None) -> UFunction:
     """`name(params...[, out_bar]) -> (value, (cotangents of the params wrt...))`.
 
     Without `cotangent_param`, `fn` must return a scalar and is seeded with 1:
     the cotangents are its gradient. With it, the function takes the output's
-    cotangent as its last parameter: a vector-Jacobian product."""
+    cotangent as its last parameter: a vector-Jacobian product. Calls marked
+    `Custom` take their derivatives from `rules`."""
     types = tuple(t for _, t in fn.params)
     result_type = fn.result
     extra: tuple[Type, ...] = (tangent_type(result_type, algebra),) if cotangent_param else ()
     b = Builder(types + extra)
     stack = [b.arg(i) for i in range(len(types))]
-    tape = Adjoint(b, algebra)
+    tape = Adjoint(b, algebra, rules=rules)
     tape.primal(fn.body, stack)
     value = stack[-1]
     if cotangent_param:
@@ -122,6 +139,7 @@ class Adjoint:
     b: Builder
     algebra: Algebra
     steps: list[_Step] = field(default_factory=list)
+    rules: CustomRules | None = None
 
     # ---- the forward sweep --------------------------------------------------
 
@@ -155,8 +173,9 @@ class Adjoint:
 
                 def branch(body: Term):
                     def make(sb: Builder) -> Value:
-                        local = list(context) + [Value(len(sb.types) - 1, context[-1].type)]
-                        Adjoint(sb, self.algebra).primal(body, local)
+                        # the branch runs on the context with the condition on top: its copy
+                        local = list(context[:-1]) + [Value(len(sb.types) - 1, context[-1].type)]
+                        Adjoint(sb, self.algebra, rules=self.rules).primal(body, local)
                         return local[-1]
                     return make
 
@@ -168,17 +187,35 @@ class Adjoint:
 
                 def step(lb: Builder, acc: Value, x: Value) -> Value:
                     local = list(context) + [acc, x]
-                    Adjoint(lb, self.algebra).primal(body, local)
+                    Adjoint(lb, self.algebra, rules=self.rules).primal(body, local)
                     return local[-1]
 
                 states = b.loop(stack[-2], stack[-1], step, stacked=True, hint=term.hint, span=term.span)
                 out = states if stacked else _last(b, states, _length(stack[-1]))
                 self.steps.append(_LoopStep(term, context, states, out))
                 stack.append(out)
+            case Custom(name, n, body):
+                if self.rules is None or not self.rules.applies(name, self.algebra):
+                    self.primal(body, stack)
+                    return
+                args = tuple(stack[len(stack) - n:])
+                out = self.rules.call(b, term, args, len(stack) - n)
+                self.steps.append(_CustomStep(term, args, out))
+                stack.append(out)
             case Build() | Map() | Reduce():
                 raise AssertionError("reverse mode runs on vectorised unary form")
             case _:
                 assert_never(term)
+
+    def stored(self, recomputed: Value, stored: Value) -> Value:
+        """Let the adjoint read `stored`, a value equal to `recomputed`, instead of it,
+        when the last step made `recomputed` (no later step reads it): the
+        recomputed new state of a loop step is the state the forward loop stored,
+        so its recomputation is left dead. Returns the value to seed."""
+        if self.steps and self.steps[-1].out == recomputed:
+            self.steps[-1] = replace(self.steps[-1], out=stored)
+            return stored
+        return recomputed
 
     # ---- the backward sweep -------------------------------------------------
 
@@ -216,6 +253,10 @@ class Adjoint:
                     self._if_adjoint(step, ct, cotangents)
                 case _LoopStep():
                     self._loop_adjoint(step, ct, cotangents)
+                case _CustomStep(term, args, _):
+                    assert self.rules is not None
+                    for arg, d in zip(args, self.rules.cotangents(self.b, term.name, args, ct)):
+                        self.accumulate(cotangents, arg, d)
                 case _:
                     assert_never(step)
 
@@ -238,8 +279,8 @@ class Adjoint:
 
         def branch(body: Term):
             def make(sb: Builder) -> Value:
-                local = list(step.context) + [Value(len(sb.types) - 1, step.context[-1].type)]
-                inner = Adjoint(sb, alg)
+                local = list(step.context[:-1]) + [Value(len(sb.types) - 1, step.context[-1].type)]
+                inner = Adjoint(sb, alg, rules=self.rules)
                 inner.primal(body, local)
                 pending: dict[int, Deriv] = {}
                 inner.accumulate(pending, local[-1], ct)
@@ -277,11 +318,12 @@ class Adjoint:
                 state_bar = alg.add(lb, state_bar, _at(lb, ct_states, t))
             acc = _at(lb, before, t)
             x = _at(lb, xs, t)
-            inner = Adjoint(lb, alg)
+            inner = Adjoint(lb, alg, rules=self.rules)
             local = list(step.context) + [acc, x]
             inner.primal(body, local)
+            new_state = inner.stored(local[-1], _at(lb, step.states, t))
             pending: dict[int, Deriv] = {}
-            inner.accumulate(pending, local[-1], state_bar)
+            inner.accumulate(pending, new_state, state_bar)
             inner.backward(pending)
             new = [alg.materialise(lb, pending.get(acc.pos, ZERO), state_bar_type)]
             for j, v in enumerate(outside):
@@ -310,7 +352,7 @@ def _reads_below(term: Term, base: int) -> set[int]:
             return set().union(*(_reads_below(t, base) for t in terms))
         case If(then, orelse):
             return _reads_below(then, base) | _reads_below(orelse, base)
-        case Loop(body, _) | Build(_, _, body) | Map(_, body) | Reduce(body):
+        case Loop(body, _) | Build(_, _, body) | Map(_, body) | Reduce(body) | Custom(_, _, body):
             return _reads_below(body, base)
         case Prim() | Tuple() | Get() | Drop():
             return set()

@@ -10,6 +10,20 @@ A rule may only fire when the result keeps the original's shape and dtype
 (NumPy broadcasting makes `x + zeros(n)` an array even for a scalar x), so
 the rules consult the type of every binding, from `prim_types.result_type`.
 `binding_types` is that typing, for other passes too.
+
+The rules, in `RULES` order, by family: the paper's partial evaluation (copies,
+beta, branches and tuples on known values, constants, `x * 1`, `x + 0`, ...);
+literal algebra (`2 * (0.5 * x) -> x`, `sum(-a) -> -sum(a)`); shapes (reshape,
+transpose and broadcast chains composed; an explicit broadcast that NumPy's
+broadcasting does anyway dropped; elementwise work done before a broadcast);
+products (a stack of matrix-vector products with one matrix is one product, the
+transpose of a product with a transposed factor, the identity matrix of a
+tangent basis); indexing (a gather or scatter of every item in order is a
+reshape); loops (invariants hoisted, a scan read only at its last state is a
+fold, state items nobody reads dropped, accumulated outer products summed by one
+product after the loop); and sharing of equal expressions. Rules that only pay
+when a value has no other reader consult `Facts.readers`, taken as each round
+begins; they stay correct whatever it says.
 """
 
 from __future__ import annotations
@@ -17,13 +31,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from . import primitives as P
 from .names import Namer
-from .prim_types import result_type
+from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction)
@@ -132,18 +148,31 @@ def _type_loop_names(init: Atom, xs: Atom, acc: str, x: str, types: dict[str, Ty
 # ---- what is known at a binding ------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Reader:
+    """An expression that reads a name, and the name it is bound to (None: the
+    expression is a block's result)."""
+
+    name: str | None
+    expr: Expr
+
+
 @dataclass
 class Facts:
     """What the rules know at a binding: the type and definition of the names in
-    scope, the aliases made by copy propagation, and the expressions computed
-    so far (for sharing). Names are unique in a function, so only `available`
-    is scoped: a block sees its enclosing block's, not its siblings'."""
+    scope, the aliases made by copy propagation, the expressions computed so far
+    (for sharing) and who reads each name. Names are unique in a function, so
+    only `available` is scoped: a block sees its enclosing block's, not its
+    siblings'."""
 
     namer: Namer
     types: dict[str, Type]
     definitions: dict[str, Expr]
     aliases: dict[str, Atom]
     available: dict[Any, str]
+    readers: dict[str, list[Reader]] = dataclasses.field(default_factory=dict)
+    # what reads each name, as the round began: a guide to what pays, never
+    # needed for correctness
 
     def nested(self) -> "Facts":
         return dataclasses.replace(self, available=dict(self.available))
@@ -164,6 +193,10 @@ class Facts:
             self.available.setdefault(_key(bind.expr), bind.name)
 
 
+_TEMPORARY = re.compile(r"t[0-9]+\Z")  # the names Namer.temporary makes
+_COMMUTATIVE = frozenset((P.ADD, P.MUL, P.MAXIMUM, P.MINIMUM, P.EQ, P.NE, P.AND, P.OR, P.XOR))
+
+
 def _key(value: Any) -> Any:
     """A key equal only for identical expressions: `1`, `1.0`, `True`, `-0.0` and
     `0.0` compare equal in Python but are different literals."""
@@ -174,7 +207,10 @@ def _key(value: Any) -> Any:
     if isinstance(value, Lit):
         return ("lit", _key(value.value))
     if isinstance(value, Call):
-        return ("call", value.prim.name, _key(value.params), _key(value.args))
+        args = _key(value.args)
+        if value.prim in _COMMUTATIVE:
+            args = tuple(sorted(args, key=repr))
+        return ("call", value.prim.name, _key(value.params), args)
     if isinstance(value, MakeTuple):
         return ("tuple", _key(value.items))
     if isinstance(value, Project):
@@ -226,6 +262,15 @@ def _keeps_type(expr: Expr, atom: Atom, facts: Facts) -> bool:
     """`atom` has the type `expr` has: replacing one by the other changes no shape or dtype."""
     t = expr_type(expr, facts.types)
     return t is not None and t == facts.type_of(atom)
+
+
+def _typed_as(new: Expr, old: Expr, facts: Facts) -> bool:
+    """`new` is well typed and has the type `old` has."""
+    try:
+        t = expr_type(new, facts.types)
+    except PrimTypeError:
+        return False
+    return t is not None and t == expr_type(old, facts.types)
 
 
 def propagate_copy(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
@@ -289,18 +334,37 @@ _FOLDABLE: dict[P.Primitive, Callable[..., Any]] = {
 
 @rewrite
 def fold_constants(expr: Expr, facts: Facts) -> Expr | None:
-    # 2.0 * 3.0  ->  6.0   (+ - * / and unary -, on int and float literals)
+    # 2.0 * 3.0  ->  6.0      -float64(1.0)  ->  float64(-1.0)
+    # (+ - * / and unary -, on int and float literals and f64/i64 scalar constants)
     match expr:
-        case Call(prim, _, args) if prim in _FOLDABLE and all(
-                isinstance(a, Lit) and not isinstance(a.value, bool) for a in args):
+        case Call(prim, _, args) if prim in _FOLDABLE and args:
+            values = [_literal_value(a, facts) for a in args]
+            if any(v is None or isinstance(v, bool) for v in values):
+                return None
             try:
-                value = _FOLDABLE[prim](*(a.value for a in args))
+                value = _FOLDABLE[prim](*values)
             except (ZeroDivisionError, OverflowError):
                 return None  # left for NumPy's rules at run time
             if isinstance(value, float) and not math.isfinite(value):
                 return None
-            if expr_type(expr, facts.types) == literal_type(value):
+            t = expr_type(expr, facts.types)
+            if t == literal_type(value):
                 return Lit(value)
+            if (isinstance(t, ArrayType) and t.shape == () and not t.weak
+                    and (t.dtype is DType.F64 or (t.dtype is DType.I64 and isinstance(value, int)
+                                                  and abs(value) < 2 ** 62))):
+                return Call(P.CONST, params(value=_python(value, t.dtype), dtype=t.dtype, weak=False), ())
+    return None
+
+
+def _literal_value(atom: Atom, facts: Facts) -> bool | int | float | None:
+    """The value of a literal or of a strong f64/i64 scalar constant."""
+    if isinstance(atom, Lit):
+        return atom.value
+    strong = _strong_literal(atom, facts)
+    t = facts.type_of(atom)
+    if strong is not None and isinstance(t, ArrayType) and t.dtype in (DType.F64, DType.I64):
+        return strong.value
     return None
 
 
@@ -312,6 +376,19 @@ def multiply_by_one(expr: Expr, facts: Facts) -> Expr | None:
             for one, x in ((b, a), (a, b)):
                 if _is(one, facts, 1) and _keeps_type(expr, x, facts):
                     return x
+    return None
+
+
+@rewrite
+def multiply_by_minus_one(expr: Expr, facts: Facts) -> Expr | None:
+    # x * -1  ->  -x          -1 * x  ->  -x
+    match expr:
+        case Call(P.MUL, _, (a, b)):
+            for minus_one, x in ((b, a), (a, b)):
+                if _is(minus_one, facts, -1):
+                    new = Call(P.NEG, (), (x,))
+                    if _typed_as(new, expr, facts):
+                        return new
     return None
 
 
@@ -407,8 +484,936 @@ def identity_reshaping(expr: Expr, facts: Facts) -> Expr | None:
     return None
 
 
+# ---- scalars and literals --------------------------------------------------------
+
+
+def _python(value: bool | int | float, dtype: DType) -> bool | int | float:
+    return {DType.BOOL: bool, DType.I64: int, DType.F32: float, DType.F64: float}[dtype](value)
+
+
+@rewrite
+def scalar_fill(expr: Expr, facts: Facts) -> Expr | None:
+    # ones(()) -> float64(1.0)      zeros(()) -> float64(0.0)   (a strong scalar constant)
+    match expr:
+        case Call(P.ONES | P.ZEROS as prim, ps, ()) if param(ps, "shape") == ():
+            dtype = param(ps, "dtype")
+            value = _python(1 if prim is P.ONES else 0, dtype)
+            return Call(P.CONST, params(value=value, dtype=dtype, weak=False), ())
+    return None
+
+
+def _strong_literal(atom: Atom, facts: Facts) -> Lit | None:
+    """The Python literal of `atom` when it is a strong scalar constant (`float64(2.0)`)."""
+    match facts.definition(atom):
+        case Call(P.CONST, ps, ()) if not dict(ps).get("weak", True):
+            return Lit(_python(param(ps, "value"), param(ps, "dtype")))
+    return None
+
+
+def _leading_broadcast(atom: Atom, facts: Facts) -> Atom | None:
+    """`a` when `atom` is `a` with leading axes added or broadcast only, which NumPy's
+    broadcasting adds by itself: broadcast_to(a, s), expand_dims(a, 0), or
+    reshape(a, (1, ..., 1) + shape(a))."""
+    match facts.definition(atom):
+        case Call(P.BROADCAST_TO, _, (a,)):
+            return a
+        case Call(P.EXPAND_DIMS, ps, (a,)) if param(ps, "axis") == 0:
+            return a
+        case Call(P.RESHAPE, ps, (a,)):
+            t, shape = facts.type_of(a), param(ps, "shape")
+            lead = len(shape) - t.rank if isinstance(t, ArrayType) else -1
+            if lead >= 0 and shape[lead:] == t.shape and all(d == Dim(1) for d in shape[:lead]):
+                return a
+    return None
+
+
+@rewrite
+def implicit_broadcast(expr: Expr, facts: Facts) -> Expr | None:
+    # x * broadcast_to(a, s) -> x * a      x + expand_dims(a, 0) -> x + a      x * float64(2.0) -> x * 2.0
+    # (when the result's type is unchanged: NumPy's broadcasting does the rest)
+    match expr:
+        case Call(prim, ps, args) if prim in P.ELEMENTWISE and len(args) >= 2:
+            for k, arg in enumerate(args):
+                for plain in (_leading_broadcast(arg, facts), _strong_literal(arg, facts)):
+                    if plain is not None:
+                        new = Call(prim, ps, args[:k] + (plain,) + args[k + 1:])
+                        if _typed_as(new, expr, facts):
+                            return new
+    return None
+
+
+def broadcast_after_elementwise(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # f(broadcast_to(a, s), b) -> broadcast_to(f(a, b), s)   (f computed on the smaller array)
+    match bind.expr:
+        case Call(prim, ps, args) if prim in P.ELEMENTWISE:
+            plain = [_leading_broadcast(a, facts) for a in args]
+            if all(p is None for p in plain):
+                return None
+            small = Call(prim, ps, tuple(a if p is None else p for a, p in zip(args, plain)))
+            t, old = _safe_type(small, facts), expr_type(bind.expr, facts.types)
+            if (isinstance(t, ArrayType) and isinstance(old, ArrayType) and t.dtype is old.dtype
+                    and t.shape != old.shape and _broadcasts(t.shape, old.shape)):
+                inner = facts.namer.temporary()
+                return (Bind(inner, small, bind.span),
+                        Bind(bind.name, Call(P.BROADCAST_TO, params(shape=old.shape), (Name(inner),)),
+                             bind.span))
+    return None
+
+
+def _safe_type(expr: Expr, facts: Facts) -> Type | None:
+    try:
+        return expr_type(expr, facts.types)
+    except PrimTypeError:
+        return None
+
+
+def _broadcasts(shape: tuple[Dim, ...], target: tuple[Dim, ...]) -> bool:
+    lead = len(target) - len(shape)
+    return lead >= 0 and all(a == b or a == Dim(1) for a, b in zip(shape, target[lead:]))
+
+
+_COMPARE: dict[P.Primitive, Callable[[Any, Any], bool]] = {
+    P.LT: lambda a, b: a < b, P.LE: lambda a, b: a <= b, P.GT: lambda a, b: a > b,
+    P.GE: lambda a, b: a >= b, P.EQ: lambda a, b: a == b, P.NE: lambda a, b: a != b,
+}
+
+
+@rewrite
+def compare_literals(expr: Expr, facts: Facts) -> Expr | None:
+    # 2 == 0  ->  False   (comparisons of int and float literals)
+    match expr:
+        case Call(prim, _, (Lit(a), Lit(b))) if (prim in _COMPARE and not isinstance(a, bool)
+                                                 and not isinstance(b, bool)):
+            value = _COMPARE[prim](a, b)
+            if expr_type(expr, facts.types) == literal_type(value):
+                return Lit(value)
+    return None
+
+
+@rewrite
+def select_known(expr: Expr, facts: Facts) -> Expr | None:
+    # where(true, a, b) -> a      where(false, a, b) -> b      where(c, a, a) -> a
+    match expr:
+        case Call(P.WHERE, _, (cond, a, b)):
+            if a == b and _keeps_type(expr, a, facts):
+                return a
+            if isinstance(cond, Lit) and isinstance(cond.value, bool):
+                taken = a if cond.value else b
+                if _keeps_type(expr, taken, facts):
+                    return taken
+    return None
+
+
+@rewrite
+def add_to_itself(expr: Expr, facts: Facts) -> Expr | None:
+    # x + x -> 2 * x
+    match expr:
+        case Call(P.ADD, _, (Name() as a, b)) if a == b:
+            new = Call(P.MUL, (), (Lit(2), a))
+            if _typed_as(new, expr, facts):
+                return new
+    return None
+
+
+def _scaled(atom: Atom, facts: Facts) -> tuple[int | float, Atom] | None:
+    """`(c, a)` when `atom` is `c * a` or `a * c` for a number literal c, or `-a` (c = -1)."""
+    match facts.definition(atom):
+        case Call(P.MUL, _, (Lit(c), a)) | Call(P.MUL, _, (a, Lit(c))) if not isinstance(c, bool):
+            return c, a
+        case Call(P.NEG, _, (a,)):
+            return -1, a
+    return None
+
+
+@rewrite
+def collect_literal_factors(expr: Expr, facts: Facts) -> Expr | None:
+    # c1 * (c2 * a) -> (c1 c2) * a      c * (-a) -> (-c) * a      -(c * a) -> (-c) * a
+    match expr:
+        case Call(P.MUL, _, (Lit(c), x)) | Call(P.MUL, _, (x, Lit(c))) if not isinstance(c, bool):
+            inner = _scaled(x, facts)
+        case Call(P.NEG, _, (x,)):
+            c, inner = -1, _scaled(x, facts)
+            if inner is not None and inner[0] == -1:
+                return None  # -(-a): negate_twice
+        case _:
+            return None
+    if inner is None:
+        return None
+    factor = c * inner[0]
+    if isinstance(factor, float) and not math.isfinite(factor):
+        return None
+    new = Call(P.MUL, (), (Lit(factor), inner[1]))
+    return new if _typed_as(new, expr, facts) else None
+
+
+@rewrite
+def add_negation(expr: Expr, facts: Facts) -> Expr | None:
+    # a - (-b) -> a + b      a + (-b) -> a - b      (-a) + b -> b - a
+    match expr:
+        case Call(P.SUB | P.ADD as prim, _, (a, b)):
+            for negated, other, first in ((b, a, True), (a, b, False)):
+                if prim is P.SUB and not first:
+                    continue
+                match facts.definition(negated):
+                    case Call(P.NEG, _, (x,)):
+                        new = Call(P.ADD if prim is P.SUB else P.SUB, (), (other, x))
+                        if _typed_as(new, expr, facts):
+                            return new
+    return None
+
+
+_LINEAR_REDUCTIONS = frozenset((P.SUM, P.MEAN))
+
+
+def reduce_before_scaling(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # sum(c * a) -> c * sum(a)      sum(-a) -> -sum(a)      (also mean: the scaling on fewer items)
+    match bind.expr:
+        case Call(prim, ps, (x,)) if prim in _LINEAR_REDUCTIONS:
+            scaled = _scaled(x, facts)
+            if scaled is None:
+                return None
+            c, a = scaled
+            reduced = Call(prim, ps, (a,))
+            inner = facts.namer.temporary()
+            outer = (Call(P.NEG, (), (Name(inner),)) if c == -1 and not isinstance(c, float)
+                     else Call(P.MUL, (), (Lit(c), Name(inner))))
+            t = _safe_type(reduced, facts)
+            old = expr_type(bind.expr, facts.types)
+            if t is not None and expr_type(outer, {**facts.types, inner: t}) == old:
+                return Bind(inner, reduced, bind.span), Bind(bind.name, outer, bind.span)
+    return None
+
+
+# ---- shapes ------------------------------------------------------------------------
+
+
+@rewrite
+def reshape_twice(expr: Expr, facts: Facts) -> Expr | None:
+    # reshape(reshape(a, s1), s2) -> reshape(a, s2)      reshape(expand_dims(a, k), s) -> reshape(a, s)
+    match expr:
+        case Call(P.RESHAPE, ps, (inner,)):
+            match facts.definition(inner):
+                case Call(P.RESHAPE | P.EXPAND_DIMS, _, (a,)):
+                    return Call(P.RESHAPE, ps, (a,))
+    return None
+
+
+@rewrite
+def new_axis_of_reshape(expr: Expr, facts: Facts) -> Expr | None:
+    # expand_dims(reshape(a, s), k) -> reshape(a, s[:k] + (1,) + s[k:])      (also of expand_dims)
+    match expr:
+        case Call(P.EXPAND_DIMS, _, (inner,)):
+            match facts.definition(inner):
+                case Call(P.RESHAPE | P.EXPAND_DIMS, _, (a,)):
+                    t = expr_type(expr, facts.types)
+                    if isinstance(t, ArrayType):
+                        return Call(P.RESHAPE, params(shape=t.shape), (a,))
+    return None
+
+
+@rewrite
+def broadcast_twice(expr: Expr, facts: Facts) -> Expr | None:
+    # broadcast_to(broadcast_to(a, s1), s2) -> broadcast_to(a, s2)   (or of expand_dims(a, 0))
+    match expr:
+        case Call(P.BROADCAST_TO, ps, (inner,)):
+            plain = _leading_broadcast(inner, facts)
+            if plain is not None:
+                new = Call(P.BROADCAST_TO, ps, (plain,))
+                if _typed_as(new, expr, facts):
+                    return new
+    return None
+
+
+@rewrite
+def new_axis_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
+    # expand_dims(broadcast_to(a, s), k) -> broadcast_to(a, s[:k] + (1,) + s[k:])   (k left of a's axes)
+    match expr:
+        case Call(P.EXPAND_DIMS, ps, (inner,)):
+            match facts.definition(inner):
+                case Call(P.BROADCAST_TO, bps, (a,)):
+                    shape, k, t = param(bps, "shape"), param(ps, "axis"), facts.type_of(a)
+                    if isinstance(t, ArrayType) and k <= len(shape) - t.rank:
+                        return Call(P.BROADCAST_TO, params(shape=shape[:k] + (Dim(1),) + shape[k:]), (a,))
+    return None
+
+
+@rewrite
+def transpose_twice(expr: Expr, facts: Facts) -> Expr | None:
+    # transpose(transpose(a, p), q) -> transpose(a, p∘q)
+    match expr:
+        case Call(P.TRANSPOSE, ps, (inner,)):
+            match facts.definition(inner):
+                case Call(P.TRANSPOSE, inner_ps, (a,)):
+                    p, q = param(inner_ps, "perm"), param(ps, "perm")
+                    return Call(P.TRANSPOSE, params(perm=tuple(p[k] for k in q)), (a,))
+    return None
+
+
+def _is_matrix_transpose(atom: Atom, facts: Facts) -> bool:
+    match facts.definition(atom):
+        case Call(P.TRANSPOSE, ps, _):
+            return param(ps, "perm") == (1, 0)
+    return False
+
+
+def transpose_of_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # transpose(a @ b) -> transpose(b) @ transpose(a)   (matrices; when a or b is a transpose,
+    # which then cancels)
+    match bind.expr:
+        case Call(P.TRANSPOSE, ps, (inner,)) if param(ps, "perm") == (1, 0):
+            match facts.definition(inner):
+                case Call(P.MATMUL, _, (a, b)) if (_is_matrix_transpose(a, facts)
+                                                   or _is_matrix_transpose(b, facts)):
+                    ta, tb = facts.type_of(a), facts.type_of(b)
+                    if not (isinstance(ta, ArrayType) and isinstance(tb, ArrayType)
+                            and ta.rank == tb.rank == 2):
+                        return None
+                    bt, at = facts.namer.temporary(), facts.namer.temporary()
+                    swap = params(perm=(1, 0))
+                    return (Bind(bt, Call(P.TRANSPOSE, swap, (b,)), bind.span),
+                            Bind(at, Call(P.TRANSPOSE, swap, (a,)), bind.span),
+                            Bind(bind.name, Call(P.MATMUL, (), (Name(bt), Name(at))), bind.span))
+    return None
+
+
+def _unit_axes_added(atom: Atom, facts: Facts) -> tuple[Atom, list[int]] | None:
+    """`(a, axes)` when `atom` is `a` reshaped to its own shape with axes of length 1
+    inserted (`a` has none of its own): `axes` are where a's axes are."""
+    match facts.definition(atom):
+        case Call(P.EXPAND_DIMS | P.RESHAPE, _, (a,)):
+            ta, t = facts.type_of(a), facts.type_of(atom)
+            if not (isinstance(ta, ArrayType) and isinstance(t, ArrayType)) or Dim(1) in ta.shape:
+                return None
+            axes = [k for k, d in enumerate(t.shape) if d != Dim(1)]
+            if tuple(t.shape[k] for k in axes) == ta.shape:
+                return a, axes
+    return None
+
+
+def transpose_unit_axes(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # transpose(reshape(a, s), p) -> reshape(transpose(a, p'), s')   (s: a's shape with axes of
+    # length 1 inserted; p' orders a's axes as p does, so the unit axes meet the next reshape)
+    match bind.expr:
+        case Call(P.TRANSPOSE, ps, (x,)):
+            found = _unit_axes_added(x, facts)
+            t = expr_type(bind.expr, facts.types)
+            if found is None or not isinstance(t, ArrayType):
+                return None
+            a, axes = found
+            order = tuple(axes.index(k) for k in param(ps, "perm") if k in axes)
+            if order == tuple(range(len(order))):
+                return (Bind(bind.name, Call(P.RESHAPE, params(shape=t.shape), (a,)), bind.span),)
+            inner = facts.namer.temporary()
+            return (Bind(inner, Call(P.TRANSPOSE, params(perm=order), (a,)), bind.span),
+                    Bind(bind.name, Call(P.RESHAPE, params(shape=t.shape), (Name(inner),)), bind.span))
+    return None
+
+
+def _batch_dims(t: ArrayType, batch: int) -> list[Dim | None]:
+    """The batch dims of matrix stack type `t`, right-aligned to `batch` axes (None: absent)."""
+    own = t.shape[:-2]
+    return [None] * (batch - len(own)) + list(own)
+
+
+def rows_of_one_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # A[m, j] @ v[.., j, 1]  ->  (v[.., j] @ Aᵀ)[.., None]        (one product, not one per vector)
+    # A[.., m, j] @ v[.., r, .., j, 1], A broadcast along the batch axis r  ->
+    #   (v[.., j] with r moved before j) @ Aᵀ, r moved back
+    match bind.expr:
+        case Call(P.MATMUL, _, (a, v)):
+            ta, tv, t = facts.type_of(a), facts.type_of(v), expr_type(bind.expr, facts.types)
+            if not (isinstance(ta, ArrayType) and isinstance(tv, ArrayType) and isinstance(t, ArrayType)
+                    and ta.rank >= 2 and tv.rank == t.rank >= 3 and tv.shape[-1] == Dim(1)):
+                return None
+            batch = t.rank - 2
+            a_dims, v_dims = _batch_dims(ta, batch), _batch_dims(tv, batch)
+            rows = [i for i in range(batch) if a_dims[i] in (None, Dim(1)) and v_dims[i] != Dim(1)]
+            fresh = facts.namer.temporary
+            vectors, turned, product = fresh(), fresh(), fresh()
+            binds: list[tuple[str, Expr]] = [(vectors, Call(P.RESHAPE, params(shape=tv.shape[:-1]), (v,)))]
+            if ta.rank == 2 and rows:
+                binds += [(turned, Call(P.TRANSPOSE, params(perm=(1, 0)), (a,))),
+                          (product, Call(P.MATMUL, (), (Name(vectors), Name(turned)))),
+                          (bind.name, Call(P.EXPAND_DIMS, params(axis=batch + 1), (Name(product),)))]
+            elif len(rows) == 1:
+                r = rows[0]
+                others = [i for i in range(batch) if i != r]
+                moved, matrices, back = fresh(), fresh(), fresh()
+                own = ta.rank - (a_dims[r] is not None)  # the rank of A without the axis r
+                back_perm = tuple(others.index(i) if i != r else batch - 1 for i in range(batch))
+                a_shape = (ta.shape if a_dims[r] is None
+                           else ta.shape[:r - batch - 2] + ta.shape[r - batch - 1:])
+                binds += [
+                    (moved, Call(P.TRANSPOSE, params(perm=(*others, r, batch)), (Name(vectors),))),
+                    (matrices, Call(P.RESHAPE, params(shape=a_shape), (a,))),
+                    (turned, Call(P.TRANSPOSE, params(perm=(*range(own - 2), own - 1, own - 2)),
+                                  (Name(matrices),))),
+                    (product, Call(P.MATMUL, (), (Name(moved), Name(turned)))),
+                    (back, Call(P.TRANSPOSE, params(perm=(*back_perm, batch)), (Name(product),))),
+                    (bind.name, Call(P.EXPAND_DIMS, params(axis=batch + 1), (Name(back),))),
+                ]
+            else:
+                return None
+            return _typed_bindings(binds, t, bind.span, facts)
+    return None
+
+
+def _is_identity(atom: Atom, facts: Facts) -> bool:
+    """`atom` is the identity matrix, made as `arange(n) == arange(n)[:, None]`
+    (as a number type or bool)."""
+    match facts.definition(atom):
+        case Call(P.ASTYPE, _, (inner,)):
+            return _is_identity(inner, facts)
+        case Call(P.EQ, _, (a, b)):
+            t = facts.type_of(atom)
+            axes = {_arange_axis(a, facts), _arange_axis(b, facts)}
+            return (isinstance(t, ArrayType) and t.rank == 2 and t.shape[0] == t.shape[1]
+                    and axes == {(t.shape[0], -1), (t.shape[0], -2)})
+    return False
+
+
+@rewrite
+def multiply_by_identity(expr: Expr, facts: Facts) -> Expr | None:
+    # I @ A -> A      A @ I -> A      (I = arange(n) == arange(n)[:, None], a basis of tangents)
+    match expr:
+        case Call(P.MATMUL, _, (a, b)):
+            for eye, other in ((a, b), (b, a)):
+                if _is_identity(eye, facts) and _keeps_type(expr, other, facts):
+                    return other
+    return None
+
+
+def row_vectors_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # u[.., 1, j] @ A[j, m]  ->  (u[.., j] @ A)[.., None, :]          (one product, not one per vector;
+    # A may have batch axes of length 1)
+    match bind.expr:
+        case Call(P.MATMUL, _, (u, a)):
+            tu, ta, t = facts.type_of(u), facts.type_of(a), expr_type(bind.expr, facts.types)
+            if not (isinstance(tu, ArrayType) and isinstance(ta, ArrayType) and isinstance(t, ArrayType)
+                    and ta.rank >= 2 and all(d == Dim(1) for d in ta.shape[:-2])
+                    and tu.rank >= 3 and tu.rank >= ta.rank and tu.shape[-2] == Dim(1)):
+                return None
+            vectors, matrix, product = (facts.namer.temporary() for _ in range(3))
+            rows_shape = tu.shape[:-2] + tu.shape[-1:]
+            return _typed_bindings([(vectors, Call(P.RESHAPE, params(shape=rows_shape), (u,))),
+                                    (matrix, Call(P.RESHAPE, params(shape=ta.shape[-2:]), (a,))),
+                                    (product, Call(P.MATMUL, (), (Name(vectors), Name(matrix)))),
+                                    (bind.name, Call(P.RESHAPE, params(shape=t.shape), (Name(product),)))],
+                                   t, bind.span, facts)
+    return None
+
+
+def _typed_bindings(binds: list[tuple[str, Expr]], t: Type, span: Any,
+                    facts: Facts) -> tuple[Bind, ...] | None:
+    """`binds` as bindings, when they are well typed and the last has type `t`."""
+    types = dict(facts.types)
+    try:
+        for name, expr in binds:
+            found = expr_type(expr, types)
+            if found is None:
+                return None
+            types[name] = found
+    except PrimTypeError:
+        return None
+    if types[binds[-1][0]] != t:
+        return None
+    return tuple(Bind(name, expr, span) for name, expr in binds)
+
+
+# ---- indexing -------------------------------------------------------------------------
+
+
+@rewrite
+def index_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
+    # broadcast_to(a, (t, ..))[i] -> broadcast_to(a, (..))   (a not varying along the leading axis)
+    match expr:
+        case Call(P.INDEX, ps, (x, _)):
+            spec = param(ps, "spec")
+            if spec[0] != ("at",) or any(item[0] != "slice" for item in spec[1:]):
+                return None
+            match facts.definition(x):
+                case Call(P.BROADCAST_TO, bps, (a,)):
+                    shape, ta, t = param(bps, "shape"), facts.type_of(a), expr_type(expr, facts.types)
+                    if (isinstance(ta, ArrayType) and isinstance(t, ArrayType) and t.shape == shape[1:]
+                            and ta.rank < len(shape)):
+                        return Call(P.BROADCAST_TO, params(shape=t.shape), (a,))
+    return None
+
+
+
+def _arange_axis(atom: Atom, facts: Facts) -> tuple[Dim, int] | None:
+    """`(n, k)` when `atom` is `arange(0, n)` laid along its axis k (counted from the
+    end, so negative), every other axis of length 1."""
+    t = facts.type_of(atom)
+    if not isinstance(t, ArrayType):
+        return None
+    root: Atom = atom
+    while True:
+        match facts.definition(root):
+            case Call(P.RESHAPE | P.EXPAND_DIMS, _, (inner,)):
+                root = inner
+            case Call(P.ARANGE, ps, ()) if param(ps, "lo") == Dim(0):
+                length = param(ps, "hi")
+                break
+            case _:
+                return None
+    axes = [k for k, d in enumerate(t.shape) if d != Dim(1)]
+    if length == Dim(1) or len(axes) != 1 or t.shape[axes[0]] != length:
+        return None
+    return length, axes[0] - t.rank
+
+
+def _in_order(indices: tuple[Atom, ...], x: ArrayType, batch: tuple[Dim, ...], facts: Facts) -> bool:
+    """Index arrays `indices` into the leading axes of `x`, broadcast to `batch`, read
+    every item once and in order: index k is arange(x.shape[k]) laid along a batch
+    axis, those axes increase with k, and every other batch axis has length 1."""
+    found = [_arange_axis(i, facts) for i in indices]
+    if any(f is None for f in found):
+        return False
+    positions = [len(batch) + k for _, k in found]  # type: ignore[misc]
+    return (all(p >= 0 for p in positions) and all(p < q for p, q in zip(positions, positions[1:]))
+            and all(n == x.shape[k] for k, (n, _) in enumerate(found))  # type: ignore[misc]
+            and all(d == Dim(1) for p, d in enumerate(batch) if p not in positions))
+
+
+@rewrite
+def gather_in_order(expr: Expr, facts: Facts) -> Expr | None:
+    # x[arange(n)[:, None], arange(k)] -> reshape(x, (n, k, ...))   (every item read once, in order)
+    match expr:
+        case Call(P.GATHER, _, (x, *indices)):
+            t, xt = expr_type(expr, facts.types), facts.type_of(x)
+            if isinstance(t, ArrayType) and isinstance(xt, ArrayType):
+                batch = t.shape[:t.rank - (xt.rank - len(indices))]
+                if _in_order(tuple(indices), xt, batch, facts):
+                    return Call(P.RESHAPE, params(shape=t.shape), (x,))
+    return None
+
+
+def scatter_in_order(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # gather_add(t, v, arange(n)[:, None], arange(k)) -> t + reshape(v, shape(t))   (each item once)
+    match bind.expr:
+        case Call(P.GATHER_ADD, _, (target, value, *indices)):
+            t, v = facts.type_of(target), facts.type_of(value)
+            if isinstance(t, ArrayType) and isinstance(v, ArrayType):
+                batch = v.shape[:v.rank - (t.rank - len(indices))]
+                if v.rank >= t.rank - len(indices) and _in_order(tuple(indices), t, batch, facts):
+                    moved = facts.namer.temporary()
+                    total = Call(P.ADD, (), (target, Name(moved)))
+                    reshaped = Call(P.RESHAPE, params(shape=t.shape), (value,))
+                    if expr_type(total, {**facts.types, moved: _safe_type(reshaped, facts)}) == t:
+                        return Bind(moved, reshaped, bind.span), Bind(bind.name, total, bind.span)
+    return None
+
+
+@rewrite
+def add_into_scatter(expr: Expr, facts: Facts) -> Expr | None:
+    # x + index_add(0, v, i) -> index_add(x, v, i)      x + gather_add(0, v, i) -> gather_add(x, v, i)
+    match expr:
+        case Call(P.ADD, _, (a, b)):
+            for x, scattered in ((a, b), (b, a)):
+                match facts.definition(scattered):
+                    case Call(P.INDEX_ADD | P.GATHER_ADD as prim, ps, (target, value, *indices)) \
+                            if _is(target, facts, 0):
+                        new = Call(prim, ps, (x, value, *indices))
+                        if _typed_as(new, expr, facts):
+                            return new
+    return None
+
+
+# ---- tuples and loops ---------------------------------------------------------------
+
+
+@rewrite
+def tuple_of_projections(expr: Expr, facts: Facts) -> Expr | None:
+    # (p.0, p.1, ..., p.n-1)  ->  p      (p a tuple of n items)
+    match expr:
+        case MakeTuple(items) if items:
+            sources = [facts.definition(a) for a in items]
+            if all(isinstance(d, Project) and d.k == k and d.tuple == sources[0].tuple
+                   for k, d in enumerate(sources)):
+                tup = sources[0].tuple
+                t = facts.type_of(tup)
+                if isinstance(t, TupleType) and len(t.items) == len(items):
+                    return tup
+    return None
+
+
+_MAY_FAIL = frozenset((P.INDEX, P.GATHER, P.INDEX_ADD, P.GATHER_ADD))
+
+
+def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| { let a = f(w); body }); ...
+    #   -> let a = f(w); let r = loop(init, xs, |acc, x| body)     (f(w) reads neither acc, x
+    #   nor the body: computed once; indexing, which may fail, stays where it is)
+    match bind.expr:
+        case LoopE(init, xs, acc, x, body, stacked):
+            inside = {acc, x} | {b.name for b in body.bindings}
+            hoisted: list[Bind] = []
+            for b in body.bindings:
+                movable = (isinstance(b.expr, Call) and b.expr.prim not in _MAY_FAIL
+                           or isinstance(b.expr, MakeTuple | Project))
+                if movable and not (_used_names(b.expr) & inside):
+                    hoisted.append(b)
+                    inside.discard(b.name)
+            if not hoisted:
+                return None
+            kept = tuple(b for b in body.bindings if b not in hoisted)
+            return (*hoisted, Bind(bind.name, LoopE(init, xs, acc, x, Block(kept, body.result), stacked),
+                                   bind.span))
+    return None
+
+
+def _is_last(atom: Atom, length: Dim, facts: Facts) -> bool:
+    """`atom` is the index of the last of `length` items."""
+    match facts.definition(atom):
+        case Call(P.SIZE, ps, ()):
+            return param(ps, "dim") == length - 1
+    return False
+
+
+def _reads_last_item(reader: Expr, stack: str, t: Type | None, facts: Facts) -> bool:
+    """`reader` is `stack[last]`: the last item of `stack` (of type `t`) along its leading axis."""
+    match reader:
+        case Call(P.INDEX, ps, (Name(s), i)) if s == stack and isinstance(t, ArrayType):
+            spec = param(ps, "spec")
+            return (spec[0] == ("at",) and all(item[0] == "slice" and item[1] == Dim(0) and item[2] == d
+                                               for item, d in zip(spec[1:], t.shape[1:]))
+                    and len(spec) == t.rank and _is_last(i, t.shape[0], facts))
+    return False
+
+
+def _only_last_states(scan: str, facts: Facts) -> bool:
+    """Every reader of the scan `scan` reads only its last state (item by item for tuples)."""
+    found, t = facts.readers.get(scan, []), facts.types.get(scan)
+    if isinstance(t, ArrayType):
+        return bool(found) and all(_reads_last_item(r.expr, scan, t, facts) for r in found)
+    return isinstance(t, TupleType) and all(
+        isinstance(r.expr, Project) and _only_last_of_item(scan, r.expr.k, t.items[r.expr.k], facts)
+        for r in found)
+
+
+def fold_of_last_state(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let s = scan(init, xs, f); s[last]  ->  fold(init, xs, f)   (when only the last state
+    # of s is read; a tuple state: item by item, (s.k)[last] -> fold(init, xs, f).k)
+    match bind.expr:
+        case Call(P.INDEX, _, (Name(stack), _)):
+            source = facts.definition(Name(stack))
+            k = None
+            if isinstance(source, Project) and isinstance(source.tuple, Name):
+                k, scan = source.k, source.tuple.id
+            else:
+                scan = stack
+            loop = facts.definitions.get(scan)
+            if not (isinstance(loop, LoopE) and loop.stacked
+                    and _reads_last_item(bind.expr, stack, facts.types.get(stack), facts)
+                    and _only_last_states(scan, facts)):
+                return None
+            key = ("fold of", scan)
+            fold = facts.available.get(key)
+            made: tuple[Bind, ...] = ()
+            if fold is None:
+                fold = facts.namer.temporary()
+                facts.available[key] = fold
+                copy = _Renamer(facts.namer, {}).expr(dataclasses.replace(loop, stacked=False))
+                made = (Bind(fold, copy, bind.span),)
+            result: Expr = Name(fold) if k is None else Project(Name(fold), k)
+            return (*made, Bind(bind.name, result, bind.span))
+    return None
+
+
+@dataclass(frozen=True)
+class _StateBody:
+    """A loop body that makes a tuple state item by item from the items `acc.k` of
+    the last: its bindings, the tuple it returns, and which names are which `acc.k`."""
+
+    definitions: dict[str, Expr]
+    new: MakeTuple
+    acc_items: dict[str, int]
+
+    @staticmethod
+    def of(loop: LoopE) -> "_StateBody | None":
+        """None where the body returns no tuple it makes, or reads acc whole."""
+        body = loop.body
+        definitions = {b.name: b.expr for b in body.bindings}
+        new = definitions.get(body.result.id) if isinstance(body.result, Name) else None
+        if not isinstance(new, MakeTuple):
+            return None
+        acc_items = {b.name: b.expr.k for b in body.bindings
+                     if isinstance(b.expr, Project) and b.expr.tuple == Name(loop.acc)}
+        rest = Block(tuple(b for b in body.bindings if b.name not in acc_items), Name("_"))
+        if loop.acc in _used_names(rest):
+            return None
+        return _StateBody(definitions, new, acc_items)
+
+    def reached(self, atom: Atom) -> set[int]:
+        """The items of acc that `atom` depends on."""
+        seen: set[str] = set()
+        pending = [atom.id] if isinstance(atom, Name) else []
+        items: set[int] = set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.acc_items:
+                items.add(self.acc_items[name])
+            elif name in self.definitions:
+                pending.extend(_used_names(self.definitions[name]))
+        return items
+
+
+def _state_items_needed(loop: LoopE, read: set[int], facts: Facts) -> set[int] | None:
+    """The items of the loop's tuple state that `read` (the items read of its result)
+    depend on through the body, or None where the body is not a tuple of items
+    computed from `acc.k` projections."""
+    state = _StateBody.of(loop)
+    if state is None:
+        return None
+    needed = set(read)
+    frontier = list(read)
+    while frontier:
+        for k in state.reached(state.new.items[frontier.pop()]):
+            if k not in needed:
+                needed.add(k)
+                frontier.append(k)
+    return needed
+
+
+def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop((a, b), xs, |acc, x| (f(acc.0, x), g(acc, x))); r.1
+    #   -> let r2 = loop(b, xs, ...g...); (zeros, r2)       (an item of the state that neither
+    #   the result nor the other items read is dropped)
+    match bind.expr:
+        case LoopE(init, xs, acc, x, body, stacked):
+            t = expr_type(bind.expr, facts.types)
+            found = [r.expr for r in facts.readers.get(bind.name, [])]
+            if not isinstance(t, TupleType) or not all(isinstance(r, Project) for r in found):
+                return None
+            needed = _state_items_needed(bind.expr, {r.k for r in found}, facts)  # type: ignore[union-attr]
+            if needed is None or len(needed) == len(t.items) or not needed:
+                return None
+            if not all(isinstance(item, ArrayType) for item in t.items):
+                return None
+            kept = sorted(needed)
+            fresh = facts.namer.temporary
+            made: list[Bind] = []
+            init_def = facts.definition(init)
+            init_items: list[Atom] = []
+            for k in kept:
+                if isinstance(init_def, MakeTuple):
+                    init_items.append(init_def.items[k])
+                else:
+                    name = fresh()
+                    made.append(Bind(name, Project(init, k), bind.span))
+                    init_items.append(Name(name))
+            new_init = fresh()
+            made.append(Bind(new_init, MakeTuple(tuple(init_items)), bind.span))
+            position = {k: j for j, k in enumerate(kept)}
+            new_body = []
+            for b in body.bindings:
+                match b.expr:
+                    case Project(Name(a), k) if a == acc:
+                        if k in position:
+                            new_body.append(Bind(b.name, Project(Name(acc), position[k]), b.span))
+                    case MakeTuple(items) if Name(b.name) == body.result:
+                        new_body.append(Bind(b.name, MakeTuple(tuple(items[k] for k in kept)), b.span))
+                    case _:
+                        new_body.append(b)
+            reduced = remove_dead_bindings(Block(tuple(new_body), body.result))
+            loop = facts.namer.temporary()
+            made.append(Bind(loop, LoopE(Name(new_init), xs, acc, x, reduced, stacked), bind.span))
+            items: list[Atom] = []
+            for k, item in enumerate(t.items):
+                name = fresh()
+                made.append(Bind(name, Project(Name(loop), position[k]) if k in position else _zeros(item),
+                                 bind.span))
+                items.append(Name(name))
+            return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
+    return None
+
+
+def _read_items(name: str, t: Type | None, facts: Facts) -> set[int] | None:
+    """The items read of the tuple `name`, when it is only read by projections."""
+    found = [r.expr for r in facts.readers.get(name, [])]
+    if not isinstance(t, TupleType) or not all(isinstance(r, Project) for r in found):
+        return None
+    return {r.k for r in found}  # type: ignore[union-attr]
+
+
+def _outer_factors(atom: Atom, facts: Facts, defs: Mapping[str, Expr]) -> tuple[Atom, Atom] | None:
+    """`(u, v)` when `atom` is the outer product `u[:, None] * v` of two vectors (either order)."""
+    match defs.get(atom.id) if isinstance(atom, Name) else None:
+        case Call(P.MUL, _, (a, b)):
+            for column, row in ((a, b), (b, a)):
+                match defs.get(column.id) if isinstance(column, Name) else None:
+                    case Call(P.EXPAND_DIMS, ps, (u,)) if param(ps, "axis") == 1:
+                        tu, tv = facts.type_of(u), facts.type_of(row)
+                        if (isinstance(tu, ArrayType) and isinstance(tv, ArrayType)
+                                and tu.rank == 1 and tv.rank == 1):
+                            return u, row
+    return None
+
+
+def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = fold(init, xs, |acc, x| (.., acc.k + u[:, None] * v, ..)); r.k
+    #   -> let s = scan(.., xs, |acc, x| (.., u, v, ..)); init.k + s.u.T @ s.v
+    # (the sum of the outer products is one matrix product after the loop, not one
+    # product and one sum per step; a vector acc.k + e likewise: init.k + sum(s.e, axis=0));
+    # of a scan, the accumulators read only at their last state
+    match bind.expr:
+        case LoopE(init, xs, acc, x, body, stacked):
+            t = expr_type(bind.expr, facts.types)
+            read = _read_items(bind.name, t, facts)
+            state = _StateBody.of(bind.expr)
+            if read is None or not read or state is None:
+                return None
+            assert isinstance(t, TupleType)
+            if stacked:
+                read = {k for k in read if _only_last_of_item(bind.name, k, t.items[k], facts)}
+            defs = {b.name: b.expr for b in body.bindings}
+            uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
+            terms: dict[int, tuple[Atom, ...]] = {}  # item k -> the factors of its term
+            for k in sorted(read):
+                new_k = state.new.items[k]
+                match defs.get(new_k.id) if isinstance(new_k, Name) else None:
+                    case Call(P.ADD, _, (Name(a), e)) | Call(P.ADD, _, (e, Name(a))) \
+                            if state.acc_items.get(a) == k and uses[a] == 1 and uses[new_k.id] == 1:
+                        factors = _outer_factors(e, facts, defs)
+                        te, tk = facts.type_of(e), item_type(t.items[k]) if stacked else t.items[k]
+                        if factors is None and not (isinstance(tk, ArrayType) and tk.rank <= 1 and te == tk):
+                            return None
+                        terms[k] = factors if factors is not None else (e,)
+                    case _ if stacked:
+                        continue
+                    case _:
+                        return None
+            if not terms:
+                return None
+            for j, item in enumerate(state.new.items):
+                if state.reached(item) & (terms.keys() - ({j} if j in terms else set())):
+                    return None  # another item reads an accumulator
+            for k in terms:
+                if any(state.reached(f) & terms.keys() for f in terms[k]):
+                    return None
+            return _fission(bind, state, terms, t, facts)
+    return None
+
+
+def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]], t: TupleType,
+             facts: Facts) -> tuple[Bind, ...] | None:
+    """The rewrite of `accumulated_products`: a scan that stacks the terms' factors,
+    then each accumulator's total."""
+    loop = bind.expr
+    assert isinstance(loop, LoopE)
+    fresh = facts.namer.temporary
+    kept = [j for j in range(len(t.items)) if j not in terms]
+    factors: list[Atom] = list(dict.fromkeys(f for k in sorted(terms) for f in terms[k]))
+    made: list[Bind] = []
+    init_def = facts.definition(loop.init)
+
+    def init_item(k: int) -> Atom:
+        if isinstance(init_def, MakeTuple):
+            return init_def.items[k]
+        name = fresh()
+        made.append(Bind(name, Project(loop.init, k), bind.span))
+        return Name(name)
+
+    init_items = [init_item(j) for j in kept]
+    for f in factors:
+        ft = facts.type_of(f)
+        if not isinstance(ft, ArrayType):
+            return None
+        name = fresh()
+        made.append(Bind(name, _zeros(ft), bind.span))
+        init_items.append(Name(name))
+    new_init = fresh()
+    made.append(Bind(new_init, MakeTuple(tuple(init_items)), bind.span))
+    position = {k: j for j, k in enumerate(kept)}
+    new_body = []
+    for b in loop.body.bindings:
+        match b.expr:
+            case Project(Name(a), k) if a == loop.acc:
+                if k in position:
+                    new_body.append(Bind(b.name, Project(Name(loop.acc), position[k]), b.span))
+            case MakeTuple(items) if Name(b.name) == loop.body.result:
+                new_items = tuple(items[j] for j in kept) + tuple(factors)
+                new_body.append(Bind(b.name, MakeTuple(new_items), b.span))
+            case _:
+                new_body.append(b)
+    body = remove_dead_bindings(Block(tuple(new_body), loop.body.result))
+    if loop.acc in _used_names(Block(tuple(b for b in body.bindings if not isinstance(b.expr, Project)),
+                                     Name("_"))) and not kept:
+        return None
+    stacked = fresh()
+    made.append(Bind(stacked, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, True), bind.span))
+    where = {f: len(kept) + i for i, f in enumerate(factors)}
+    items: list[Atom] = []
+    for k, item in enumerate(t.items):
+        if k not in terms:
+            name = fresh()
+            if loop.stacked:  # every state, as before
+                made.append(Bind(name, Project(Name(stacked), position[k]), bind.span))
+            elif isinstance(item, ArrayType):  # read by nobody
+                made.append(Bind(name, _zeros(item), bind.span))
+            else:
+                return None
+            items.append(Name(name))
+            continue
+        parts = []
+        for f in terms[k]:
+            name = fresh()
+            made.append(Bind(name, Project(Name(stacked), where[f]), bind.span))
+            parts.append(name)
+        total = fresh()
+        if len(parts) == 2:
+            turned = fresh()
+            made += [Bind(turned, Call(P.TRANSPOSE, params(perm=(1, 0)), (Name(parts[0]),)), bind.span),
+                     Bind(total, Call(P.MATMUL, (), (Name(turned), Name(parts[1]))), bind.span)]
+        else:
+            made.append(Bind(total, Call(P.SUM, params(axes=(0,)), (Name(parts[0]),)), bind.span))
+        final = fresh()
+        made.append(Bind(final, Call(P.ADD, (), (init_item(k), Name(total))), bind.span))
+        if loop.stacked:  # only its last state is read: every state may be the last
+            last = fresh()
+            assert isinstance(item, ArrayType)
+            made.append(Bind(last, Call(P.BROADCAST_TO, params(shape=item.shape), (Name(final),)), bind.span))
+            final = last
+        items.append(Name(final))
+    made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
+    types = dict(facts.types)
+    for b in made:
+        try:
+            found = expr_type(b.expr, types)
+        except PrimTypeError:
+            return None
+        if found is None:
+            return None
+        types[b.name] = found
+    if types[bind.name] != t:
+        return None
+    return tuple(made)
+
+
+def _only_last_of_item(scan: str, k: int, t: Type, facts: Facts) -> bool:
+    """Item k (of type `t`) of the scan `scan` is read, and only at its last state."""
+    items = [r.name for r in facts.readers.get(scan, []) if isinstance(r.expr, Project) and r.expr.k == k]
+    return bool(items) and all(
+        name is not None and facts.readers.get(name)
+        and all(_reads_last_item(r.expr, name, t, facts) for r in facts.readers[name]) for name in items)
+
+
+def _used_list(expr: Expr) -> list[str]:
+    """The names `expr` reads, each as often as it reads it (not inside blocks)."""
+    match expr:
+        case Call(args=atoms) | MakeTuple(items=atoms):
+            return [a.id for a in atoms if isinstance(a, Name)]
+        case Project(Name(id), _) | Name(id):
+            return [id]
+    return sorted(_used_names(expr))
+
+
 def share_common(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
-    # let x = f(a); ...; let y = f(a)  ->  let x = f(a); ...; y := x
+    # let x = f(a); ...; let y = f(a)  ->  let x = f(a); ...; y := x      (b * a is a * b)
     if isinstance(bind.expr, Call | MakeTuple | Project):
         earlier = facts.available.get(_key(bind.expr))
         if earlier is not None:
@@ -421,9 +1426,13 @@ RULES: tuple[Rule, ...] = (
     beta_reduce,
     branch_on_literal,
     project_of_tuple,
+    scalar_fill,
     literal_of_constant,
     fold_constants,
+    compare_literals,
+    select_known,
     multiply_by_one,
+    multiply_by_minus_one,
     multiply_by_zero,
     add_zero,
     subtract_zero,
@@ -431,7 +1440,32 @@ RULES: tuple[Rule, ...] = (
     divide_by_one,
     power_of_one,
     negate_twice,
+    collect_literal_factors,
+    add_negation,
+    add_to_itself,
     identity_reshaping,
+    reshape_twice,
+    new_axis_of_reshape,
+    broadcast_twice,
+    new_axis_of_broadcast,
+    transpose_twice,
+    transpose_unit_axes,
+    transpose_of_product,
+    multiply_by_identity,
+    rows_of_one_product,
+    row_vectors_product,
+    implicit_broadcast,
+    broadcast_after_elementwise,
+    reduce_before_scaling,
+    index_of_broadcast,
+    gather_in_order,
+    scatter_in_order,
+    add_into_scatter,
+    tuple_of_projections,
+    hoist_invariants,
+    fold_of_last_state,
+    unused_state_items,
+    accumulated_products,
     share_common,
 )
 
@@ -454,7 +1488,7 @@ MAX_ROUNDS = 100
 def simplify(fn: TargetFunction) -> TargetFunction:
     """`fn` rewritten by `RULES` and dead-binding removal until nothing changes."""
     for _ in range(MAX_ROUNDS):
-        facts = Facts(Namer(function_names(fn)), dict(fn.params), {}, {}, {})
+        facts = Facts(Namer(function_names(fn)), dict(fn.params), {}, {}, {}, readers(fn.body))
         body = remove_dead_bindings(_simplify_block(fn.body, facts))
         if body == fn.body:
             return fn
@@ -511,6 +1545,42 @@ def _prepare(bind: Bind, facts: Facts) -> Bind:
         case _:
             assert_never(expr)
     return Bind(bind.name, expr, bind.span)
+
+
+def readers(block: Block) -> dict[str, list[Reader]]:
+    """For each name, what reads it in `block` and the blocks in it."""
+    found: dict[str, list[Reader]] = {}
+
+    def read(reader: Reader, atoms: tuple[Atom, ...]) -> None:
+        for a in atoms:
+            if isinstance(a, Name):
+                found.setdefault(a.id, []).append(reader)
+
+    def walk(b: Block) -> None:
+        for bind in b.bindings:
+            expr, reader = bind.expr, Reader(bind.name, bind.expr)
+            match expr:
+                case Name() | Lit():
+                    read(reader, (expr,))
+                case Call(args=atoms) | MakeTuple(items=atoms):
+                    read(reader, atoms)
+                case Project(tup, _):
+                    read(reader, (tup,))
+                case IfElse(cond, then, orelse):
+                    read(reader, (cond,))
+                    walk(then)
+                    walk(orelse)
+                case LoopE(init, xs, _, _, body, _):
+                    read(reader, (init, xs))
+                    walk(body)
+                case Lambda(_, body):
+                    walk(body)
+                case Apply(fn, args):
+                    read(reader, (fn, *args))
+        read(Reader(None, b.result), (b.result,))
+
+    walk(block)
+    return found
 
 
 def remove_dead_bindings(block: Block) -> Block:
@@ -599,7 +1669,7 @@ class _Renamer:
         return Block(tuple(bindings), self.atom(b.result))
 
     def bind(self, name: str) -> str:
-        new = self.namer.fresh(name)
+        new = self.namer.temporary() if _TEMPORARY.match(name) else self.namer.fresh(name)
         self.mapping[name] = Name(new)
         return new
 

@@ -12,6 +12,8 @@ that computes something emits one binding and pushes its name.
     Drop(keep, count)   forget atoms (no code)
     If(a, b)            let t = if top { a } else { b }    push t
     Loop(body, scan)    let t = fold/scan(acc = init, x in xs) { body }   push t
+    Custom(f, n, body)  body, inline (the marker of a derivative rule is for AD only);
+                        its hint names the body's result
     Seq(terms)          each in turn
 
 A binding is named after its instruction's hint (the source name) or is a
@@ -27,6 +29,7 @@ to their Python names, so that a `Dim` prints as a Python expression.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -36,8 +39,8 @@ from .target import (Atom, Bind, Block, Call, Expr, IfElse, LoopE, MakeTuple, Na
                      TargetFunction, TargetProgram)
 from .typed import SizeBinding
 from .types import Dim, substitute_type
-from .unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
-                    UProgram, Var)
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, UProgram, Var)
 
 
 def to_target_program(program: UProgram) -> TargetProgram:
@@ -106,6 +109,8 @@ class _Run:
                 acc, x = self.namer.fresh("acc"), self.namer.fresh("x")
                 block = self._block(body, [*stack, Name(acc), Name(x)])
                 self._push(term, LoopE(init, xs, acc, x, block, stacked), stack)
+            case Custom(body=body):
+                self.term(body if term.hint is None else _named(body, term.hint), stack)
             case Build() | Map() | Reduce():
                 raise AssertionError(f"to_target: {type(term).__name__} left after vectorisation")
             case _:
@@ -123,6 +128,17 @@ class _Run:
         name = self.namer.fresh(instr.hint)
         self.bindings.append(Bind(name, expr, instr.span))
         stack.append(Name(name))
+
+
+def _named(term: Term, hint: str) -> Term:
+    """`term` with `hint` on the instruction that pushes its result (the last but drops)."""
+    if isinstance(term, Seq):
+        k = max((i for i, t in enumerate(term.terms) if not isinstance(t, Drop)), default=None)
+        if k is None:
+            return term
+        return Seq((*term.terms[:k], _named(term.terms[k], hint), *term.terms[k + 1:]),
+                   hint=term.hint, span=term.span)
+    return dataclasses.replace(term, hint=hint)
 
 
 def _rename_dims(ps: Params, dims: dict[str, Dim]) -> Params:

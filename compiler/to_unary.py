@@ -24,12 +24,15 @@ translating `e` one entry higher. Writing `h` for the height and `e↑k` for
                              s ; xs↑1 ; Loop(b↑4 (a at h+2, x at h+3)) ; Drop(1, 2)
     f(a1..an)                a1 ; .. ; an↑(n-1) ; body of f↑n (its params at h..h+n-1,
                              its size variables substituted) ; Drop(1, n)
+    f(a1..an), f with a      a1 ; .. ; an↑(n-1) ; Custom(f, n, body of f↑n) ; Drop(1, n)
+    derivative rule
 
-Calls are inlined. Every `Drop` keeps exactly the top entry, so the value a
-term leaves is pushed by its last instruction that is not a `Drop`: that
-instruction gets the name the source gives the value as its `hint`: a let's
-name, or the callee's parameter name for a call argument (never a name the
-checker made up, such as `%t1`). Every
+Calls are inlined; a call of a function with a derivative rule is marked with
+`Custom`, so that forward and reverse mode can use the rule. Every `Drop`
+keeps exactly the top entry, so the value a term leaves is pushed by its last
+instruction that is not a `Drop`: that instruction gets the name the source
+gives the value as its `hint`: a let's name, or the callee's parameter name
+for a call argument (never a name the checker made up, such as `%t1`). Every
 instruction carries the span of the typed node it came from.
 """
 
@@ -44,8 +47,8 @@ from .primitives import CONST, SIZE, Params, params
 from .typed import (TCall, TConst, TExpr, TFor, TFunction, TGet, TIf, TLambda, TLet, TLoop, TMap,
                     TPrim, TProgram, TReduce, TSize, TTuple, TVar)
 from .types import ArrayType, Dim, Type
-from .unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
-                    UProgram, Var, seq)
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, UProgram, Var, seq)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Env:
 
 def to_unary(program: TProgram) -> UProgram:
     """Translate every function of `program`; calls are inlined."""
-    return UProgram(tuple(_function(program, f) for f in program.functions))
+    return UProgram(tuple(_function(program, f) for f in program.functions), program.rules)
 
 
 def _function(program: TProgram, f: TFunction) -> UFunction:
@@ -150,6 +153,8 @@ def _call(call: TCall, env: Env) -> Term:
                      {var: env.dim(d) for var, d in call.subst},
                      env.calls + (call.function,))
     body = translate(callee.body, callee_env.bind(*(name for name, _ in callee.params)))
+    if any(f == call.function for f, _, _ in env.program.rules):
+        body = Custom(call.function, n, body, span=call.span)
     return seq(*args, body, *_drop(n, call.span))
 
 

@@ -160,6 +160,9 @@ class TFunction:
 @dataclass(frozen=True)
 class TProgram:
     functions: tuple[TFunction, ...]  # in source order; callees before callers is not required
+    rules: tuple[tuple[str, str, str], ...] = ()
+    """User derivative rules, in source order: (function, "jvp" | "vjp", rule function),
+    from `fn r = custom_vjp(f, |...| ...);` (the rule function is one of `functions`)."""
 
     def function(self, name: str) -> TFunction:
         for f in self.functions:

@@ -23,11 +23,20 @@ result. Writing `Γ = A1..An` for a context (bottom first):
            | Loop(body, stacked)        Γ, S, X[T] ⊢ Γ, S, X[T], R     (init, xs; result)
                                         R = S (fold) or S stacked over T (scan)
                                         body: Γ, S, X[T], S, X ⊢ (same), S   (acc, x)
+           | Custom(name, n, body)      Γ, A1..An ⊢ Γ, A1..An, B
+                                        the call of user function `name`, which has a
+                                        derivative rule, on the top n entries; its meaning
+                                        is body: Γ, A1..An ⊢ (same), B, which reads only
+                                        the top n entries of Γ, A1..An (and its own)
 
 Bodies see the whole enclosing context (closures are free) and leave it
 below their result; the instruction keeps only that result. `Var` indices
 count from the bottom, so a term keeps its meaning when more entries are
 pushed above the ones it reads: the paper's shift `~e` is the identity here.
+
+`Custom` only marks where the derivative comes from a user's rule
+(compiler/custom_rules.py): every pass but forward and reverse mode treats it
+as its body.
 
 A function is `UFunction(name, params, result, body, sizes)` with
 `params ⊢ body : params, result`. The lemma of the paper,
@@ -118,7 +127,14 @@ class Loop(Instr):
     stacked: bool
 
 
-Term = Var | Prim | Seq | Tuple | Get | Drop | If | Build | Map | Reduce | Loop
+@dataclass(frozen=True)
+class Custom(Instr):
+    name: str
+    n: int
+    body: "Term"
+
+
+Term = Var | Prim | Seq | Tuple | Get | Drop | If | Build | Map | Reduce | Loop | Custom
 
 
 def seq(*terms: Term) -> Term:
@@ -145,6 +161,7 @@ class UFunction:
 @dataclass(frozen=True)
 class UProgram:
     functions: tuple[UFunction, ...]
+    rules: tuple[tuple[str, str, str], ...] = ()  # (function, "jvp" | "vjp", rule function)
 
     def function(self, name: str) -> UFunction:
         for f in self.functions:
@@ -174,6 +191,8 @@ def shift(term: Term, offset: int) -> Term:
             return Reduce(shift(body, offset), hint=term.hint, span=term.span)
         case Loop(body, stacked):
             return Loop(shift(body, offset), stacked, hint=term.hint, span=term.span)
+        case Custom(name, n, body):
+            return Custom(name, n, shift(body, offset), hint=term.hint, span=term.span)
         case Prim() | Tuple() | Get() | Drop():
             return term
         case _:

@@ -26,7 +26,7 @@ from .errors import NO_SPAN, Span
 from .prim_types import result_type
 from .primitives import Params, Primitive
 from .types import BOOL, ArrayType, TupleType, Type
-from .unary import Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq
+from .unary import Custom, Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq, shift
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,27 @@ class Builder:
         value = self._made(Loop(term, stacked, hint=hint, span=self._where(span)),
                            _stack_type(init.type, xs.type.shape[0]) if stacked else init.type)
         self.terms.append(Drop(1, 2))
+        return value
+
+    def inline(self, term: Term, args: tuple[Value, ...], result: Type) -> Value:
+        """`term`, which runs on the arguments alone (`A1..Ak ⊢ A1..Ak, B`, as a
+        function's body), run on copies of `args`; its result has type `result`."""
+        self._read(args)
+        value = self._made(shift(term, len(self.types)), result)
+        if args:
+            self.terms.append(Drop(1, len(args)))
+        return value
+
+    def custom(self, name: str, args: tuple[Value, ...], body: Term, result: Type,
+               hint: str | None = None, span: Span = NO_SPAN) -> Value:
+        """The call of user function `name`, which has a derivative rule, on `args`:
+        `Custom(name, k, body)`, `body` running on the arguments alone as for `inline`."""
+        self._read(args)
+        marker = Custom(name, len(args), shift(body, len(self.types)), hint=hint,
+                        span=self._where(span))
+        value = self._made(marker, result)
+        if args:
+            self.terms.append(Drop(1, len(args)))
         return value
 
     def finish(self, result: Value) -> Term:

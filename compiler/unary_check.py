@@ -29,8 +29,8 @@ from typing import Any, NoReturn, assert_never
 
 from .prim_types import PrimTypeError, result_type
 from .types import BOOL, I64, ArrayType, Dim, TupleType, Type, promote, strip_weak
-from .unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
-                    UProgram, Var)
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, UProgram, Var)
 from .unary_print import format_instruction, format_type, format_type_stack
 
 Context = tuple[Type, ...]
@@ -197,6 +197,9 @@ def _check(term: Term, ctx: Context, subst: dict[str, Dim] | None) -> Context:
                 after = _body(term, "body", body, ctx + (state, x), subst)
                 _join_as(term, ctx, state, after, "the state and the body's result")
             return ctx + (stacked_type(state, length) if stacked else state,)
+        case Custom(n=n, body=body):
+            _need(term, ctx, n)
+            return ctx + (_body(term, "body", body, ctx, subst),)
         case _:
             assert_never(term)
 

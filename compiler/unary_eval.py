@@ -16,6 +16,7 @@ interpreter, so it is written for clarity, not speed:
     Map(n, b)        for j along the top n arrays: run b on stack + [a1[j]..an[j]]
     Reduce(b)        acc = unit; for each item x: acc = b on stack + [acc, x]
     Loop(b, scan)    as Reduce from the initial state; a scan stacks every state
+    Custom(f, n, b)  run b (a derivative rule changes derivatives, not values)
 
 A body runs on a copy of the stack and only its top value is kept.
 Results are stacked on a new leading axis; tuples are stacked item by item,
@@ -37,7 +38,8 @@ import numpy as np
 
 from .prim_eval import apply, is_weak, numpy_dtype
 from .types import I64, ArrayType, Dim, DType, TupleType, Type, scalar, shape_str
-from .unary import Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction, Var
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, Var)
 from .unary_check import UnaryTypeError, check_term, element_type
 from .unary_print import format_instruction
 
@@ -148,6 +150,9 @@ def _execute(term: Term, stack: list[Any], sizes: Mapping[str, int]) -> None:
                 stack.append(acc)
             else:
                 stack.append(_stack(states) if states else _empty_like(stack[-2]))
+        case Custom(n=n, body=body):
+            _need(term, stack, n)
+            stack.append(_body(body, list(stack), sizes))
         case _:
             assert_never(term)
 

@@ -27,7 +27,9 @@ else { x * 2.0 } }` (the `if` on line 3):
 (not for `drop`, whose place is its owner's).
 `If` branches start at the depth of the `if`; a `build` body at one more
 (the index), a `map/n` body at n more, `reduce`, `fold` and `scan` bodies at
-two more (accumulator, item). The output is deterministic.
+two more (accumulator, item); a `custom f/n` body (the call of f, whose
+derivative is the user's rule) at the depth of the `custom`. The output is
+deterministic.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from typing import Any, assert_never
 from .errors import NO_SPAN
 from .primitives import CONST, INDEX, SIZE, param
 from .types import Dim, DType, TupleType, Type
-from .unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
-                    UProgram, Var)
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+                    UFunction, UProgram, Var)
 
 _COMMENT_COLUMN = 40
 _BODY_INDENT = 4
@@ -87,6 +89,8 @@ def format_instruction(term: Term) -> str:
             return "reduce"
         case Loop(stacked=stacked):
             return "scan" if stacked else "fold"
+        case Custom(name=name, n=n):
+            return f"custom {name}/{n}"
         case _:
             assert_never(term)
 
@@ -140,6 +144,8 @@ def _emit(term: Term, depth: int, indent: int, lines: list[str]) -> int:
             _emit(body, depth + n, inner, lines)
         case Reduce(body=body) | Loop(body=body):
             _emit(body, depth + 2, inner, lines)
+        case Custom(body=body):
+            _emit(body, depth, inner, lines)
         case _:
             assert_never(term)
     return depth + 1

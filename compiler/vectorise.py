@@ -38,10 +38,11 @@ The instructions, at nest depth K:
                          inline at depth K + 1; its result is collapsed
     Reduce(b)            rewritten lane by lane, then vectorised: b exactly
                          acc `op` x or x `op` acc, op one of + * maximum minimum
-                         and or (on bools + and * are or and and): the reduction
-                         over the array's leading element axis, combined with
-                         the unit (`unit + sum(xs)`; just `sum(xs)` when the unit
-                         is op's identity constant); maximum and minimum take the
+                         and or xor (on bools + and * are or and and, and xor is
+                         parity): the reduction over the array's leading element
+                         axis, combined with the unit (`unit + sum(xs)`; just
+                         `sum(xs)` when the unit is op's identity constant);
+                         maximum and minimum take the
                          unit into the array, `max(concat(unit, xs))`, so an empty
                          array gives the unit (the identity alone only for a
                          constant non-zero length); any other body: a sequential
@@ -57,6 +58,9 @@ The instructions, at nest depth K:
                          (the initial state is lifted to it); batched xs get
                          their sequence axis moved to the front; a scan's
                          (T, b.., *S) result is moved back to (b.., T, *S)
+    Custom(f, n, b)      unbatched arguments: `Custom` of b vectorised at depth 0
+                         (b reads only the arguments); batched ones: an
+                         UnsupportedError (the user's rule would need batching)
 
 A batch axis of length 1 is a broadcast one; the state needs no other record
 of which axes are full. Where the rewrites of `Reduce`, `Loop` and `If` put
@@ -75,11 +79,11 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from . import primitives as P
-from .errors import NO_SPAN, Span
+from .errors import NO_SPAN, Span, UnsupportedError
 from .prim_types import result_type
 from .primitives import Params, Primitive, param, params
 from .types import ArrayType, Dim, DType, TupleType, Type
-from .unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
+from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
                     UProgram, Var, seq)
 from .unary_check import join_types
 
@@ -374,7 +378,7 @@ def vectorise(fn: UFunction) -> UFunction:
 
 
 def vectorise_program(program: UProgram) -> UProgram:
-    return UProgram(tuple(vectorise(fn) for fn in program.functions))
+    return UProgram(tuple(vectorise(fn) for fn in program.functions), program.rules)
 
 
 def walk(em: Emitter, term: Term) -> None:
@@ -406,6 +410,8 @@ def walk(em: Emitter, term: Term) -> None:
             _reduce(em, term)
         case Loop():
             _loop(em, term)
+        case Custom():
+            _custom(em, term)
         case _:
             assert_never(term)
     if term.hint is not None:
@@ -511,6 +517,22 @@ def _loop(em: Emitter, instr: Loop) -> None:
     em.finish(em.top, base)
 
 
+def _custom(em: Emitter, instr: Custom) -> None:
+    """A call with a derivative rule on unbatched arguments: a `Custom` of its body
+    vectorised on its own, outside the nest (so the rule, made for one call, still
+    applies). Batched arguments would need the rule batched too: refused."""
+    if any(_is_batched(s) for s in em.stack[len(em.stack) - instr.n:]):
+        raise UnsupportedError(
+            f"`{instr.name}` has a custom derivative rule, and calling it inside a "
+            "comprehension (`for`, `map`, ...) on values that vary with the index is not "
+            "supported yet", instr.span,
+            hint=f"call `{instr.name}` once on whole arrays outside the comprehension")
+    body = em.child(Nest(0, em.nest.masked))
+    walk(body, instr.body)
+    assert len(body.stack) == len(em.stack) + 1 and not _is_batched(body.stack[-1])
+    em.push(Custom(instr.name, instr.n, body.term(), span=em.span), body.stack[-1])
+
+
 def _is_batched(s: Entry) -> bool:
     if isinstance(s, BatchedTuple):
         return any(_is_batched(x) for x in s.items)
@@ -541,12 +563,13 @@ def _batch_first(em: Emitter) -> Callable[[int, Batched], int]:
 
 # ---- Reduce --------------------------------------------------------------------
 
-_MONOID_OPS = frozenset({P.ADD, P.MUL, P.MAXIMUM, P.MINIMUM, P.AND, P.OR})
+_MONOID_OPS = frozenset({P.ADD, P.MUL, P.MAXIMUM, P.MINIMUM, P.AND, P.OR, P.XOR})
 _REDUCTION = {P.ADD: P.SUM, P.MUL: P.PROD, P.MAXIMUM: P.MAX, P.MINIMUM: P.MIN}
 _BOOL_REDUCTION = {P.ADD: P.MAX, P.OR: P.MAX, P.MAXIMUM: P.MAX,
-                   P.MUL: P.MIN, P.AND: P.MIN, P.MINIMUM: P.MIN}
+                   P.MUL: P.MIN, P.AND: P.MIN, P.MINIMUM: P.MIN, P.XOR: P.PARITY}
 _IDENTITY = {P.SUM: 0, P.PROD: 1, P.MAX: -math.inf, P.MIN: math.inf}
-_BOOL_IDENTITY = {P.MAX: False, P.MIN: True}
+_BOOL_IDENTITY = {P.MAX: False, P.MIN: True, P.PARITY: False}
+_EMPTY_IS_IDENTITY = (P.SUM, P.PROD, P.PARITY)  # an empty array reduces to op's identity
 
 
 def _reduce(em: Emitter, instr: Reduce) -> None:
@@ -569,9 +592,9 @@ def _reduce(em: Emitter, instr: Reduce) -> None:
     nonempty = length.is_constant and length.const > 0
     over_items = Prim(reduction, params(axes=(0,)), 1, span=sp)
     if (isinstance(unit, Batched) and unit.constant is not None and unit.constant == identity
-            and (reduction in (P.SUM, P.PROD) or nonempty)):
+            and (reduction in _EMPTY_IS_IDENTITY or nonempty)):
         term = seq(Var(h, span=sp), over_items, Drop(1, 1, span=sp))
-    elif reduction in (P.SUM, P.PROD):
+    elif reduction in _EMPTY_IS_IDENTITY:
         term = seq(Var(h + 1, span=sp), Var(h, span=sp), over_items, Drop(1, 1, span=sp),
                    Prim(op, (), 2, span=sp), Drop(1, 2, span=sp))
     else:  # max/min of the unit and the items: empty arrays give the unit
@@ -584,7 +607,7 @@ def _reduce(em: Emitter, instr: Reduce) -> None:
 
 def monoid(body: Term, acc: int) -> Primitive | None:
     """`op` when `body` (run with the accumulator at `acc`, the item above it)
-    computes exactly `op(acc, x)` or `op(x, acc)`, op in + * maximum minimum and or."""
+    computes exactly `op(acc, x)` or `op(x, acc)`, op in + * maximum minimum and or xor."""
     stack: list[object] = [None] * acc + ["acc", "x"]
     for instr in _flat(body):
         match instr:
@@ -618,7 +641,8 @@ def shift_vars(term: Term, at: int, by: int) -> Term:
         case If(then=then, orelse=orelse):
             return dataclasses.replace(term, then=shift_vars(then, at, by),
                                        orelse=shift_vars(orelse, at, by))
-        case Build(body=body) | Map(body=body) | Reduce(body=body) | Loop(body=body):
+        case (Build(body=body) | Map(body=body) | Reduce(body=body) | Loop(body=body)
+              | Custom(body=body)):
             return dataclasses.replace(term, body=shift_vars(body, at, by))
         case _:
             assert_never(term)
@@ -814,6 +838,8 @@ BATCHING_RULES: dict[Primitive, Rule] = {
     P.FULL: _broadcast_to,
     **{prim: _shift_axes("axes") for prim in P.REDUCTIONS},
     P.SOFTMAX: _shift_axes("axis"),
+    P.PARITY: _shift_axes("axes"),
+    P.POPCOUNT_LE: _elementwise,  # counts along the last axis, which lifting keeps last
     P.EXPAND_DIMS: _shift_axes("axis"),
     P.MATMUL: _matmul,
     P.TRANSPOSE: _transpose,

@@ -12,8 +12,10 @@ cotangent is summed over the axes the argument was broadcast along.
 
 The calculus is shared with forward mode (`jvp_rules`): an elementwise
 Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
-a reduction's cotangent is `ct` put back along the reduced axes, times the
-group's weights. What is left are the transposes of the linear primitives:
+a reduction's cotangent is `ct` put back along the reduced axes (only where
+NumPy's broadcasting would not: a sum over leading axes needs no new axis),
+times the group's weights; a mean's is `ct / n`. What is left are the
+transposes of the linear primitives:
 
     transpose       the inverse permutation
     expand_dims     reshape back                broadcast_to, full   unbroadcast
@@ -21,8 +23,9 @@ group's weights. What is left are the transposes of the linear primitives:
     stack, concat   index the slab of each argument
     index           index_add into zeros        gather    gather_add into zeros
     index_add       (ct, index(ct))             gather_add (ct, gather(ct))
-    matmul          ct @ bᵀ and aᵀ @ ct, with NumPy's 1-D promotion undone and
-                    broadcast batch axes summed
+    matmul          ct @ bᵀ and aᵀ @ ct; a vector's products written directly
+                    (w̄ = z̄ @ X, outer products as `*`), and batch axes an operand is
+                    broadcast along contracted by the product itself
     where(c, a, b)  (0, where(c, ct, 0), where(c, 0, ct)); over Z2 the
                     condition's cotangent is (a + b)·ct
 
@@ -37,8 +40,9 @@ from collections.abc import Callable
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
 from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, adds_by_parity,
-                        algebra_sum, cast, derivative_type, is_z2_logic, keep_axes, literal,
-                        refuse_bool_in_z2, softmax_times, z2_times)
+                        algebra_sum, cast, derivative_type, index_or_region, is_z2_logic,
+                        keep_axes, literal, ors_bools, popcount_le_partials, refuse_bool_in_z2,
+                        softmax_times, z2_times)
 from .primitives import Params, Primitive, params
 from .types import ArrayType, Dim, DType
 from .unary import Prim
@@ -121,8 +125,12 @@ def _where(s: Application, ct: Value, k: int) -> Deriv:
 
 
 def _spread(s: Application, ct: Value) -> Value:
-    """`ct` with the reduced axes put back (length 1): it broadcasts over each group."""
-    return keep_axes(s.b, ct, s.param("axes"))
+    """`ct` with the reduced axes put back (length 1) where NumPy's broadcasting
+    needs them: it then broadcasts over each group. Leading reduced axes are
+    left out, as broadcasting adds them."""
+    axes = s.param("axes")
+    leading = next(k for k in range(len(axes) + 1) if k == len(axes) or axes[k] != k)
+    return keep_axes(s.b, ct, tuple(a - leading for a in axes[leading:]))
 
 
 def _sum(s: Application, ct: Value) -> Value:
@@ -130,6 +138,7 @@ def _sum(s: Application, ct: Value) -> Value:
 
 
 def _mean(s: Application, ct: Value) -> Value:
+    """ct / count, spread over each group."""
     x = s.args[0].type
     dims = [x.shape[a] for a in s.param("axes")]
     if all(d.is_constant for d in dims):
@@ -139,9 +148,9 @@ def _mean(s: Application, ct: Value) -> Value:
         total = sizes[0]
         for size in sizes[1:]:
             total = s.b.prim(P.MUL, (), total, size)
-        count = cast(s.b, total, ct.type.dtype)
-    share = s.b.prim(P.DIV, (), _spread(s, ct), count)
-    return s.b.prim(P.BROADCAST_TO, params(shape=x.shape), share)
+        count = total if ct.type.dtype is DType.F64 else cast(s.b, total, ct.type.dtype)  # f64 / i64 is f64
+    share = s.b.prim(P.DIV, (), ct, count)
+    return s.b.prim(P.BROADCAST_TO, params(shape=x.shape), _spread(s, share))
 
 
 def _weighted(s: Application, ct: Value) -> Value:
@@ -153,6 +162,12 @@ def _softmax(s: Application, ct: Value) -> Value:
     return softmax_times(s, ct)
 
 
+def _popcount_le(s: Application, ct: Value, k: int) -> Value:
+    """ct spread along the counted axis, times ∂y/∂a (k = 0) or ∂y/∂b (k = 1), over Z2."""
+    spread = s.b.prim(P.EXPAND_DIMS, params(axis=ct.type.rank), ct)
+    return s.alg.mul(s.b, spread, popcount_le_partials(s)[k])
+
+
 # ---- linear algebra and shape ---------------------------------------------------------
 
 def _swap_last(b: Builder, x: Value) -> Value:
@@ -161,26 +176,104 @@ def _swap_last(b: Builder, x: Value) -> Value:
 
 
 def _matmul(s: Application, ct: Value, k: int) -> Value:
-    """ā = ct @ bᵀ, b̄ = aᵀ @ ct on NumPy's promoted operands (a vector a is a
-    row [1, k], a vector b a column [k, 1]), summed over broadcast batch axes."""
+    """ā = ct @ bᵀ, b̄ = aᵀ @ ct. A vector operand is not promoted to a matrix
+    and back: its products are written directly (`w̄ = z̄ @ X` for `z = X @ w`,
+    an outer product as a broadcast `*`); batch axes that an operand is
+    broadcast along are contracted in the product (`_product_cotangent`)."""
     refuse_bool_in_z2(s, "NumPy's matmul of bools is OR of ANDs, not a sum over Z2")
-    b = s.b
+    b, alg = s.b, s.alg
     x, y = s.args
+    rx, ry = x.type.rank, y.type.rank
+    if rx == 1 and ry == 1:                          # x · y: x̄ = ct y, ȳ = x ct
+        return alg.mul(b, ct, y) if k == 0 else alg.mul(b, x, ct)
+    if ry == 1 and k == 0:                           # (.., m, j) @ (j,): x̄ = ct[.., None] y
+        return alg.mul(b, b.prim(P.EXPAND_DIMS, params(axis=ct.type.rank), ct), y)
+    if rx == 1 and k == 1:                           # (j,) @ (.., j, n): ȳ = x[:, None] ct[.., None, :]
+        column = b.prim(P.EXPAND_DIMS, params(axis=1), x)
+        return alg.mul(b, column, b.prim(P.EXPAND_DIMS, params(axis=ct.type.rank - 1), ct))
+    if ry == 1 and rx == 2:                          # (m, j) @ (j,): ȳ = ct @ x
+        return b.prim(P.MATMUL, (), ct, x)
+    if rx == 1 and ry == 2:                          # (j,) @ (j, n): x̄ = y @ ct
+        return b.prim(P.MATMUL, (), y, ct)
+    # matrices (vectors with batched matrices promoted: a row [1, j], a column [j, 1])
     g = ct
-    if x.type.rank == 1:
-        g = b.prim(P.EXPAND_DIMS, params(axis=g.type.rank - (1 if y.type.rank >= 2 else 0)), g)
-    if y.type.rank == 1:
+    if rx == 1:
+        g = b.prim(P.EXPAND_DIMS, params(axis=g.type.rank - 1), g)
+    if ry == 1:
         g = b.prim(P.EXPAND_DIMS, params(axis=g.type.rank), g)
-    rows = x if x.type.rank >= 2 else b.prim(P.EXPAND_DIMS, params(axis=0), x)
-    cols = y if y.type.rank >= 2 else b.prim(P.EXPAND_DIMS, params(axis=1), y)
+    rows = x if rx >= 2 else b.prim(P.EXPAND_DIMS, params(axis=0), x)
+    cols = y if ry >= 2 else b.prim(P.EXPAND_DIMS, params(axis=1), y)
     if k == 0:
-        bar, promoted, original = b.prim(P.MATMUL, (), g, _swap_last(b, cols)), rows, x
+        bar = _product_cotangent(b, alg, g, _swap_last(b, cols), derivative_type(alg, rows.type))
     else:
-        bar, promoted, original = b.prim(P.MATMUL, (), _swap_last(b, rows), g), cols, y
-    bar = unbroadcast(b, s.alg, bar, derivative_type(s.alg, promoted.type))
-    if promoted is not original:
-        bar = b.prim(P.RESHAPE, params(shape=original.type.shape), bar)
-    return bar
+        bar = _product_cotangent(b, alg, _swap_last(b, rows), g, derivative_type(alg, cols.type))
+    original = s.args[k].type
+    return bar if bar.type.shape == original.shape else b.prim(P.RESHAPE, params(shape=original.shape), bar)
+
+
+def _aligned(v: Value, batch: int) -> list[Dim | None]:
+    """The batch dims of a matrix (stack) `v`, right-aligned to `batch` axes (None: absent)."""
+    own = v.type.shape[:-2]
+    return [None] * (batch - len(own)) + list(own)
+
+
+def _product_cotangent(b: Builder, alg: Algebra, left: Value, right: Value, target: ArrayType) -> Value:
+    """`left @ right` summed over the batch axes that `target` (the operand whose
+    cotangent this is) is broadcast along, in its shape. An axis only one factor
+    varies along is summed in that factor first; an axis both vary along is
+    contracted by the product itself (moved next to the inner axis and merged
+    with it), so no stack of products is made only to be summed."""
+    batch = max(left.type.rank, right.type.rank, target.rank) - 2
+    ls, rs = _aligned(left, batch), _aligned(right, batch)
+    ts = [None] * (batch - target.rank + 2) + list(target.shape[:-2])
+    alone_l, alone_r, both = [], [], []
+    for i in range(batch):
+        varies_l, varies_r = ls[i] not in (None, Dim(1)), rs[i] not in (None, Dim(1))
+        if ts[i] not in (None, Dim(1)) or not (varies_l or varies_r):
+            continue
+        (both if varies_l and varies_r else alone_l if varies_l else alone_r).append(i)
+    left = _summed_keeping_rank(b, alg, left, [i - (batch - left.type.rank + 2) for i in alone_l])
+    right = _summed_keeping_rank(b, alg, right, [i - (batch - right.type.rank + 2) for i in alone_r])
+    merged = _merged_size([ls[i] for i in both] + [left.type.shape[-1]])
+    if both and merged is not None:
+        left = _inner_merged(b, left, [i - (batch - left.type.rank + 2) for i in both], merged, last=True)
+        right = _inner_merged(b, right, [i - (batch - right.type.rank + 2) for i in both], merged, last=False)
+    product = b.prim(P.MATMUL, (), left, right)
+    if both and merged is None:
+        return unbroadcast(b, alg, product, target)
+    if product.type.shape != target.shape:
+        product = b.prim(P.RESHAPE, params(shape=target.shape), product)
+    return cast(b, product, target.dtype)
+
+
+def _summed_keeping_rank(b: Builder, alg: Algebra, v: Value, axes: list[int]) -> Value:
+    """`v` summed over `axes`, which stay with length 1."""
+    return keep_axes(b, algebra_sum(b, alg, v, tuple(axes)), tuple(axes)) if axes else v
+
+
+def _merged_size(dims: list[Dim]) -> Dim | None:
+    """The product of `dims`, when it is a size (at most one is not a constant)."""
+    total = Dim(1)
+    for d in dims:
+        if d.is_constant:
+            total = total.scale(d.const)
+        elif total.is_constant:
+            total = d.scale(total.const)
+        else:
+            return None
+    return total
+
+
+def _inner_merged(b: Builder, v: Value, axes: list[int], merged: Dim, *, last: bool) -> Value:
+    """Matrix stack `v` with its batch `axes` moved next to its inner axis (the last
+    one when `last`, else the second to last) and merged with it into `merged`."""
+    r = v.type.rank
+    rest = [a for a in range(r - 2) if a not in axes]
+    perm = rest + ([r - 2] + axes + [r - 1] if last else axes + [r - 2, r - 1])
+    moved = v if perm == list(range(r)) else b.prim(P.TRANSPOSE, params(perm=tuple(perm)), v)
+    shape = tuple(v.type.shape[a] for a in rest)
+    shape += (v.type.shape[r - 2], merged) if last else (merged, v.type.shape[r - 1])
+    return moved if moved.type.shape == shape else b.prim(P.RESHAPE, params(shape=shape), moved)
 
 
 def _transpose(s: Application, ct: Value) -> Value:
@@ -235,15 +328,24 @@ def _gather(s: Application, ct: Value) -> Value:
 
 
 def _scatter_target(s: Application, ct: Value) -> Value:
-    refuse_bool_in_z2(s, "adding bools is OR, not XOR")
+    """ct; over Z2, for index_add of bools (an OR), ct·(1 + v) in the region."""
+    if s.prim is P.INDEX_ADD and ors_bools(s):
+        region = s.b.prim(P.INDEX, s.ps, ct, *s.args[2:])
+        return s.alg.add(s.b, ct, index_or_region(s, s.alg.mul(s.b, region, s.args[1])))
+    refuse_bool_in_z2(s, "np.add.at of bools ORs repeated indices together")
     return ct
 
 
 def _scatter_value(read: Primitive) -> Callable[[Application, Value], Value]:
-    """index_add / gather_add: the value's cotangent is ct read where it was added."""
+    """index_add / gather_add: the value's cotangent is ct read where it was added;
+    over Z2, for index_add of bools (an OR), times 1 + t there."""
     def cotangent(s: Application, ct: Value) -> Value:
-        refuse_bool_in_z2(s, "adding bools is OR, not XOR")
-        return s.b.prim(read, s.ps, ct, *s.args[2:])
+        region = s.b.prim(read, s.ps, ct, *s.args[2:])
+        if s.prim is P.INDEX_ADD and ors_bools(s):
+            target = s.b.prim(P.INDEX, s.ps, s.args[0], *s.args[2:])
+            return s.alg.mul(s.b, region, s.b.prim(P.NOT, (), target))
+        refuse_bool_in_z2(s, "np.add.at of bools ORs repeated indices together")
+        return region
     return cotangent
 
 
@@ -261,6 +363,8 @@ VJP_RULES: dict[Primitive, VjpRule] = {
     P.MEAN: defvjp(_mean),
     **{prim: defvjp(_weighted) for prim in REDUCTION_WEIGHTS},
     P.SOFTMAX: defvjp(_softmax),
+    P.PARITY: defvjp(_sum),
+    P.POPCOUNT_LE: deftranspose(_popcount_le),
     P.MATMUL: deftranspose(_matmul),
     P.TRANSPOSE: defvjp(_transpose),
     P.EXPAND_DIMS: defvjp(_reshape_back),

@@ -296,7 +296,7 @@ def test_library_names():
                 "minimum", "maximum", "where", "f64", "f32", "i64", "bool", "sum", "mean",
                 "prod", "max", "min", "logsumexp", "softmax", "dot", "transpose", "outer",
                 "zeros", "ones", "full", "arange", "stack", "concat", "map", "map2", "reduce",
-                "fold", "scan"}
+                "fold", "scan", "parity", "popcount_le"}
     assert set(LIBRARY) == expected
     assert all(entry.usage.startswith(name + "(") and entry.summary
                for name, entry in LIBRARY.items())

@@ -60,6 +60,8 @@ def test_example_derivatives_agree_with_finite_differences(case):
     file, fn = case.split(".")
     args = [np.asarray(a, dtype=float) if np.asarray(a).dtype.kind == "f" else a for a in args]
     real = _real(args)
+    if not real:
+        pytest.skip("a circuit of bools: its derivatives over Z2 are tested in tests/test_rda.py")
     rng = np.random.default_rng(4)
     v = [rng.standard_normal(np.shape(args[i])) for i in real]
     w = rng.standard_normal(np.shape(expected))
@@ -75,7 +77,9 @@ def test_example_derivatives_agree_with_finite_differences(case):
     numeric = (along(eps) - along(-eps)) / (2 * eps)
     value, tangent = _derived(file, fn, "jvp").derived(*args, *v)
     np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(tangent, numeric, rtol=1e-5, atol=1e-7)
+    if not catad.stages((EXAMPLES / f"{file}.catad").read_text()).typed.rules:
+        # with a derivative rule (a straight-through estimator) the derivative is the rule's
+        np.testing.assert_allclose(tangent, numeric, rtol=1e-5, atol=1e-7)
     value, cotangents = _derived(file, fn, "vjp").derived(*args, w)
     cotangents = cotangents if len(real) > 1 else (cotangents,)
     # the adjoint law <J v, w> = <v, J^T w> ties reverse mode to the forward tangent

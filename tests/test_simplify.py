@@ -16,14 +16,19 @@ from catad.compiler.primitives import params
 from catad.compiler.simplify import RULES, binding_types, simplify
 from catad.compiler.target import (Apply, Bind, Block, Call, IfElse, Lambda, Lit, LoopE, MakeTuple,
                                    Name, Project, TargetFunction)
+from catad.compiler.typed import SizeBinding
 from catad.compiler.types import BOOL, F64, I64, ArrayType, Dim, DType, TupleType, scalar
 
-N = Dim.of("n")
+N, M, P3 = Dim.of("n"), Dim.of("m"), Dim.of("p")
 VEC = ArrayType(DType.F64, (N,))
 IVEC = ArrayType(DType.I64, (N,))
 MAT = ArrayType(DType.F64, (N, N))
 PARAMS = {"x": VEC, "y": VEC, "s": F64, "i": IVEC, "A": MAT, "c": BOOL, "k": I64,
-          "q": TupleType((F64, VEC)), "g": F64}
+          "q": TupleType((F64, VEC)), "g": F64,
+          "f": ArrayType(DType.F32, (N,)), "B": ArrayType(DType.F64, (N, M)),
+          "V": ArrayType(DType.F64, (P3, N)), "W": ArrayType(DType.F64, (P3, N, N)),
+          "U": ArrayType(DType.F64, (M, P3, N)), "o": ArrayType(DType.F64, (Dim(1), N))}
+SIZES = (SizeBinding("n", 0, 0), SizeBinding("m", 10, 1), SizeBinding("p", 11, 0))
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -52,6 +57,35 @@ def simplified(*bindings: Bind, result) -> Block:
 
 def block(*bindings: Bind, result) -> Block:
     return Block(bindings, atom(result))
+
+
+def values_agree(*bindings: Bind, result) -> None:
+    """The function and its simplification, lowered to NumPy, compute the same on
+    random arguments (n = 3, m = 4, p = 2)."""
+    ps = tuple(PARAMS.items())
+    fn = TargetFunction("f", ps, tuple(p for p, _ in ps), F64, SIZES, Block(bindings, atom(result)))
+    before = load_module(lower(_program(fn), source_path="t.catad", source=None), "before")
+    after = load_module(lower(_program(simplify(fn)), source_path="t.catad", source=None), "after")
+    rng = np.random.default_rng(1)
+    sizes = {"n": 3, "m": 4, "p": 2}
+    args = []
+    for _, t in ps:
+        if isinstance(t, TupleType):
+            args.append(tuple(rng.normal(size=tuple(d.evaluate(sizes) for d in u.shape)) for u in t.items))
+            continue
+        shape = tuple(d.evaluate(sizes) for d in t.shape)
+        args.append(rng.integers(0, 3, size=shape) if t.dtype is DType.I64 else
+                    rng.random(size=shape) < 0.5 if t.dtype is DType.BOOL else
+                    rng.normal(size=shape).astype(t.dtype.numpy_name))
+    expected, got = before.f(*args), after.f(*args)
+    for e, g in zip(_leaves(expected), _leaves(got), strict=True):
+        assert np.shape(e) == np.shape(g) and np.asarray(e).dtype == np.asarray(g).dtype
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+def _program(fn):
+    from catad.compiler.target import TargetProgram
+    return TargetProgram((fn,))
 
 
 # ---- the rule table ------------------------------------------------------------------
@@ -96,8 +130,16 @@ def test_a_binding_used_inside_a_branch_stays():
 
 def test_identical_calls_are_shared():
     got = simplified(let("a", call("exp", "x")), let("b", call("exp", "x")),
-                     let("r", call("add", "a", "b")), result="r")
-    assert got == block(let("a", call("exp", "x")), let("r", call("add", "a", "a")), result="r")
+                     let("r", call("mul", "a", "b")), result="r")
+    assert got == block(let("a", call("exp", "x")), let("r", call("mul", "a", "a")), result="r")
+
+
+def test_a_commutative_call_is_shared_with_its_arguments_swapped():
+    # x * y and y * x are one value; x - y and y - x are not
+    got = simplified(let("a", call("mul", "x", "y")), let("b", call("mul", "y", "x")),
+                     let("d1", call("sub", "x", "y")), let("d2", call("sub", "y", "x")),
+                     let("r", MakeTuple((Name("a"), Name("b"), Name("d1"), Name("d2")))), result="r")
+    assert got.bindings[-1].expr == MakeTuple((Name("a"), Name("a"), Name("d1"), Name("d2")))
 
 
 def test_calls_on_different_arguments_or_literals_are_not_shared():
@@ -152,8 +194,25 @@ def test_a_weak_constant_becomes_its_literal():
     call("const", value=2.0, dtype=DType.F32),              # a weak f32 has no literal
 ])
 def test_other_constants_stay(const):
-    got = simplified(let("k2", const), let("r", call("mul", "x", "k2")), result="r")
-    assert got == block(let("k2", const), let("r", call("mul", "x", "k2")), result="r")
+    # f32 * float64(2.0) is f64, f32 * 2.0 would be f32
+    got = simplified(let("k2", const), let("r", call("mul", "f", "k2")), result="r")
+    assert got == block(let("k2", const), let("r", call("mul", "f", "k2")), result="r")
+
+
+def test_a_strong_constant_is_a_literal_where_the_other_argument_decides_the_type():
+    # x * float64(2.0) -> x * 2.0   (x: f64[n])
+    got = simplified(let("k2", call("const", value=2.0, dtype=DType.F64, weak=False)),
+                     let("r", call("mul", "x", "k2")), result="r")
+    assert got == block(let("r", call("mul", "x", 2.0)), result="r")
+
+
+def test_ones_and_zeros_of_no_shape_are_strong_constants():
+    # ones(()) -> float64(1.0); -float64(1.0) -> float64(-1.0); ones((n,)) stays
+    got = simplified(let("o", call("ones", dtype=DType.F64, shape=())), let("r", call("neg", "o")),
+                     result="r")
+    assert got == block(let("r", call("const", value=-1.0, dtype=DType.F64, weak=False)), result="r")
+    kept = call("ones", dtype=DType.F64, shape=(N,))
+    assert simplified(let("o", kept), result="o") == block(let("o", kept), result="o")
 
 
 @pytest.mark.parametrize("expr, value", [
@@ -357,3 +416,377 @@ def _leaves(value):
     if isinstance(value, tuple):
         return [leaf for item in value for leaf in _leaves(item)]
     return [value]
+
+
+# ---- comparisons, selections, sums and scalings -----------------------------------------
+
+
+ARANGE_N = call("arange", lo=Dim(0), hi=N)
+
+
+@pytest.mark.parametrize("bindings, result, expected", [
+    # 2 == 0 -> False;  where(false, x, y) -> y;  where(c, x, x) -> x
+    ((let("b", call("eq", 2, 0)), let("r", call("where", "b", "x", "y"))), "r", block(result="y")),
+    ((let("r", call("where", "c", "x", "x")),), "r", block(result="x")),
+    # x + x -> 2 * x
+    ((let("r", call("add", "x", "x")),), "r", block(let("r", call("mul", 2, "x")), result="r")),
+    # 2 * (0.5 * x) -> x;  3 * (-x) -> -3 * x;  -(2 * x) -> -2 * x;  x * -1 -> -x
+    ((let("h", call("mul", 0.5, "x")), let("r", call("mul", 2, "h"))), "r", block(result="x")),
+    ((let("m", call("neg", "x")), let("r", call("mul", 3, "m"))), "r",
+     block(let("r", call("mul", -3, "x")), result="r")),
+    ((let("m", call("mul", "x", 2.0)), let("r", call("neg", "m"))), "r",
+     block(let("r", call("mul", -2.0, "x")), result="r")),
+    ((let("r", call("mul", "x", -1)),), "r", block(let("r", call("neg", "x")), result="r")),
+    # x - (-y) -> x + y;  x + (-y) -> x - y;  (-x) + y -> y - x
+    ((let("m", call("neg", "y")), let("r", call("sub", "x", "m"))), "r",
+     block(let("r", call("add", "x", "y")), result="r")),
+    ((let("m", call("neg", "y")), let("r", call("add", "x", "m"))), "r",
+     block(let("r", call("sub", "x", "y")), result="r")),
+    ((let("m", call("neg", "x")), let("r", call("add", "m", "y"))), "r",
+     block(let("r", call("sub", "y", "x")), result="r")),
+])
+def test_algebra_that_fires(bindings, result, expected):
+    assert simplified(*bindings, result=result) == expected
+    values_agree(*bindings, result=result)
+
+
+@pytest.mark.parametrize("expr", [
+    call("eq", "s", 0.0),              # not literals
+    call("where", "c", "x", "y"),      # a condition known only at run time
+    call("where", True, "s", "x"),     # s is a scalar, the where an array
+    call("add", "c", "c"),             # bool + bool is `or`, 2 * c an i64
+    call("mul", "i", -1.0),            # -i is i64, i * -1.0 f64
+])
+def test_algebra_that_must_not_fire(expr):
+    assert simplified(let("r", expr), result="r") == block(let("r", expr), result="r")
+
+
+def test_a_literal_factor_inside_a_product_of_arrays_stays():
+    got = simplified(let("m", call("mul", "x", "y")), let("r", call("mul", 2.0, "m")), result="r")
+    assert got == block(let("m", call("mul", "x", "y")), let("r", call("mul", 2.0, "m")), result="r")
+
+
+@pytest.mark.parametrize("scaled, outer", [
+    (call("neg", "A"), lambda total: call("neg", total)),             # sum(-a) -> -sum(a)
+    (call("mul", 2.0, "A"), lambda total: call("mul", 2.0, total)),   # sum(c * a) -> c * sum(a)
+])
+def test_a_sum_is_taken_before_the_scaling(scaled, outer):
+    got = simplified(let("a", scaled), let("r", call("sum", "a", axes=(1,))), result="r")
+    (first, second) = got.bindings
+    assert first.expr == call("sum", "A", axes=(1,)) and second.expr == outer(first.name)
+    values_agree(let("a", scaled), let("r", call("sum", "a", axes=(1,))), result="r")
+
+
+def test_a_sum_of_a_product_of_arrays_stays():
+    bindings = (let("a", call("mul", "A", "A")), let("r", call("sum", "a", axes=(1,))))
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+# ---- broadcasting and shapes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bindings, expected", [
+    # x * broadcast_to(s, (n,)) -> x * s
+    ((let("b", call("broadcast_to", "s", shape=(N,))), let("r", call("mul", "x", "b"))),
+     block(let("r", call("mul", "x", "s")), result="r")),
+    # A + expand_dims(x, 0) -> A + x
+    ((let("e", call("expand_dims", "x", axis=0)), let("r", call("add", "A", "e"))),
+     block(let("r", call("add", "A", "x")), result="r")),
+    # A + reshape(x, (1, n)) -> A + x
+    ((let("e", call("reshape", "x", shape=(Dim(1), N))), let("r", call("add", "A", "e"))),
+     block(let("r", call("add", "A", "x")), result="r")),
+])
+def test_numpy_broadcasting_replaces_an_explicit_one(bindings, expected):
+    assert simplified(*bindings, result="r") == expected
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    # a new axis 1 is no leading axis: A + x[:, None] is not A + x
+    (let("e", call("expand_dims", "x", axis=1)), let("r", call("add", "A", "e"))),
+    # f32 * float64(2.0) is f64, f32 * 2.0 would stay f32
+    (let("k2", call("const", value=2.0, dtype=DType.F64, weak=False)), let("r", call("mul", "f", "k2"))),
+])
+def test_explicit_broadcasting_that_stays(bindings):
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+def test_an_elementwise_call_on_a_broadcast_is_made_on_the_smaller_array():
+    # -broadcast_to(s, (n,)) -> broadcast_to(-s, (n,))
+    bindings = (let("b", call("broadcast_to", "s", shape=(N,))), let("r", call("neg", "b")))
+    got = simplified(*bindings, result="r")
+    (negated, result) = got.bindings
+    assert negated.expr == call("neg", "s") and result.expr == call("broadcast_to", negated.name, shape=(N,))
+    values_agree(*bindings, result="r")
+    assert simplified(let("r", call("neg", "x")), result="r") == block(let("r", call("neg", "x")), result="r")
+
+
+@pytest.mark.parametrize("bindings, expected", [
+    # reshape(reshape(A, (1, n, n)), (n, n)) -> A;  reshape(expand_dims(x, 0), (n,)) -> x
+    ((let("a", call("reshape", "A", shape=(Dim(1), N, N))), let("r", call("reshape", "a", shape=(N, N)))),
+     block(result="A")),
+    ((let("a", call("expand_dims", "x", axis=0)), let("r", call("reshape", "a", shape=(N,)))),
+     block(result="x")),
+    # expand_dims(expand_dims(x, 0), 2) -> reshape(x, (1, n, 1))
+    ((let("a", call("expand_dims", "x", axis=0)), let("r", call("expand_dims", "a", axis=2))),
+     block(let("r", call("reshape", "x", shape=(Dim(1), N, Dim(1)))), result="r")),
+    # broadcast_to(broadcast_to(s, (n,)), (n, n)) -> broadcast_to(s, (n, n))
+    ((let("a", call("broadcast_to", "s", shape=(N,))), let("r", call("broadcast_to", "a", shape=(N, N)))),
+     block(let("r", call("broadcast_to", "s", shape=(N, N))), result="r")),
+    # expand_dims(broadcast_to(s, (n,)), 1) -> broadcast_to(s, (n, 1))
+    ((let("a", call("broadcast_to", "s", shape=(N,))), let("r", call("expand_dims", "a", axis=1))),
+     block(let("r", call("broadcast_to", "s", shape=(N, Dim(1)))), result="r")),
+    # transpose(transpose(W, (2, 0, 1)), (1, 2, 0)) -> W
+    ((let("a", call("transpose", "W", perm=(2, 0, 1))), let("r", call("transpose", "a", perm=(1, 2, 0)))),
+     block(result="W")),
+    # transpose(transpose(W, (1, 0, 2)), (0, 2, 1)) -> transpose(W, (1, 2, 0))
+    ((let("a", call("transpose", "W", perm=(1, 0, 2))), let("r", call("transpose", "a", perm=(0, 2, 1)))),
+     block(let("r", call("transpose", "W", perm=(1, 2, 0))), result="r")),
+])
+def test_shape_operations_compose(bindings, expected):
+    assert simplified(*bindings, result="r") == expected
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    (let("a", call("transpose", "A", perm=(1, 0))), let("r", call("reshape", "a", shape=(N, Dim(1), N)))),
+    (let("a", call("exp", "x")), let("r", call("expand_dims", "a", axis=0))),
+    (let("a", call("expand_dims", "x", axis=1)), let("r", call("broadcast_to", "a", shape=(N, N)))),
+    # the new axis 2 is among the axes of x
+    (let("a", call("broadcast_to", "x", shape=(N, N))), let("r", call("expand_dims", "a", axis=2))),
+])
+def test_shape_operations_that_do_not_compose(bindings):
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+def test_axes_of_length_one_move_out_of_a_transpose():
+    # transpose(expand_dims(A, 2), (1, 0, 2)) -> reshape(transpose(A, (1, 0)), (n, n, 1))
+    bindings = (let("a", call("expand_dims", "A", axis=2)), let("r", call("transpose", "a", perm=(1, 0, 2))))
+    got = simplified(*bindings, result="r")
+    (turned, result) = got.bindings
+    assert turned.expr == call("transpose", "A", perm=(1, 0))
+    assert result.expr == call("reshape", turned.name, shape=(N, N, Dim(1)))
+    values_agree(*bindings, result="r")
+    # o has an axis of length 1 of its own: which axis is which is not known
+    kept = (let("a", call("expand_dims", "o", axis=2)), let("r", call("transpose", "a", perm=(1, 0, 2))))
+    assert simplified(*kept, result="r") == block(*kept, result="r")
+
+
+# ---- products ------------------------------------------------------------------------------
+
+
+def test_the_transpose_of_a_product_with_a_transposed_factor():
+    # transpose(transpose(B) @ A) -> transpose(A) @ B
+    bindings = (let("bt", call("transpose", "B", perm=(1, 0))), let("p", call("matmul", "bt", "A")),
+                let("r", call("transpose", "p", perm=(1, 0))))
+    got = simplified(*bindings, result="r")
+    assert got.bindings[-1].expr == Call(P.MATMUL, (), (Name(got.bindings[0].name), Name("B")))
+    assert got.bindings[0].expr == call("transpose", "A", perm=(1, 0))
+    values_agree(*bindings, result="r")
+    kept = (let("p", call("matmul", "A", "A")), let("r", call("transpose", "p", perm=(1, 0))))
+    assert simplified(*kept, result="r") == block(*kept, result="r")
+
+
+def test_a_stack_of_vectors_times_one_matrix_is_one_product():
+    # A @ V[:, :, None] -> (V @ A.T)[:, :, None]
+    bindings = (let("v", call("expand_dims", "V", axis=2)), let("r", call("matmul", "A", "v")))
+    got = simplified(*bindings, result="r")
+    assert [b.expr.prim for b in got.bindings] == [P.TRANSPOSE, P.MATMUL, P.EXPAND_DIMS]
+    assert got.bindings[1].expr.args == (Name("V"), Name(got.bindings[0].name))
+    values_agree(*bindings, result="r")
+
+
+def test_vectors_times_a_matrix_broadcast_along_one_batch_axis_are_one_product_per_matrix():
+    # W[None] @ U[..., None]: U's leading axis becomes rows of one product per matrix of W
+    bindings = (let("w", call("expand_dims", "W", axis=0)), let("u", call("expand_dims", "U", axis=3)),
+                let("r", call("matmul", "w", "u")))
+    got = simplified(*bindings, result="r")
+    products = [b.expr for b in got.bindings if isinstance(b.expr, Call) and b.expr.prim is P.MATMUL]
+    assert len(products) == 1 and S.binding_types(simplify(function(*bindings, result="r")))
+    values_agree(*bindings, result="r")
+
+
+def test_row_vectors_times_one_matrix_are_one_product():
+    # V[:, None, :] @ A -> (V @ A)[:, None, :]
+    bindings = (let("v", call("expand_dims", "V", axis=1)), let("r", call("matmul", "v", "A")))
+    got = simplified(*bindings, result="r")
+    assert got.bindings[0].expr == call("matmul", "V", "A")
+    assert got.bindings[1].expr == call("reshape", got.bindings[0].name, shape=(P3, Dim(1), N))
+    values_agree(*bindings, result="r")
+
+
+def test_a_batch_of_matrices_times_vectors_stays():
+    # every batch axis varies in both: no single product does it
+    bindings = (let("v", call("expand_dims", "V", axis=2)), let("r", call("matmul", "W", "v")))
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+    rows = (let("v", call("expand_dims", "V", axis=1)), let("r", call("matmul", "v", "W")))
+    assert simplified(*rows, result="r") == block(*rows, result="r")
+
+
+def test_the_identity_matrix_of_a_basis_is_no_product():
+    # astype(arange(n) == arange(n)[:, None]) @ A -> A;  with < instead of == it stays
+    for compare, fires in (("eq", True), ("lt", False)):
+        bindings = (let("a", ARANGE_N), let("col", call("expand_dims", "a", axis=1)),
+                    let("e", call(compare, "a", "col")), let("ef", call("astype", "e", dtype=DType.F64)),
+                    let("r", call("matmul", "ef", "A")))
+        got = simplified(*bindings, result="r")
+        assert (got == block(result="A")) is fires
+        values_agree(*bindings, result="r")
+
+
+# ---- indexing --------------------------------------------------------------------------------
+
+
+def _grid(*bindings):
+    """rows = arange(n)[:, None], cols = arange(n), then `bindings`."""
+    return (let("a", ARANGE_N), let("rows", call("reshape", "a", shape=(N, Dim(1)))), *bindings)
+
+
+def test_a_gather_of_every_item_in_order_is_a_reshape():
+    # A[arange(n)[:, None], arange(n)] -> A
+    bindings = _grid(let("r", call("gather", "A", "rows", "a", clip=False)))
+    assert simplified(*bindings, result="r") == block(result="A")
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("indices", [("a", "a"), ("a", "rows")])  # the diagonal; the transpose
+def test_other_gathers_stay(indices):
+    bindings = _grid(let("r", call("gather", "A", *indices, clip=False)))
+    got = simplified(*bindings, result="r")
+    assert got.bindings[-1].expr.prim is P.GATHER
+
+
+def test_a_scatter_of_every_item_in_order_is_an_addition():
+    # gather_add(zeros((n, n)), A, arange(n)[:, None], arange(n)) -> A
+    bindings = _grid(let("z", call("zeros", shape=(N, N), dtype=DType.F64)),
+                     let("r", call("gather_add", "z", "A", "rows", "a", clip=False)))
+    assert simplified(*bindings, result="r") == block(result="A")
+    values_agree(*bindings, result="r")
+    diagonal = _grid(let("z", call("zeros", shape=(N, N), dtype=DType.F64)),
+                     let("r", call("gather_add", "z", "x", "a", "a", clip=False)))
+    assert simplified(*diagonal, result="r").bindings[-1].expr.prim is P.GATHER_ADD
+
+
+def test_adding_a_scatter_into_zeros_scatters_into_the_other_addend():
+    # x + index_add(zeros(n), s, at k) -> index_add(x, s, at k)
+    spec = (("at",),)
+    bindings = (let("z", call("zeros", shape=(N,), dtype=DType.F64)),
+                let("u", call("index_add", "z", "s", "k", spec=spec)), let("r", call("add", "x", "u")))
+    assert simplified(*bindings, result="r") == block(let("r", call("index_add", "x", "s", "k", spec=spec)),
+                                                      result="r")
+    kept = (let("u", call("index_add", "y", "s", "k", spec=spec)), let("r", call("add", "x", "u")))
+    assert simplified(*kept, result="r") == block(*kept, result="r")
+
+
+# ---- tuples and loops -------------------------------------------------------------------------
+
+
+def test_a_tuple_of_every_projection_in_order_is_the_tuple():
+    # (q.0, q.1) -> q;  (q.1, q.0) stays
+    parts = (let("a", Project(Name("q"), 0)), let("b", Project(Name("q"), 1)))
+    assert simplified(*parts, let("r", MakeTuple((Name("a"), Name("b")))), result="r") == block(result="q")
+    swapped = simplified(*parts, let("r", MakeTuple((Name("b"), Name("a")))), result="r")
+    assert swapped.result == Name("r")
+
+
+def test_loop_invariant_calls_move_out_of_the_loop_but_indexing_stays():
+    row = call("index", "A", "k", spec=(("at",), ("slice", Dim(0), N)))
+    body = block(let("e", call("exp", "y")), let("row", row),
+                 let("n2", call("add", "acc", "e")), let("n3", call("add", "n2", "row")), result="n3")
+    bindings = (let("r", LoopE(Name("x"), Name("A"), "acc", "xi", body, False)),)
+    got = simplified(*bindings, result="r")
+    assert got.bindings[0] == let("e", call("exp", "y"))
+    assert [b.name for b in got.bindings[1].expr.body.bindings] == ["row", "n2", "n3"]
+    values_agree(*bindings, result="r")
+
+
+def _scan_of_sums(stacked: bool = True) -> LoopE:
+    return LoopE(Name("x"), Name("A"), "acc", "xi", block(let("n2", call("add", "acc", "xi")), result="n2"),
+                 stacked)
+
+
+def test_a_scan_read_only_at_its_last_state_is_a_fold():
+    # let s = scan(x, A, f); s[n - 1] -> fold(x, A, f)
+    last = (let("l", call("size", dim=N - 1)),
+            let("r", call("index", "s", "l", spec=(("at",), ("slice", Dim(0), N)))))
+    got = simplified(let("s", _scan_of_sums()), *last, result="r")
+    (fold,) = got.bindings
+    assert isinstance(fold.expr, LoopE) and not fold.expr.stacked and got.result == Name(fold.name)
+    values_agree(let("s", _scan_of_sums()), *last, result="r")
+    # read whole as well: it stays a scan
+    both = simplified(let("s", _scan_of_sums()), *last, let("t", MakeTuple((Name("r"), Name("s")))),
+                      result="t")
+    assert [b.expr.stacked for b in both.bindings if isinstance(b.expr, LoopE)] == [True]
+
+
+def test_an_item_of_a_loop_state_that_nothing_reads_is_dropped():
+    # fold((x, y), A, |acc, xi| (acc.0 + xi, acc.1 * xi)).0: the second item goes
+    body = block(let("a0", Project(Name("acc"), 0)), let("a1", Project(Name("acc"), 1)),
+                 let("n0", call("add", "a0", "xi")), let("n1", call("mul", "a1", "xi")),
+                 let("nt", MakeTuple((Name("n0"), Name("n1")))), result="nt")
+    bindings = (let("i0", MakeTuple((Name("x"), Name("y")))),
+                let("r", LoopE(Name("i0"), Name("A"), "acc", "xi", body, False)),
+                let("z", Project(Name("r"), 0)))
+    got = simplified(*bindings, result="z")
+    loops = [b.expr for b in got.bindings if isinstance(b.expr, LoopE)]
+    assert len(loops) == 1 and P.MUL not in {b.expr.prim for b in loops[0].body.bindings
+                                             if isinstance(b.expr, Call)}
+    values_agree(*bindings, result="z")
+    # the first item reads the second: both stay
+    feeding = block(let("a0", Project(Name("acc"), 0)), let("a1", Project(Name("acc"), 1)),
+                    let("n0", call("mul", "a0", "a1")), let("n1", call("mul", "a1", "xi")),
+                    let("nt", MakeTuple((Name("n0"), Name("n1")))), result="nt")
+    kept = (bindings[0], let("r", LoopE(Name("i0"), Name("A"), "acc", "xi", feeding, False)), bindings[2])
+    got = simplified(*kept, result="z")
+    (loop,) = [b.expr for b in got.bindings if isinstance(b.expr, LoopE)]
+    assert loop.body.bindings[-1].expr == MakeTuple((Name("n0"), Name("n1")))
+
+
+def _accumulating_body(outer: bool) -> Block:
+    """|acc, xi| (acc.0 * xi, acc.1 + e) with e = (acc.0 * xi)[:, None] * xi (outer) or acc.0 * xi."""
+    term = ((let("col", call("expand_dims", "n0", axis=1)), let("e", call("mul", "col", "xi")))
+            if outer else (let("e", call("mul", "n0", 2.0)),))
+    return block(let("a0", Project(Name("acc"), 0)), let("a1", Project(Name("acc"), 1)),
+                 let("n0", call("mul", "a0", "xi")), *term, let("n1", call("add", "a1", "e")),
+                 let("nt", MakeTuple((Name("n0"), Name("n1")))), result="nt")
+
+
+@pytest.mark.parametrize("outer", [True, False])
+def test_accumulated_outer_products_are_one_product_after_the_loop(outer):
+    # fold((x, A), V, |acc, xi| (acc.0 * xi, acc.1 + (acc.0 * xi)[:, None] * xi)).1
+    #   -> A + U.T @ X with U, X the stacked factors (a vector accumulator: x + sum(E, axis=0))
+    start = MakeTuple((Name("x"), Name("A") if outer else Name("y")))
+    loop = LoopE(Name("i0"), Name("V"), "acc", "xi", _accumulating_body(outer), False)
+    bindings = (let("i0", start), let("r", loop),
+                let("z", Project(Name("r"), 1)))
+    got = simplified(*bindings, result="z")
+    (loop,) = [b.expr for b in got.bindings if isinstance(b.expr, LoopE)]
+    assert loop.stacked
+    assert not any(isinstance(b.expr, Call) and b.expr.prim is P.ADD for b in loop.body.bindings)
+    after = {b.expr.prim for b in got.bindings if isinstance(b.expr, Call)}
+    assert (P.MATMUL in after) is outer and (P.SUM in after) is not outer
+    values_agree(*bindings, result="z")
+
+
+def test_an_accumulator_another_item_reads_stays():
+    # acc.0 reads acc.1: the running sum is needed at every step
+    body = block(let("a0", Project(Name("acc"), 0)), let("a1", Project(Name("acc"), 1)),
+                 let("n0", call("mul", "a0", "a1")), let("n1", call("add", "a1", "xi")),
+                 let("nt", MakeTuple((Name("n0"), Name("n1")))), result="nt")
+    bindings = (let("i0", MakeTuple((Name("x"), Name("y")))),
+                let("r", LoopE(Name("i0"), Name("V"), "acc", "xi", body, False)),
+                let("z", Project(Name("r"), 1)),
+                let("w", Project(Name("r"), 0)), let("t", MakeTuple((Name("z"), Name("w")))))
+    got = simplified(*bindings, result="t")
+    (loop,) = [b.expr for b in got.bindings if isinstance(b.expr, LoopE)]
+    assert not loop.stacked
+
+
+def test_a_broadcast_indexed_along_its_broadcast_axis_is_its_source():
+    # broadcast_to(x, (n, n))[k] -> x;  A[k] of a plain array stays
+    spec = (("at",), ("slice", Dim(0), N))
+    bindings = (let("b", call("broadcast_to", "x", shape=(N, N))),
+                let("r", call("index", "b", "k", spec=spec)))
+    assert simplified(*bindings, result="r") == block(result="x")
+    kept = (let("r", call("index", "A", "k", spec=spec)),)
+    assert simplified(*kept, result="r") == block(*kept, result="r")

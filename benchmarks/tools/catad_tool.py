@@ -1,0 +1,34 @@
+"""catad: the compiled model's objective and value_and_grad functions."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks.problems import Problem, catad_module
+from benchmarks.tools import Prepared
+
+NAME = "catad"
+
+
+def unavailable() -> str | None:
+    return None
+
+
+def gradients(problem: Problem, result) -> tuple[float, tuple[np.ndarray, ...]]:
+    """(value, gradients) from a value_and_grad result; one `wrt` gives a bare array."""
+    value, grads = result
+    grads = (grads,) if len(problem.wrt) == 1 else tuple(grads)
+    return float(value), tuple(np.asarray(g, dtype=np.float64) for g in grads)
+
+
+def prepare(problem: Problem, inputs: dict) -> Prepared:
+    start = time.perf_counter()
+    module = catad_module(problem.model)
+    setup = time.perf_counter() - start
+    objective = getattr(module, problem.objective)
+    gradient = getattr(module, problem.gradient)
+    args = tuple(inputs.values())
+    return Prepared(lambda: objective(*args), lambda: gradient(*args),
+                    lambda result: gradients(problem, result), setup)
