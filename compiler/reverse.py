@@ -213,7 +213,11 @@ class Adjoint:
         recomputed new state of a loop step is the state the forward loop stored,
         so its recomputation is left dead. Returns the value to seed."""
         if self.steps and self.steps[-1].out == recomputed:
-            self.steps[-1] = replace(self.steps[-1], out=stored)
+            last = self.steps[-1]
+            if isinstance(last, _LoopStep) and last.states == last.out:  # a scan: its states too
+                self.steps[-1] = replace(last, out=stored, states=stored)
+            else:
+                self.steps[-1] = replace(last, out=stored)
             return stored
         return recomputed
 

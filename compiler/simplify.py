@@ -977,6 +977,17 @@ def _in_order(indices: tuple[Atom, ...], x: ArrayType, batch: tuple[Dim, ...], f
 
 
 @rewrite
+def index_of_arange(expr: Expr, facts: Facts) -> Expr | None:
+    # arange(0, n)[i] -> i
+    match expr:
+        case Call(P.INDEX, _, (x, i)):
+            match facts.definition(x):
+                case Call(P.ARANGE, ps, ()) if param(ps, "lo") == Dim(0) and _keeps_type(expr, i, facts):
+                    return i
+    return None
+
+
+@rewrite
 def gather_in_order(expr: Expr, facts: Facts) -> Expr | None:
     # x[arange(n)[:, None], arange(k)] -> reshape(x, (n, k, ...))   (every item read once, in order)
     match expr:
@@ -1005,18 +1016,75 @@ def scatter_in_order(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
-@rewrite
-def add_into_scatter(expr: Expr, facts: Facts) -> Expr | None:
-    # x + index_add(0, v, i) -> index_add(x, v, i)      x + gather_add(0, v, i) -> gather_add(x, v, i)
-    match expr:
+_SCATTERS = frozenset((P.INDEX_ADD, P.GATHER_ADD))
+
+
+def _scatter_into_zeros(atom: Atom, facts: Facts) -> bool:
+    """`atom` is values scattered into zeros: index_add(0, v, i), or more added to one."""
+    match facts.definition(atom):
+        case Call(prim, _, (target, *_)) if prim in _SCATTERS:
+            return _is(target, facts, 0) or _scatter_into_zeros(target, facts)
+    return False
+
+
+def add_into_scatter(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # x + index_add(0, v, i) -> index_add(x, v, i)      (also gather_add; and
+    # x + index_add(y, v, i) -> index_add(x + y, v, i) when y is scattered into zeros too)
+    match bind.expr:
         case Call(P.ADD, _, (a, b)):
             for x, scattered in ((a, b), (b, a)):
                 match facts.definition(scattered):
-                    case Call(P.INDEX_ADD | P.GATHER_ADD as prim, ps, (target, value, *indices)) \
-                            if _is(target, facts, 0):
-                        new = Call(prim, ps, (x, value, *indices))
-                        if _typed_as(new, expr, facts):
-                            return new
+                    case Call(prim, ps, (target, value, *indices)) if prim in _SCATTERS:
+                        if _is(target, facts, 0):
+                            new = Call(prim, ps, (x, value, *indices))
+                            if _typed_as(new, bind.expr, facts):
+                                return (Bind(bind.name, new, bind.span),)
+                        elif _scatter_into_zeros(target, facts):
+                            total = facts.namer.temporary()
+                            scatter = Call(prim, ps, (Name(total), value, *indices))
+                            made = _typed_bindings([(total, Call(P.ADD, (), (x, target))), (bind.name, scatter)],
+                                                   expr_type(bind.expr, facts.types), bind.span, facts)
+                            if made is not None:
+                                return made
+    return None
+
+
+def _rows_scattered(expr: Expr | None, rows: Dim, facts: Facts) -> dict[int, Atom] | None:
+    """{k: v} when `expr` is zeros with whole rows v added at constant rows k
+    (index_add(index_add(zeros, v0, 0), v1, 1), ...), each row once."""
+    found: dict[int, Atom] = {}
+    while True:
+        match expr:
+            case Call(P.INDEX_ADD, ps, (target, value, at)):
+                spec, k, t = param(ps, "spec"), _constant(at, facts), facts.type_of(target)
+                if (not isinstance(t, ArrayType) or spec[0] != ("at",) or not isinstance(k, int)
+                        or not 0 <= k < rows.const or k in found
+                        or any(item != ("slice", Dim(0), d) for item, d in zip(spec[1:], t.shape[1:]))):
+                    return None
+                found[k] = value
+                if _is(target, facts, 0):
+                    return found
+                expr = facts.definition(target)
+            case _:
+                return None
+
+
+@rewrite
+def rows_into_zeros(expr: Expr, facts: Facts) -> Expr | None:
+    # index_add(index_add(zeros((2, ..)), a, 0), b, 1) -> stack((a, b))   (every row added once)
+    match expr:
+        case Call(P.INDEX_ADD, _, (_, _, _)):
+            t = expr_type(expr, facts.types)
+            if not (isinstance(t, ArrayType) and t.rank >= 1 and t.shape[0].is_constant):
+                return None
+            found = _rows_scattered(expr, t.shape[0], facts)
+            if found is None or len(found) != t.shape[0].const:
+                return None
+            row = ArrayType(t.dtype, t.shape[1:])
+            if not all(facts.type_of(v) == row for v in found.values()):
+                return None
+            new = Call(P.STACK, params(axis=0), tuple(found[k] for k in range(len(found))))
+            return new if _typed_as(new, expr, facts) else None
     return None
 
 
@@ -1458,9 +1526,11 @@ RULES: tuple[Rule, ...] = (
     broadcast_after_elementwise,
     reduce_before_scaling,
     index_of_broadcast,
+    index_of_arange,
     gather_in_order,
     scatter_in_order,
     add_into_scatter,
+    rows_into_zeros,
     tuple_of_projections,
     hoist_invariants,
     fold_of_last_state,

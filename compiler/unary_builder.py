@@ -26,6 +26,7 @@ from .errors import NO_SPAN, Span
 from .prim_types import result_type
 from .primitives import Params, Primitive
 from .types import BOOL, ArrayType, TupleType, Type
+from .unary_check import join_types
 from .unary import Custom, Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq, shift
 
 
@@ -114,9 +115,10 @@ class Builder:
             r = make(b)
             results.append(r.type)
             branches.append(b.finish(r))
-        assert results[0] == results[1], f"branches differ: {results[0]} vs {results[1]}"
+        joined = join_types(results[0], results[1])  # a weak literal yields to the other branch
+        assert joined is not None, f"branches differ: {results[0]} vs {results[1]}"
         self.terms.append(Var(cond.pos))
-        value = self._made(If(branches[0], branches[1], hint=hint, span=self._where(span)), results[0])
+        value = self._made(If(branches[0], branches[1], hint=hint, span=self._where(span)), joined)
         self.terms.append(Drop(1, 1))
         return value
 

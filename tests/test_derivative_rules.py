@@ -542,3 +542,14 @@ def test_the_cotangent_of_a_sum_over_leading_axes_needs_no_new_axis():
     fn = _optimised("fn f(A: f64[n, m], B: f64[n, m]) -> f64[m] { sum(A * B, axis = 0) }\n"
                     "fn g = vjp(f, wrt = A);\n", "g")
     assert not {"expand_dims", "broadcast_to"} & set(_target_prims(fn))
+
+
+def test_the_reverse_loop_reads_the_states_the_forward_loop_stored():
+    # the new state tanh(...) of each step is not computed again for its adjoint
+    fn = _optimised("fn f(W: f64[h, h], xs: f64[t, h]) -> f64[h] {\n"
+                    "    fold(zeros(h), xs, |s, x| tanh(W @ s + x))\n}\n"
+                    "fn g = vjp(f, wrt = W);\n", "g")
+    from catad.compiler.target_print import format_target_function
+    assert format_target_function(fn).count("tanh(") == 1
+    # and the weights' cotangent is one product after the loop, not one per step
+    assert _target_prims(fn).count("matmul") == 1

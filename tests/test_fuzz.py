@@ -82,10 +82,9 @@ def test_well_typed_programs_with_weak_literals_compile(program):
 # target's but for weakness, so a constant expression that is not a bare
 # literal keeps a weak type where a strong f64 is needed.
 
-@pytest.mark.xfail(strict=True, reason="known bug: reverse mode asserts 'branches differ: f64 vs "
-                                       "f64' when one branch of `if` is a weakly typed constant")
 @pytest.mark.parametrize("constant", ["{ let c = 0.5; c }", "-0.5", "sigmoid(1.5)"])
-def test_known_bug_if_with_a_weak_constant_branch(constant):
+def test_if_with_a_weak_constant_branch_differentiates(constant):
+    """Once a known bug: reverse mode asserted 'branches differ: f64 vs f64'."""
     assert compiles_or_refuses(f"fn f(x: f64[n]) -> f64 {{ if x[0] < 0.0 {{ {constant} }} else "
                         "{ x[1] } }\nfn f_grad = grad(f);\n")
 

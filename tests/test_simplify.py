@@ -790,3 +790,36 @@ def test_a_broadcast_indexed_along_its_broadcast_axis_is_its_source():
     assert simplified(*bindings, result="r") == block(result="x")
     kept = (let("r", call("index", "A", "k", spec=spec)),)
     assert simplified(*kept, result="r") == block(*kept, result="r")
+
+
+def test_scatters_into_zeros_added_to_a_value_scatter_into_it():
+    # x + index_add(index_add(zeros(n), s, at k), g, at 0) -> index_add(index_add(x, s, at k), g, at 0)
+    spec = (("at",),)
+    bindings = (let("z", call("zeros", shape=(N,), dtype=DType.F64)),
+                let("u", call("index_add", "z", "s", "k", spec=spec)),
+                let("w", call("index_add", "u", "g", 0, spec=spec)), let("r", call("add", "x", "w")))
+    got = simplified(*bindings, result="r")
+    assert [b.expr.prim for b in got.bindings] == [P.INDEX_ADD, P.INDEX_ADD]
+    assert got.bindings[0].expr.args[0] == Name("x")
+    values_agree(*bindings, result="r")
+
+
+def test_every_row_added_once_into_zeros_is_a_stack():
+    # index_add(index_add(index_add(zeros((3, n)), x, 2), y, 0), x, 1) -> stack((y, x, x))
+    spec = (("at",), ("slice", Dim(0), N))
+    rows = (let("z", call("zeros", shape=(Dim(3), N), dtype=DType.F64)),
+            let("a", call("index_add", "z", "x", 2, spec=spec)),
+            let("b", call("index_add", "a", "y", 0, spec=spec)))
+    bindings = (*rows, let("r", call("index_add", "b", "x", 1, spec=spec)))
+    stacked = block(let("r", call("stack", "y", "x", "x", axis=0)), result="r")
+    assert simplified(*bindings, result="r") == stacked
+    values_agree(*bindings, result="r")
+    # row 1 twice and row 2 never: it stays a scatter
+    twice = (*rows, let("r", call("index_add", "b", "x", 0, spec=spec)))
+    assert simplified(*twice, result="r").bindings[-1].expr.prim is P.INDEX_ADD
+
+
+def test_an_item_of_an_arange_is_its_index():
+    bindings = (let("a", ARANGE_N), let("r", call("index", "a", "k", spec=(("at",),))))
+    assert simplified(*bindings, result="r") == block(result="k")
+    values_agree(*bindings, result="r")
