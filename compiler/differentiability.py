@@ -143,7 +143,7 @@ def _walk(term: Term, stack: list[Dependence], types: list[Type]) -> None:
                 results.append((s[-1], ts[-1]))
             stack.append(_join(results[0][0], results[1][0]))
             types.append(results[0][1])
-        case Loop(body, stacked):
+        case Loop(body, _):
             acc = stack[-2]
             out_type = check_term(term, tuple(types))[-1]
             for _ in range(4):  # the dependence of the state reaches a fixpoint quickly

@@ -63,6 +63,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .types import Dim
+
 
 @dataclass(frozen=True)
 class Primitive:
@@ -86,6 +88,16 @@ def param(ps: Params, name: str) -> Any:
         if key == name:
             return value
     raise KeyError(name)
+
+
+def substitute_dims(value: Any, subst: "dict[str, Dim]") -> Any:
+    """A param value (or whole params) with every `Dim` inside, nested in tuples
+    too, substituted by `subst`: sizes renamed, instantiated or inlined."""
+    if isinstance(value, Dim):
+        return value.substitute(subst)
+    if isinstance(value, tuple):
+        return tuple(substitute_dims(v, subst) for v in value)
+    return value
 
 
 def _prims(arity: int | None, *names: str) -> tuple[Primitive, ...]:

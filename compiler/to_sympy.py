@@ -69,7 +69,7 @@ from .errors import ShapeError, Span, UnsupportedError
 from .prim_eval import apply as apply_numerically
 from .prim_eval import numpy_dtype
 from .prim_types import PrimTypeError, result_type
-from .primitives import Params, Primitive
+from .primitives import Params, Primitive, substitute_dims
 from .target import (Apply, Atom, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple, Name,
                      Project, TargetFunction)
 from .types import ArrayType, Dim, DType, TupleType, Type, substitute_type
@@ -366,11 +366,7 @@ class _Translator:
 
 def _at_sizes(value: Any, dims: dict[str, Dim]) -> Any:
     """A param value with every `Dim` (nested in tuples too) at the concrete sizes."""
-    if isinstance(value, Dim):
-        return value.substitute(dims)
-    if isinstance(value, tuple):
-        return tuple(_at_sizes(v, dims) for v in value)
-    return value
+    return substitute_dims(value, dims)
 
 
 def _row(value: Value, k: int) -> Value:

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import assert_never
 
 from .names import Namer
-from .primitives import Params
+from .primitives import Params, substitute_dims
 from .target import (Atom, Bind, Block, Call, Expr, IfElse, LoopE, MakeTuple, Name, Project,
                      TargetFunction, TargetProgram)
 from .typed import SizeBinding
@@ -143,12 +143,4 @@ def _named(term: Term, hint: str) -> Term:
 
 def _rename_dims(ps: Params, dims: dict[str, Dim]) -> Params:
     """`ps` with the size variables in every `Dim` (nested in tuples too) renamed."""
-    return tuple((key, _rename_value(value, dims)) for key, value in ps)
-
-
-def _rename_value(value: Any, dims: dict[str, Dim]) -> Any:
-    if isinstance(value, Dim):
-        return value.substitute(dims)
-    if isinstance(value, tuple):
-        return tuple(_rename_value(v, dims) for v in value)
-    return value
+    return substitute_dims(ps, dims)

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import assert_never
 
 from .errors import Span
-from .primitives import CONST, SIZE, Params, params
+from .primitives import CONST, SIZE, Params, params, substitute_dims
 from .typed import (TCall, TConst, TExpr, TFor, TFunction, TGet, TIf, TLambda, TLet, TLoop, TMap,
                     TPrim, TProgram, TReduce, TSize, TTuple, TVar)
 from .types import ArrayType, Dim, Type
@@ -195,12 +195,4 @@ def _source_name(name: str) -> str | None:
 
 def substitute_params(ps: Params, subst: dict[str, Dim]) -> Params:
     """`ps` with every `Dim` inside (nested in tuples too) substituted by `subst`."""
-    return _substitute(ps, subst) if subst else ps
-
-
-def _substitute(value: Any, subst: dict[str, Dim]) -> Any:
-    if isinstance(value, Dim):
-        return value.substitute(subst)
-    if isinstance(value, tuple):
-        return tuple(_substitute(v, subst) for v in value)
-    return value
+    return substitute_dims(ps, subst) if subst else ps
