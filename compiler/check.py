@@ -592,7 +592,11 @@ class _FunctionChecker:
             if e.type == target:
                 return e
             return TConst(target, _python_value(e.value, target.dtype), span=e.span)
-        if strip_weak(e.type) == strip_weak(target):
+        if e.type == target:
+            return e
+        # an array that differs only in weakness needs nothing (NumPy makes it strong where it
+        # meets a strong value); a tuple does: its items are checked one by one later
+        if strip_weak(e.type) == strip_weak(target) and isinstance(target, ArrayType):
             return e
         if isinstance(target, ArrayType):
             return TPrim(target, ASTYPE, params(dtype=target.dtype), (e,), span=e.span)

@@ -89,9 +89,8 @@ def test_if_with_a_weak_constant_branch_differentiates(constant):
                         "{ x[1] } }\nfn f_grad = grad(f);\n")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a fold whose tuple state starts as literals "
-                                       "fails the UNF check (state (weak f64, f64) vs (f64, f64))")
-def test_known_bug_fold_with_a_tuple_of_literals():
+def test_fold_with_a_tuple_of_literals_compiles():
+    """Once a known bug: the state (weak f64, f64) failed the UNF check against (f64, f64)."""
     assert compiles_or_refuses("fn f(x: f64[n]) -> f64 {\n"
                         "    let (a, b) = fold((0.5, 0.5), x, |s, p| { let (q, r) = s; (r, p) });\n"
                         "    a\n}\n")
