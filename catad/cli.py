@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                                description="Compile a .catad file to a self-contained NumPy module.")
     comp.add_argument("file", help="the .catad source file")
     comp.add_argument("-o", "--output", help="where to write the module (default: standard output)")
+    _backend_argument(comp)
     _derived_arguments(comp)
 
     show = commands.add_parser("show", help="print one stage of the compilation",
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--sizes", metavar="N=3,D=2", default=None,
                       help="sizes for --stage sympy (the others default to small values)")
     show.add_argument("--latex", action="store_true", help="print --stage sympy as LaTeX")
+    _backend_argument(show)
     _derived_arguments(show)
 
     chk = commands.add_parser(
@@ -96,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="the sizes to check at (the others default to small values)")
     chk.add_argument("--seed", type=int, default=0, help="the seed of the random points (default: 0)")
     return parser
+
+
+def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["numpy", "array-api"], default="numpy",
+                        help="numpy (default): a module that needs only NumPy; array-api: one whose "
+                             "functions run on the array library of their inputs (NumPy, PyTorch, "
+                             "JAX, CuPy, Dask), through array_api_compat")
 
 
 def _derived_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "show" and (args.sizes or args.latex) and args.stage != "sympy":
         raise _UsageProblem("--sizes and --latex apply to --stage sympy only")
     extra = _derived_requests(args) if hasattr(args, "wrt") else ()
-    stages: Stages = compile_stages(_read(args.file), extra=extra)
+    stages: Stages = compile_stages(_read(args.file), extra=extra, backend=args.backend)
     if args.command == "compile":
         if args.output:
             try:

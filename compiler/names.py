@@ -4,7 +4,7 @@ Generated code names its values after the source (`z`, `w_bar`), so a name
 the user chose must never be misread by Python. The rule is simple and total:
 
     a hint that is a Python keyword or soft keyword, a builtin (`dir(builtins)`),
-    the array module's alias `np`, or that starts with `_`, gets a trailing `_`
+    an array namespace's alias (`np`, `xp`), or that starts with `_`, gets a trailing `_`
     (`lambda` -> `lambda_`, `sum` -> `sum_`, `_x` -> `_x_`);
     a hint that is not an ASCII identifier is not used: a temporary is made;
     a name already taken gets `_1`, `_2`, ... (`x`, `x_1`, `x_2`; `fresh_all`
@@ -24,10 +24,10 @@ import keyword
 import re
 from collections.abc import Iterable, Sequence
 
-ARRAY_MODULE_ALIAS = "np"
+NAMESPACE_ALIASES = ("np", "xp")  # the array namespace in the NumPy and array API backends
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESERVED = frozenset((*keyword.kwlist, *keyword.softkwlist, *dir(builtins), ARRAY_MODULE_ALIAS))
+_RESERVED = frozenset((*keyword.kwlist, *keyword.softkwlist, *dir(builtins), *NAMESPACE_ALIASES))
 
 
 def is_identifier(text: str) -> bool:

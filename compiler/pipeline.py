@@ -21,7 +21,7 @@ from .check import RULE_DECLARATIONS, check
 from .custom_rules import CustomRules
 from .derive import derive
 from .errors import CatadError, Source
-from .lower import lower
+from .lower import BACKENDS, lower
 from .parse import parse
 from .simplify import simplify
 from .target import TargetProgram
@@ -46,10 +46,13 @@ class Stages:
 
 
 def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (),
-                   verify: bool = True) -> Stages:
+                   verify: bool = True, backend: str = "numpy") -> Stages:
     """Run every pass on `source`, with `extra` derived functions declared after
-    its own. Mistakes in the program raise `CatadError` with the source
-    attached; `verify` type-checks the UNF after each UNF pass."""
+    its own, printing Python for `backend` (a key of `lower.BACKENDS`).
+    Mistakes in the program raise `CatadError` with the source attached;
+    `verify` type-checks the UNF after each UNF pass."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; the backends are {', '.join(BACKENDS)}")
     try:
         tree = parse(source)
         if extra:
@@ -65,7 +68,7 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
                 check_function(fn)
     target = to_target_program(vectorised)
     optimised = TargetProgram(tuple(simplify(fn) for fn in target.functions))
-    python = lower(optimised, source_path=source.path, source=source)
+    python = lower(optimised, source_path=source.path, source=source, backend=BACKENDS[backend])
     return Stages(source, tree, typed, unary, vectorised, target, optimised, python)
 
 

@@ -1,0 +1,419 @@
+"""The array API backend: `xp.exp(x)`, where `xp` is the namespace of the inputs.
+
+`catad compile --backend array-api` prints a module whose functions take
+their array namespace from their arguments, through `array_api_compat`
+(the module's one dependency besides the array library itself):
+
+    def loss(w, b, X, y):
+        xp, _device = _namespace("loss", w=w, b=b, X=X, y=y)
+        w = xp.asarray(w, dtype=xp.float64, device=_device)
+        ...
+
+so the same function, and its gradient, runs on NumPy, PyTorch (CPU or
+CUDA), JAX, CuPy and Dask arrays. The code keeps to the array API standard
+(2023.12 and later, as `array_api_strict` checks it):
+
+- arrays are made on the inputs' device with explicit dtypes (a library's
+  default float may be f32): `xp.zeros((n,), dtype=xp.float64, device=_device)`;
+- no NumPy-only spelling: `xp.concat`, `xp.permute_dims`, `xp.astype(x, t)`,
+  bool counts through an int cast, indexing with fewer indices than axes ends
+  with `...`;
+- what the standard lacks has small portable definitions here: erf and erfc
+  (Cody's approximations, shared with the NumPy backend), logsumexp, a gather
+  through `take` on the flattened leading axes (Dask indexes one axis at a
+  time), and scatter-adds with a fast path per library (NumPy and CuPy
+  `add.at`, PyTorch `index_put_`, JAX `.at[].add`) and a one-hot product for
+  the rest;
+- no array is written into or iterated over (JAX arrays are immutable,
+  `array_api_strict` arrays are not iterable): see `Backend.portable`.
+
+`_namespace` refuses, with a `TypeError` naming both arguments, inputs from
+two array libraries or on two devices, and a dtype the library cannot make
+there (JAX without `jax_enable_x64` has no float64).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import replace
+
+from . import primitives as P
+from .backend import (ADDITIVE, ATOM, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
+                      call_form, dim_text, index_items, literal_arg, shape_text, tuple_text)
+from .numpy_backend import NUMPY_FORMS, NUMPY_HELPERS, gather_key
+from .prim_types import result_type
+from .primitives import Primitive, params
+from .types import ArrayType, Dim, DType, Type, promote
+
+DEVICE = "_device"  # the name of the inputs' device in the printed functions
+
+
+def dtype_text(app: Application, dtype: DType) -> str:
+    """`xp.float64`, `xp.bool`."""
+    return f"{app.ns}.{'bool' if dtype is DType.BOOL else dtype.numpy_name}"
+
+
+def _made(app: Application, name: str, *args: object, dtype: DType | None = None) -> str:
+    """`xp.name(args..., dtype=..., device=_device)`: an array made on the inputs' device."""
+    extra = () if dtype is None else (f"dtype={dtype_text(app, dtype)}",)
+    return app.call(name, *args, *extra, f"device={DEVICE}")
+
+
+def _const(app: Application) -> str:
+    dtype: DType = app.params["dtype"]
+    python = {DType.BOOL: bool, DType.I64: int, DType.F32: float, DType.F64: float}[dtype]
+    literal = literal_arg(python(app.params["value"]), app.ns).text
+    return literal if app.params.get("weak", True) else _made(app, "asarray", literal, dtype=dtype)
+
+
+def _filled(name: str) -> Form:
+    """`xp.zeros(shape, dtype=..., device=_device)`"""
+    return call_form(lambda app: _made(app, name, shape_text(app.params["shape"]), dtype=app.params["dtype"]))
+
+
+def _is_literal(arg: Arg) -> bool:
+    """Whether a printed argument is a Python literal (`0.5`, `-2`, `True`, `xp.inf`)."""
+    text = arg.text.removeprefix("-")
+    if text.endswith((".inf", ".nan")):
+        return True
+    try:
+        return isinstance(ast.literal_eval(text), (bool, int, float))
+    except (ValueError, SyntaxError):
+        return False
+
+
+def _full(app: Application) -> str:
+    """A literal fills through `xp.full`; an array value is added to zeros (the
+    standard's `full` takes Python scalars only)."""
+    t = app.arg_types[0]
+    dtype = t.dtype if isinstance(t, ArrayType) else DType.F64
+    shape = shape_text(app.params["shape"])
+    if _is_literal(app.args[0]):
+        return _made(app, "full", shape, app.args[0], dtype=dtype)
+    return f"{_made(app, 'zeros', shape, dtype=dtype)} + {app.args[0].at(ATOM)}"
+
+
+def _arange(app: Application) -> str:
+    lo, hi = app.params["lo"], app.params["hi"]
+    bounds = (dim_text(hi),) if lo == Dim(0) else (dim_text(lo), dim_text(hi))
+    return _made(app, "arange", *bounds, dtype=DType.I64)
+
+
+def _astype(app: Application) -> str:
+    """`xp.astype(x, xp.float64)`; a Python literal becomes an array on the device."""
+    dtype: DType = app.params["dtype"]
+    if _is_literal(app.args[0]):
+        return _made(app, "asarray", app.args[0], dtype=dtype)
+    return app.call("astype", app.args[0], dtype_text(app, dtype))
+
+
+def _transpose(app: Application) -> str:
+    perm = app.params["perm"]
+    if perm == (1, 0):
+        return f"{app.args[0].operand}.T"
+    return app.call("permute_dims", app.args[0], repr(tuple(perm)))
+
+
+def _counted(app: Application, x: object, axis: str) -> str:
+    """The number of trues along `axis` (the standard sums numbers, not bools)."""
+    return app.call("sum", app.call("astype", x, dtype_text(app, DType.I64)), f"axis={axis}")
+
+
+def _parity(app: Application) -> str:
+    return f"{_counted(app, app.args[0], axes_text(app.params['axes']))} % 2 == 1"
+
+
+def _popcount_le(app: Application) -> str:
+    a, b = (_counted(app, x, "-1") for x in app.args)
+    scale = app.params["scale"]
+    return f"{a if scale == 1 else f'{scale} * {a}'} <= {b}"
+
+
+def _scalar_indices(app: Application, first: int) -> tuple[Arg, ...]:
+    """The index arguments from `first` on, as Python ints (`int(i)`) where the key
+    also has slices: the standard takes 0-d integer arrays only in keys of arrays."""
+    indices = app.args[first:]
+    if all(item[0] == "at" for item in app.params["spec"]):
+        return indices
+    return tuple(Arg(f"int({i})") if i.text.isidentifier() else i for i in indices)
+
+
+def _index(app: Application) -> str:
+    """`x[i, lo:hi, ...]`: the standard wants `...` where trailing axes are left out."""
+    x, t = app.args[0], app.arg_types[0]
+    items = index_items(app.params["spec"], t, _scalar_indices(app, 1), lambda lo, hi: f"{lo}:{hi}")
+    if not isinstance(t, ArrayType) or len(items) < t.rank:
+        items.append("...")
+    return f"{x.operand}[{', '.join(items)}]"
+
+
+def _index_add(app: Application) -> str:
+    """`_index_add(xp, target, value, (int(i), slice(lo, hi)))`"""
+    items = index_items(app.params["spec"], app.arg_types[0], _scalar_indices(app, 2),
+                        lambda lo, hi: f"slice({lo or None}, {hi or None})")
+    return f"_index_add({app.helper_args}{app.args[0]}, {app.args[1]}, {tuple_text(items)})"
+
+
+# ---- dtypes: the standard promotes only within a kind ------------------------------
+
+
+def _cast(app: Application, arg: Arg, t: Type | None, dtype: DType | None) -> Arg:
+    """`arg` cast to `dtype` where it is an array (not a Python literal) of another."""
+    if dtype is None or not isinstance(t, ArrayType) or t.weak or t.dtype is dtype:
+        return arg
+    return Arg(app.call("astype", arg, dtype_text(app, dtype)))
+
+
+def _result_dtype(app: Application) -> DType | None:
+    types = app.arg_types
+    if any(not isinstance(t, ArrayType) for t in types):
+        return None
+    t = result_type(app.prim, params(**app.params), types)
+    return t.dtype if isinstance(t, ArrayType) else None
+
+
+def _common_dtype(app: Application, first: int = 0) -> DType | None:
+    """NumPy's dtype of the arguments from `first` on, weak literals yielding."""
+    types = app.arg_types[first:]
+    if any(not isinstance(t, ArrayType) for t in types):
+        return None
+    common = types[0]
+    for t in types[1:]:
+        dtype, weak = promote(common, t)
+        common = ArrayType(dtype, (), weak)
+    return common.dtype
+
+
+def _cast_to(form: Form, operating: Callable[[Application], DType | None], first: int = 0) -> Form:
+    """`form` with its arguments from `first` on cast to the dtype it operates in,
+    as NumPy would promote them: the standard refuses `int_array + 0.5`, an
+    int array in `exp`, `float32 + int64` and sums of bools."""
+    def text(app: Application) -> str:
+        dtype = operating(app)
+        args = app.args[:first] + tuple(_cast(app, a, t, dtype) for a, t in
+                                        zip(app.args[first:], app.arg_types[first:]))
+        return form.text(replace(app, args=args))
+    return Form(text, form.helper, form.precedence)
+
+
+def _gather(app: Application) -> str:
+    """`_gather(xp, x, (i, j))`"""
+    key = gather_key(app, app.arg_types[0], app.args[1:])
+    return f"_gather({app.helper_args}{app.args[0]}, {tuple_text(key)})"
+
+
+ARRAY_API_FORMS: dict[Primitive, Form] = {
+    **NUMPY_FORMS,
+    P.CONST: Form(_const, precedence=lambda app: UNARY if _const(app).startswith("-") else ATOM),
+    P.SIZE: call_form(lambda app: _made(app, "asarray", dim_text(app.params["dim"]), dtype=DType.I64)),
+    P.ZEROS: _filled("zeros"),
+    P.ONES: _filled("ones"),
+    P.FULL: Form(_full, precedence=lambda app: ATOM if _is_literal(app.args[0]) else ADDITIVE),
+    P.ARANGE: call_form(_arange),
+    P.ASTYPE: call_form(_astype),
+    P.PARITY: Form(_parity),
+    P.POPCOUNT_LE: Form(_popcount_le),
+    P.TRANSPOSE: call_form(_transpose),
+    P.EXPAND_DIMS: call_form(lambda app: app.call("expand_dims", app.args[0], f"axis={app.params['axis']}")),
+    P.CONCAT: call_form(lambda app: app.call("concat", f"[{', '.join(map(str, app.args))}]",
+                                             f"axis={app.params['axis']}")),
+    P.INDEX: call_form(_index),
+    P.INDEX_ADD: call_form(_index_add, helper="index_add"),
+    P.GATHER: call_form(_gather, helper="gather"),
+}
+ARRAY_API_FORMS.update({prim: _cast_to(ARRAY_API_FORMS[prim], _result_dtype) for prim in (
+    *P.UNARY_FLOAT, P.NEG, P.ABS, P.SIGN, *P.ARITHMETIC, *P.REDUCTIONS, P.SOFTMAX, P.MATMUL,
+    P.STACK, P.CONCAT)})
+ARRAY_API_FORMS.update({prim: _cast_to(ARRAY_API_FORMS[prim], _common_dtype) for prim in P.COMPARISON})
+
+
+def _where(app: Application) -> str:
+    """`xp.where(c, a, b)`; of two Python literals, the first becomes an array
+    (the standard takes one scalar at most)."""
+    c, a, b = app.args
+    if _is_literal(a) and _is_literal(b):
+        a = Arg(_made(app, "asarray", a, dtype=_common_dtype(app, 1)))
+    return app.call("where", c, a, b)
+
+
+
+
+def _bool_extreme(form: Form, name: str) -> Form:
+    """max and min of bools are any and all (the standard orders numbers only)."""
+    def text(app: Application) -> str:
+        t = app.arg_types[0]
+        if isinstance(t, ArrayType) and t.dtype is DType.BOOL:
+            return app.call(name, app.args[0], f"axis={axes_text(app.params['axes'])}")
+        return form.text(app)
+    return Form(text, form.helper, form.precedence)
+
+
+ARRAY_API_FORMS[P.MAX] = _bool_extreme(ARRAY_API_FORMS[P.MAX], "any")
+ARRAY_API_FORMS[P.MIN] = _bool_extreme(ARRAY_API_FORMS[P.MIN], "all")
+ARRAY_API_FORMS[P.WHERE] = _cast_to(call_form(_where), lambda app: _common_dtype(app, 1), first=1)
+
+
+_NAMESPACE = '''\
+def _namespace(function, dtypes, /, **arguments):
+    """The array namespace and device of the arguments (NumPy's for Python numbers
+    alone), checked to make the dtypes named. Arrays of two libraries or on two
+    devices, or a dtype the library cannot make there, are a TypeError."""
+    arrays = {}
+    pending = list(arguments.items())
+    while pending:
+        name, value = pending.pop(0)
+        if isinstance(value, (tuple, list)) and any(_is_array(v) for v in value):
+            pending.extend((f"{name}[{k}]", v) for k, v in enumerate(value))
+        elif _is_array(value):
+            arrays[name] = value
+    if not arrays:
+        import numpy
+        arrays["(numbers)"] = numpy.asarray(0.0)
+    namespaces, devices = {}, {}
+    for name, value in arrays.items():
+        xp = namespaces.setdefault(array_api_compat.array_namespace(value), name)
+        if len(namespaces) > 1:
+            first = next(iter(namespaces.values()))
+            raise TypeError(f"{function}: arguments {first} ({_library(arrays[first])}) and {name} "
+                            f"({_library(value)}) come from different array libraries; "
+                            "convert them to one")
+        devices.setdefault(str(array_api_compat.device(value)), name)
+        if len(devices) > 1:
+            (a, first), (b, _) = devices.items()
+            raise TypeError(f"{function}: arguments {first} (on {a}) and {name} (on {b}) are on "
+                            "different devices; move them to one")
+    (xp,) = namespaces
+    device = array_api_compat.device(next(iter(arrays.values())))
+    for dtype in dtypes:
+        _check_dtype(function, xp, device, dtype)
+    return xp, device
+
+
+def _is_array(value):
+    return array_api_compat.is_array_api_obj(value) and not isinstance(value, (bool, int, float, complex))
+
+
+def _library(value):
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+_DTYPES_CHECKED = set()
+
+
+def _check_dtype(function, xp, device, name):
+    """A TypeError unless xp makes arrays of the dtype called name on device (JAX
+    makes float32 when asked for float64, unless jax_enable_x64 is set)."""
+    key = (xp.__name__, str(device), name)
+    if key in _DTYPES_CHECKED:
+        return
+    dtype = getattr(xp, name, None)
+    with warnings.catch_warnings():  # JAX warns that it truncates: the TypeError says so
+        warnings.simplefilter("ignore")
+        made = None if dtype is None else xp.asarray(0, dtype=dtype, device=device).dtype
+    if made is None or made != dtype:
+        hint = "; enable jax_enable_x64" if "jax" in xp.__name__ else ""
+        raise TypeError(f"{function}: {xp.__name__} cannot make {name} arrays on {device}{hint}")
+    _DTYPES_CHECKED.add(key)'''
+
+
+ARRAY_API_ONLY: tuple[Helper, ...] = (
+    Helper("namespace", _NAMESPACE),
+    Helper("gather", '''\
+def _gather(xp, x, key):
+    """x[key] for integer arrays key on the leading axes of x (NumPy's fancy
+    indexing, negative indices counted from the end), as one take along the
+    flattened leading axes."""
+    key = xp.broadcast_arrays(*key) if len(key) > 1 else key
+    flat = None
+    for axis, i in enumerate(key):
+        i = xp.where(i < 0, i + x.shape[axis], i)
+        flat = i if flat is None else flat * x.shape[axis] + i
+    lead = 1
+    for size in x.shape[:len(key)]:
+        lead *= size
+    rows = xp.reshape(x, (lead, *x.shape[len(key):]))
+    taken = xp.take(rows, xp.reshape(flat, (-1,)), axis=0)
+    return xp.reshape(taken, (*flat.shape, *x.shape[len(key):]))'''),
+)
+
+
+ARRAY_API_REPLACED: dict[str, Helper] = {h.name: h for h in (
+    Helper("erf", '''\
+def _erf(xp, x):
+    """The error function, to double precision (W. J. Cody's approximations)."""
+    x64 = xp.astype(x, xp.float64)
+    y = xp.abs(x64)
+    near_zero = y <= 0.46875
+    inner = _erf_near_zero(xp.where(near_zero, x64, 0.0))
+    outer = xp.copysign((0.5 - _erfc_away_from_zero(xp, xp.maximum(y, 0.46875))) + 0.5, x64)
+    return xp.astype(xp.where(near_zero, inner, outer), x.dtype)''', ("cody",)),
+    Helper("erfc", '''\
+def _erfc(xp, x):
+    """1 - erf(x), to double precision also where it is tiny (W. J. Cody's approximations)."""
+    x64 = xp.astype(x, xp.float64)
+    y = xp.abs(x64)
+    near_zero = y <= 0.46875
+    inner = 1.0 - _erf_near_zero(xp.where(near_zero, x64, 0.0))
+    tail = _erfc_away_from_zero(xp, xp.maximum(y, 0.46875))
+    outer = xp.where(x64 < 0.0, 2.0 - tail, tail)
+    return xp.astype(xp.where(near_zero, inner, outer), x.dtype)''', ("cody",)),
+    Helper("logsumexp", '''\
+def _logsumexp(xp, x, axis):
+    """log(sum(exp(x))) over axis, shifted by the maximum; all -inf gives -inf."""
+    shift = xp.max(x, axis=axis, keepdims=True)
+    shift = xp.where(xp.isfinite(shift), shift, 0.0)
+    total = xp.log(xp.sum(xp.exp(x - shift), axis=axis, keepdims=True))
+    return xp.squeeze(total + shift, axis=axis)'''),
+    Helper("index_add", '''\
+def _index_add(xp, target, value, key):
+    """A copy of target with value added into target[key] (key: ints and slices)."""
+    key = (*key, ...)
+    if array_api_compat.is_jax_array(target):
+        return target.at[key].add(value)
+    out = xp.asarray(target, copy=True)
+    out[key] = out[key] + value
+    return out'''),
+    Helper("gather_add", '''\
+def _gather_add(xp, target, value, key):
+    """A copy of target with value added at the integer arrays key on its leading
+    axes; repeated indices accumulate. NumPy and CuPy use add.at, PyTorch
+    index_put_, JAX .at[].add; other libraries a one-hot product."""
+    key = tuple(xp.where(i < 0, i + target.shape[axis], i) for axis, i in enumerate(key))
+    if array_api_compat.is_jax_array(target):
+        return target.at[key].add(value)
+    if array_api_compat.is_torch_array(target):
+        value = xp.broadcast_to(xp.asarray(value, dtype=target.dtype), (*xp.broadcast_arrays(*key)[0].shape,
+                                                                         *target.shape[len(key):]))
+        return xp.asarray(target, copy=True).index_put_(key, value, accumulate=True)
+    if array_api_compat.is_numpy_array(target):
+        import numpy
+        out = numpy.array(target)
+        numpy.add.at(out, key, value)
+        return out
+    if array_api_compat.is_cupy_array(target):
+        import cupyx
+        out = target.copy()
+        cupyx.scatter_add(out, key, value)
+        return out
+    key = xp.broadcast_arrays(*key) if len(key) > 1 else key
+    flat = None
+    for axis, i in enumerate(key):
+        flat = i if flat is None else flat * target.shape[axis] + i
+    lead = 1
+    for size in target.shape[:len(key)]:
+        lead *= size
+    rest = target.shape[len(key):]
+    flat = xp.reshape(flat, (-1,))
+    rows = xp.reshape(xp.broadcast_to(value, (*key[0].shape, *rest)), (flat.shape[0], -1))
+    one_hot = xp.astype(xp.arange(lead, device=array_api_compat.device(target))[:, None] == flat[None, :],
+                        target.dtype)
+    return target + xp.reshape(one_hot @ rows, target.shape)'''),
+)}
+
+
+ARRAY_API_HELPERS: tuple[Helper, ...] = ARRAY_API_ONLY + tuple(
+    ARRAY_API_REPLACED.get(h.name, h) for h in NUMPY_HELPERS if h.name != "float_dtype")
+
+ARRAY_API = Backend("array-api", "xp", ("import warnings", "", "import array_api_compat"), ARRAY_API_FORMS, ARRAY_API_HELPERS,
+                    helper_args="xp, ", portable=True)

@@ -1,0 +1,180 @@
+"""The array API backend: every example and its reverse derivative give the
+NumPy backend's numbers on NumPy, array_api_strict (the standard's reference
+namespace, which refuses everything the standard leaves out), PyTorch on the
+CPU, Dask (chunked arrays, and a two-worker cluster) and JAX; bad inputs are a
+TypeError at the function's entry. GPU runs are in docs/backends.md."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import catad
+
+from examples_reference import inputs
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CASES = sorted(inputs(np.random.default_rng(0)))
+
+array_api_compat = pytest.importorskip("array_api_compat", reason="the array-api backend needs "
+                                       "array_api_compat: pip install '.[test]'")
+
+
+def _library(name: str):
+    module = importlib.util.find_spec(name)
+    if module is None:
+        pytest.skip(f"{name} is not installed (pip install '.[test]' installs it)")
+    return importlib.import_module(name)
+
+
+def _dask_array(value):
+    da = _library("dask.array")
+    value = np.asarray(value)
+    return da.from_array(value, chunks=tuple(max(1, s // 2) for s in value.shape) or ())
+
+
+def _jax_array(value):
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    return jax.numpy.asarray(value)
+
+
+# How the inputs are made for each library: NumPy's as they are (Python numbers too).
+LIBRARIES = {
+    "numpy": lambda v: v,
+    "array_api_strict": lambda v: _library("array_api_strict").asarray(v),
+    "torch": lambda v: _library("torch").asarray(np.array(v)),  # a copy: torch refuses negative strides
+    "dask": _dask_array,
+    "jax": _jax_array,
+}
+
+
+def to_numpy(value):
+    """A result (an array of any library, or a tuple of them) as NumPy; Dask's
+    computed at once (item by item would recompute what the items share)."""
+    if "dask" in type(value).__module__ or isinstance(value, tuple) and any(
+            "dask" in type(v).__module__ for v in value):
+        dask = _library("dask")
+        (value,) = dask.compute(value, scheduler="sync")
+    if isinstance(value, tuple):
+        return tuple(to_numpy(v) for v in value)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+@pytest.fixture(scope="module")
+def modules():
+    """(numpy module, array-api module) per example, each with `derived = vjp(fn)`
+    of every real function."""
+    made = {}
+    for case in CASES:
+        file, fn = case.split(".")
+        args, _ = inputs(np.random.default_rng(0))[case]
+        source = (EXAMPLES / f"{file}.catad").read_text()
+        if any(np.asarray(a).dtype.kind == "f" for a in args):
+            source += f"\nfn derived = vjp({fn});\n"
+        made[case] = tuple(catad.compile(source, f"{file}.catad", backend=b) for b in ("numpy", "array-api"))
+    return made
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+@pytest.mark.parametrize("case", CASES)
+def test_examples_and_their_vjps_agree_with_the_numpy_backend(modules, case, library):
+    file, fn = case.split(".")
+    args, _ = inputs(np.random.default_rng(1))[case]
+    reference, portable = modules[case]
+    convert = LIBRARIES[library]
+    expected = getattr(reference, fn)(*args)
+    got = to_numpy(getattr(portable, fn)(*map(convert, args)))
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-12)
+    if hasattr(reference, "derived"):
+        w = np.random.default_rng(2).standard_normal(np.shape(expected))
+        value, cotangents = reference.derived(*args, w)
+        got_value, got_cotangents = to_numpy(portable.derived(*map(convert, args), convert(w)))
+        np.testing.assert_allclose(got_value, value, rtol=1e-11, atol=1e-12)
+        for a, b in zip(np.atleast_1d(got_cotangents) if not isinstance(cotangents, tuple) else got_cotangents,
+                        np.atleast_1d(cotangents) if not isinstance(cotangents, tuple) else cotangents):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_result_is_an_array_of_the_inputs_library_on_their_device():
+    torch = _library("torch")
+    m = catad.compile((EXAMPLES / "logistic.catad").read_text(), backend="array-api")
+    args, _ = inputs(np.random.default_rng(0))["logistic.loss"]
+    value, grads = m.loss_grad(*(torch.asarray(np.asarray(a)) for a in args))
+    assert isinstance(value, torch.Tensor) and value.dtype == torch.float64
+    assert all(isinstance(g, torch.Tensor) and g.device.type == "cpu" for g in grads)
+
+
+LOGISTIC = (EXAMPLES / "logistic.catad").read_text()
+
+
+def test_inputs_from_two_libraries_are_a_type_error_naming_both():
+    torch = _library("torch")
+    m = catad.compile(LOGISTIC, backend="array-api")
+    w, b, X, y = inputs(np.random.default_rng(0))["logistic.loss"][0]
+    with pytest.raises(TypeError) as err:
+        m.loss(w, b, torch.asarray(X), y)
+    message = str(err.value)
+    assert message.startswith("loss: arguments w (numpy.ndarray) and X (torch.Tensor) come from "
+                              "different array libraries"), message
+
+
+def test_a_dtype_the_library_cannot_make_is_a_type_error():
+    jax = _library("jax")
+    m = catad.compile(LOGISTIC, backend="array-api")
+    w, b, X, y = inputs(np.random.default_rng(0))["logistic.loss"][0]
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(TypeError, match=r"^loss: .*jax.* cannot make float64 arrays .*jax_enable_x64"):
+            m.loss(*(jax.numpy.asarray(np.asarray(a, dtype=np.float32)) for a in (w, b, X, y)))
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def test_python_numbers_alone_run_on_numpy():
+    m = catad.compile("fn f(x: f64, y: f64) -> f64 { x * y + sin(x) }\nfn g = grad(f);\n",
+                      backend="array-api")
+    value, (dx, dy) = m.f(2.0, 3.0), m.g(2.0, 3.0)
+    assert isinstance(value, np.ndarray | np.generic) and value == pytest.approx(6.0 + np.sin(2.0))
+    assert dx == pytest.approx(3.0 + np.cos(2.0)) and dy == pytest.approx(2.0)
+
+
+def test_the_portable_module_keeps_to_the_standard():
+    """What array_api_strict would refuse anyway, checked in the text: no NumPy
+    spelling, no iteration over arrays, no writes into arrays outside helpers."""
+    text = catad.to_python((EXAMPLES / "rnn.catad").read_text() + "\nfn g = vjp(rnn_states);\n",
+                           backend="array-api")
+    body = text[text.index("\ndef rnn_last("):]
+    assert "np." not in text and "import numpy" not in text.split("\ndef ")[0]
+    assert "for step in range(" in body and "enumerate(" not in body
+    assert "] = " not in body.replace("xp.", "")  # no item assignment in the functions
+    assert "xp.stack(" in body
+
+
+def test_the_gmm_gradient_runs_on_a_two_worker_dask_cluster():
+    """The GMM gradient over chunked points on a LocalCluster gives NumPy's numbers."""
+    distributed = _library("distributed")
+    dask = _library("dask")
+    da = _library("dask.array")
+    m = catad.compile((EXAMPLES / "gmm.catad").read_text() + "\nfn g = value_and_grad(gmm, "
+                      "wrt = (alphas, means, icf));\n", backend="array-api")
+    rng = np.random.default_rng(5)
+    k, d, n = 3, 2, 4000
+    alphas, means, icf = rng.standard_normal(k), rng.standard_normal((k, d)), 0.3 * rng.standard_normal((k, 3))
+    x = rng.standard_normal((n, d))
+    expected = catad.compile((EXAMPLES / "gmm.catad").read_text() + "\nfn g = value_and_grad(gmm, "
+                             "wrt = (alphas, means, icf));\n").g(alphas, means, icf, x, 1.5, 2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        lazy = m.g(da.from_array(alphas), da.from_array(means), da.from_array(icf),
+                   da.from_array(x, chunks=(1000, d)), da.asarray(1.5), da.asarray(2))
+        (value, grads), = dask.compute(lazy)
+    np.testing.assert_allclose(value, expected[0], rtol=1e-12)
+    for a, b in zip(grads, expected[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
