@@ -98,8 +98,8 @@ def model_source(problem: Problem) -> str:
 
 
 @cache
-def catad_module(model: str):
-    """The compiled catad module of a model file (compiled once per process)."""
+def catad_module(model: str, backend: str = "numpy"):
+    """The compiled catad module of a model file (compiled once per process and backend)."""
     import catad
 
-    return catad.load(MODELS / model)
+    return catad.load(MODELS / model, backend=backend)

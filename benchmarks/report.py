@@ -18,7 +18,7 @@ TARGETS = {
     "memory_ratio": 3.0,        # gradient peak memory / objective peak memory
 }
 
-TOOL_ORDER = ("catad", "manual", "jax", "pytorch", "autograd", "sympy")
+TOOL_ORDER = ("catad", "manual", "jax", "pytorch", "autograd", "sympy", "catad-torch", "catad-dask")
 
 
 def _ms(seconds: float | None) -> str:

@@ -178,3 +178,19 @@ def test_the_gmm_gradient_runs_on_a_two_worker_dask_cluster():
     np.testing.assert_allclose(value, expected[0], rtol=1e-12)
     for a, b in zip(grads, expected[1]):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_the_command_line_writes_the_portable_module(tmp_path, capsys):
+    from catad.cli import main
+
+    out = tmp_path / "logistic_any.py"
+    assert main(["compile", str(EXAMPLES / "logistic.catad"), "--backend", "array-api", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "import array_api_compat" in text and "\nimport numpy" not in text
+    assert main(["show", str(EXAMPLES / "logistic.catad"), "--backend", "array-api"]) == 0
+    assert capsys.readouterr().out == text
+
+
+def test_an_unknown_backend_is_a_value_error_naming_the_backends():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'; the backends are numpy, array-api"):
+        catad.to_python(LOGISTIC, backend="cuda")

@@ -1,0 +1,57 @@
+"""catad's array API module (`--backend array-api`) on Dask arrays: the data
+(every input with the longest leading axis) chunked by rows into `CHUNKS`
+pieces, the parameters in one chunk each; each evaluation builds the task
+graph and computes it on Dask's threads (timed together: that is what a
+user pays per call)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from benchmarks.problems import Problem, catad_module
+from benchmarks.tools import Prepared
+from benchmarks.tools.catad_tool import gradients
+
+NAME = "catad-dask"
+CHUNKS = 4
+
+
+def unavailable() -> str | None:
+    try:
+        import array_api_compat  # noqa: F401
+        import dask.array  # noqa: F401
+    except ImportError as err:
+        return f"{err.name} is not installed (pip install '.[bench]')"
+    return None
+
+
+def chunked(inputs: dict) -> tuple:
+    """The inputs as Dask arrays: the longest leading axis split into CHUNKS."""
+    import dask.array as da
+
+    arrays = [np.asarray(v) for v in inputs.values()]
+    longest = max((a.shape[0] for a in arrays if a.ndim), default=0)
+    out = []
+    for a in arrays:
+        rows = a.ndim and a.shape[0] == longest and longest >= CHUNKS
+        out.append(da.from_array(a, chunks=(math.ceil(longest / CHUNKS), *a.shape[1:]) if rows else -1))
+    return tuple(out)
+
+
+def prepare(problem: Problem, inputs: dict) -> Prepared:
+    import dask
+
+    start = time.perf_counter()
+    module = catad_module(problem.model, backend="array-api")
+    setup = time.perf_counter() - start
+    objective = getattr(module, problem.objective)
+    gradient = getattr(module, problem.gradient)
+    args = chunked(inputs)
+
+    def computed(fn):
+        return lambda: dask.compute(fn(*args))[0]
+    return Prepared(computed(objective), computed(gradient),
+                    lambda result: gradients(problem, result), setup)
