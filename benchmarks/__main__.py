@@ -1,5 +1,5 @@
 """python -m benchmarks [--suite gmm|lstm|mlp|lse|compile|all] [--sizes small|full]
-[--out results.json] [--tools catad,manual,...] [--no-report]
+[--out results.json] [--tools catad,manual,...] [--no-report] [--keep-freed-memory]
 
 Runs the suites, writes the results as JSON and regenerates docs/benchmarks.md
 with its plots (docs/benchmarks/*.png)."""
@@ -29,11 +29,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of repeats per timing after the minimum 3 runs")
     parser.add_argument("--no-report", action="store_true",
                         help="do not regenerate docs/benchmarks.md and its plots")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="have glibc keep freed buffers for reuse instead of returning them to "
+                             "the OS (fewer page faults for every tool; see benchmarks/allocator.py)")
     args = parser.parse_args(argv)
     tools = tuple(args.tools.split(",")) if args.tools else None
 
     results = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": args.sizes,
                "environment": suites.environment(), "problems": [], "compile": None, "scaling": None}
+    if args.keep_freed_memory:
+        from benchmarks.allocator import keep_freed_memory
+
+        results["environment"]["allocator"] = keep_freed_memory()
+        print(f"allocator: {results['environment']['allocator']}", file=sys.stderr)
     names = list(PROBLEMS) if args.suite == "all" else [args.suite] if args.suite in PROBLEMS else []
     for name in names:
         results["problems"] += suites.run_problem(PROBLEMS[name], args.sizes, tools, args.budget)

@@ -3,7 +3,6 @@ compile-time scaling on programs of growing depth."""
 
 from __future__ import annotations
 
-import math
 import platform
 import sys
 import time
@@ -38,8 +37,10 @@ def run_problem(problem: Problem, sizes: str, tool_names: tuple[str, ...] | None
         ref_value, ref_grads = problem.manual_gradient(*inputs.values())
         for tool in tools:
             row = {"problem": problem.name, "size": label, "tool": tool.NAME}
-            try:
+            try:  # preparing, or the first gradient (a backend may fail only when run)
                 prepared = tool.prepare(problem, inputs)
+                if not isinstance(prepared, str):
+                    value, grads = prepared.to_numpy(prepared.gradient())
             except Exception as err:  # a peer's failure is reported, not fatal
                 prepared = f"failed: {type(err).__name__}: {err}"
             if isinstance(prepared, str):
@@ -47,7 +48,6 @@ def run_problem(problem: Problem, sizes: str, tool_names: tuple[str, ...] | None
                 log(f"[{problem.name} {label}] {tool.NAME}: {prepared}")
                 rows.append(row)
                 continue
-            value, grads = prepared.to_numpy(prepared.gradient())
             error = relative_error(value, grads, ref_value, ref_grads)
             row["relative_error"] = error
             row["valid"] = bool(error < TOLERANCE)

@@ -197,6 +197,12 @@ def _cast_to(form: Form, operating: Callable[[Application], DType | None], first
     return Form(text, form.helper, form.precedence)
 
 
+def _gather_add(app: Application) -> str:
+    """`_gather_add(xp, target, value, (i, j))`: always a copy (the fast paths are the libraries')."""
+    key = gather_key(app, app.arg_types[0], app.args[2:])
+    return f"_gather_add({app.helper_args}{app.args[0]}, {app.args[1]}, {tuple_text(key)})"
+
+
 def _gather(app: Application) -> str:
     """`_gather(xp, x, (i, j))`"""
     key = gather_key(app, app.arg_types[0], app.args[1:])
@@ -216,11 +222,14 @@ ARRAY_API_FORMS: dict[Primitive, Form] = {
     P.POPCOUNT_LE: Form(_popcount_le),
     P.TRANSPOSE: call_form(_transpose),
     P.EXPAND_DIMS: call_form(lambda app: app.call("expand_dims", app.args[0], f"axis={app.params['axis']}")),
+    P.STACK: call_form(lambda app: app.call("stack", f"[{', '.join(map(str, app.args))}]",
+                                            f"axis={app.params['axis']}")),
     P.CONCAT: call_form(lambda app: app.call("concat", f"[{', '.join(map(str, app.args))}]",
                                              f"axis={app.params['axis']}")),
     P.INDEX: call_form(_index),
     P.INDEX_ADD: call_form(_index_add, helper="index_add"),
     P.GATHER: call_form(_gather, helper="gather"),
+    P.GATHER_ADD: call_form(_gather_add, helper="gather_add"),
 }
 ARRAY_API_FORMS.update({prim: _cast_to(ARRAY_API_FORMS[prim], _result_dtype) for prim in (
     *P.UNARY_FLOAT, P.NEG, P.ABS, P.SIGN, *P.ARITHMETIC, *P.REDUCTIONS, P.SOFTMAX, P.MATMUL,
@@ -318,6 +327,33 @@ def _check_dtype(function, xp, device, name):
 
 
 ARRAY_API_ONLY: tuple[Helper, ...] = (
+    Helper("embedded", '''\
+def _embedded(xp, value, key, target):
+    """An array like target, zero but for value at key (ints and slices on the
+    leading axes), made by concatenating zeros around it: nothing is written into."""
+    region, inner = [], []
+    for axis, index in enumerate(key):
+        size = target.shape[axis]
+        if not isinstance(index, slice):  # an int, or a 0-d array (Dask computes it here)
+            index = int(index)
+            region.append((index % size, index % size + 1))
+        else:
+            lo, hi, _ = index.indices(size)
+            region.append((lo, hi))
+            inner.append(hi - lo)
+    value = xp.broadcast_to(xp.astype(xp.asarray(value), target.dtype), (*inner, *target.shape[len(key):]))
+    for axis, index in enumerate(key):
+        if not isinstance(index, slice):
+            value = xp.expand_dims(value, axis=axis)
+    for axis, (lo, hi) in enumerate(region):
+        parts = [value]
+        for where, size in ((0, lo), (1, target.shape[axis] - hi)):
+            if size:
+                shape = (*value.shape[:axis], size, *value.shape[axis + 1:])
+                zeros = xp.zeros(shape, dtype=target.dtype, device=array_api_compat.device(target))
+                parts.insert(where * len(parts), zeros)
+        value = xp.concat(parts, axis=axis) if len(parts) > 1 else value
+    return value'''),
     Helper("namespace", _NAMESPACE),
     Helper("gather", '''\
 def _gather(xp, x, key):
@@ -371,9 +407,11 @@ def _index_add(xp, target, value, key):
     key = (*key, ...)
     if array_api_compat.is_jax_array(target):
         return target.at[key].add(value)
+    if array_api_compat.is_dask_array(target):  # Dask assigns to slices only: embed value in zeros
+        return target + _embedded(xp, value, key[:-1], target)
     out = xp.asarray(target, copy=True)
     out[key] = out[key] + value
-    return out'''),
+    return out''', ("embedded",)),
     Helper("gather_add", '''\
 def _gather_add(xp, target, value, key):
     """A copy of target with value added at the integer arrays key on its leading
@@ -413,7 +451,8 @@ def _gather_add(xp, target, value, key):
 
 
 ARRAY_API_HELPERS: tuple[Helper, ...] = ARRAY_API_ONLY + tuple(
-    ARRAY_API_REPLACED.get(h.name, h) for h in NUMPY_HELPERS if h.name != "float_dtype")
+    ARRAY_API_REPLACED.get(h.name, h) for h in NUMPY_HELPERS
+    if h.name not in ("float_dtype", "index_add_into", "gather_add_into"))
 
 ARRAY_API = Backend("array-api", "xp", ("import warnings", "", "import array_api_compat"), ARRAY_API_FORMS, ARRAY_API_HELPERS,
                     helper_args="xp, ", portable=True)

@@ -78,12 +78,16 @@ class Form:
     application), and the runtime helper that code calls, if any."""
 
     text: Callable[[Application], str]
-    helper: str | None = None
+    helper: str | Callable[[Application], str | None] | None = None
     precedence: int | Callable[[Application], int] = LOOSEST
 
     def printed(self, app: Application) -> Arg:
         level = self.precedence if isinstance(self.precedence, int) else self.precedence(app)
         return Arg(self.text(app), level)
+
+    def helper_of(self, app: Application) -> str | None:
+        """The runtime helper this application's text calls, if any."""
+        return self.helper(app) if callable(self.helper) else self.helper
 
 
 @dataclass(frozen=True)

@@ -541,7 +541,8 @@ class _FunctionChecker:
         try:
             t = result_type(prim, ps, tuple(a.type for a in args))
         except PrimTypeError as err:
-            head = head or f"cannot apply {what} to {_listing([a.type for a in args])}"
+            applied = f" to {_listing([a.type for a in args])}" if args else ""
+            head = head or f"cannot apply {what}{applied}"
             notes = self.declared(operands, args, scope or {}) if err.kind == "shape" else ()
             error = ShapeError if err.kind == "shape" else TypeMismatchError
             raise error(f"{head}: {err.message}", node.span, hint=err.hint, notes=notes) from None

@@ -12,10 +12,12 @@ with respect to (`wrt`, default: every real parameter). Each becomes a
     jvp(f, wrt)             f's parameters + one tangent x_dot per wrt
                             -> (value, tangent)
     hessian(f, wrt = x)     x a vector: the matrix of second
-                            derivatives, one Hessian-vector product per row
+                            derivatives, one Hessian-vector product per row;
+                            x a scalar: the second derivative, one jvp
     jacobian(f, wrt = x)    x and the result vectors (or scalars): forward mode
                             (one jvp per input) when the input is the smaller,
-                            reverse mode (one vjp per output) otherwise
+                            reverse mode (one vjp per output) otherwise; a
+                            scalar dimension is left out of the result
 
 They nest: `jvp(grad(f, wrt = x), wrt = x)` is a Hessian-vector product.
 Calls of functions with a user's derivative rule (`custom_vjp`, `custom_jvp`),
@@ -39,10 +41,11 @@ from .differentiability import require_differentiable
 from .errors import DerivativeError, Span, UnknownNameError
 from .forward import jvp_function
 from .polynomial import require_polynomial
-from .primitives import ARANGE, ASTYPE, EQ, TRANSPOSE, params
+from .primitives import ARANGE, ASTYPE, CONST, EQ, TRANSPOSE, params
 from .reverse import vjp_function
 from .types import ArrayType, DType, Dim, TupleType
 from .unary import Build, Drop, Get, Prim, UFunction, Var, seq, shift
+from .unary_cse import share_subexpressions
 
 TRANSFORMS = ("grad", "value_and_grad", "vjp", "jvp", "hessian", "jacobian")
 _VALUES = {REALS.name: "real (f64 or f32)", Z2.name: "bool"}  # what each algebra differentiates
@@ -78,12 +81,22 @@ def _derive_call(call: ast.Call, name: str, functions: dict[str, UFunction], alg
     _same_algebra(call, functions, algebra)
     wrt = _wrt(call, base, algebra)
     names = ", ".join(base.params[i][0] for i in wrt)
+    _require_meaningful(base, wrt, f"{call.func} of {base.name} with respect to {names}", algebra,
+                        call.span, derived=isinstance(call.args[0], ast.Call))
+    shared = share_subexpressions(base)  # one adjoint for a subexpression written twice
+    return _BUILDERS[call.func](_Request(call.func, shared, wrt, call.span, custom), name, algebra)
+
+
+def _require_meaningful(fn: UFunction, wrt: tuple[int, ...], what: str, algebra: Algebra,
+                        declaration: Span, *, derived: bool, subject: str = "the result") -> None:
+    """Refuse a derivative of `fn` that would be a silent zero: over the reals one
+    only through comparisons, `sign`, floor division or casts; over Z2 one through
+    a number. `derived`: `fn` is itself a derivative; `subject` names `fn`'s
+    result in the message."""
     if algebra is REALS:
-        require_differentiable(base, wrt, f"{call.func} of {base.name} with respect to {names}")
+        require_differentiable(fn, wrt, what, subject=subject)
     else:
-        require_polynomial(base, wrt, f"{call.func} of {base.name} with respect to {names}",
-                           call.span, derived=isinstance(call.args[0], ast.Call))
-    return _BUILDERS[call.func](_Request(call.func, base, wrt, call.span, custom), name, algebra)
+        require_polynomial(fn, wrt, what, declaration, derived=derived)
 
 
 def _algebra(call: ast.Call, base: UFunction) -> Algebra:
@@ -205,14 +218,22 @@ def _jvp(r: _Request, name: str, algebra: Algebra) -> UFunction:
 
 
 def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    x = _single_vector(r, "hessian")
+    """The jvp of the gradient, so judged like `jvp(grad(f))`: refused where the
+    gradient depends on x only through comparisons (f piecewise linear)."""
+    x = _scalar_or_vector(r, "hessian")
     gradient = _grad(_Request("grad", r.base, r.wrt, r.span, r.custom), f"{name}_grad", algebra)
-    hvp = jvp_function(gradient, r.wrt, f"{name}_hvp", algebra=algebra, rules=r.custom)
+    _require_meaningful(gradient, r.wrt, f"hessian of {r.base.name} with respect to "
+                        f"{r.base.params[x][0]}", algebra, r.span, derived=True,
+                        subject="its gradient")
+    hvp = jvp_function(share_subexpressions(gradient), r.wrt, f"{name}_hvp", algebra=algebra,
+                       rules=r.custom)
+    if not r.base.params[x][1].shape:
+        return _at_unit_tangent(hvp, r.base, name, r.span)
     return _over_basis(hvp, r.base, x, name, r.span, transpose=False)
 
 
 def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    x = _single_vector(r, "jacobian")
+    x = _scalar_or_vector(r, "jacobian")
     out = r.base.result
     if not (isinstance(out, ArrayType) and out.rank <= 1):
         raise DerivativeError(f"jacobian needs a function with a scalar or vector result; "
@@ -222,6 +243,9 @@ def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
     forward = not out.shape or (n_in.is_constant and n_out.is_constant and n_in.const <= n_out.const)
     if not out.shape:
         return _grad(r, name, algebra)
+    if not r.base.params[x][1].shape:  # a scalar input: one jvp
+        tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
+        return _at_unit_tangent(tangent, r.base, name, r.span)
     if forward:
         tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
         return _over_basis(tangent, r.base, x, name, r.span, transpose=True)
@@ -245,16 +269,30 @@ def _project(fn: UFunction, k: int) -> UFunction:
                      fn.sizes, span=fn.span)
 
 
-def _single_vector(r: _Request, what: str) -> int:
+def _scalar_or_vector(r: _Request, what: str) -> int:
     if len(r.wrt) != 1:
         raise DerivativeError(f"`{what}` takes exactly one parameter in `wrt`", r.span)
     t = r.base.params[r.wrt[0]][1]
-    if not (isinstance(t, ArrayType) and t.rank == 1):
-        raise DerivativeError(f"`{what}` needs a vector parameter, but "
+    if not (isinstance(t, ArrayType) and t.rank <= 1):
+        raise DerivativeError(f"`{what}` needs a scalar or vector parameter, but "
                               f"`{r.base.params[r.wrt[0]][0]}` is {t}", r.span,
-                              hint="take it with respect to a vector parameter (f64[n]), "
+                              hint="take it with respect to a scalar (f64) or a vector (f64[n]), "
                                    "or use jvp or vjp for directional derivatives")
     return r.wrt[0]
+
+
+def _at_unit_tangent(fn: UFunction, base: UFunction, name: str, span: Span) -> UFunction:
+    """`fn(params..., 1)[1]`: `fn` takes base's parameters and the tangent of one
+    scalar parameter, so the Hessian or Jacobian with respect to it is one jvp."""
+    n = len(base.params)
+    tangent = fn.params[-1][1]
+    assert isinstance(tangent, ArrayType) and not tangent.shape
+    unit = True if tangent.dtype is DType.BOOL else 1.0
+    one = Prim(CONST, params(value=unit, dtype=tangent.dtype, weak=False), 0)
+    body = seq(*(Var(i) for i in range(n)), one, shift(fn.body, n), Get(1), Drop(1, 1),
+               Drop(1, n + 1))
+    assert isinstance(fn.result, TupleType)
+    return UFunction(name, base.params, fn.result.items[1], body, base.sizes, span=span)
 
 
 def _over_basis(fn: UFunction, base: UFunction, x: int | None, name: str, span: Span, *,
@@ -265,7 +303,7 @@ def _over_basis(fn: UFunction, base: UFunction, x: int | None, name: str, span: 
     direction = base.params[x][1] if x is not None else out
     assert isinstance(direction, ArrayType) and direction.rank == 1
     extent = direction.shape[0]
-    dtype = direction.dtype if direction.dtype in (DType.F32, DType.F64) else DType.F64
+    dtype = fn.params[-1][1].dtype  # of the tangent or cotangent fn takes (bool over Z2)
     # Build body context: params..., i
     one_hot = seq(
         Prim(ARANGE, params(lo=Dim(0), hi=extent), 0),

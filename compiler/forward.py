@@ -9,7 +9,13 @@ is defined once per instruction, and composition goes to composition:
     Tuple / Get     tangents tupled / projected alongside
     Drop            forgets the tangents with the values
     If(a, b)        the branch taken carries its own tangent
-    Loop(body)      the state is carried with its tangent
+    Loop(body)      the state is carried with its tangent; an `associative` fold
+                    (a reduce, r = u ⊕ x1 ⊕ .. ⊕ xn) is computed by prefix scans
+                    P_i = u ⊕ .. ⊕ xi instead, with no loop over the items, and
+                    its tangent, as in reverse mode, from suffix scans
+                    S_i = xi ⊕ .. ⊕ xn: step i adds ṫ_i = ∂_{x,c}(P_{i-1} ⊕ xi)(ẋi, ċ)
+                    (ṫ_0 = u̇), which reaches r through r = P_i ⊕ S_{i+1}:
+                    ṙ = Σ_{i<n} ∂_a(P_i ⊕ S_{i+1}) ṫ_i + ṫ_n (compiler/scans.py)
     Custom(f)       a call of f with a user's rule: the call is kept for the value
                     (marked) and the tangent comes from the rule (`custom_rules`);
                     without `rules`, or over Z2, the body as usual
@@ -27,9 +33,10 @@ from typing import TYPE_CHECKING, assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
 from .errors import DerivativeError
-from .jvp_rules import JVP_RULES
-from .primitives import ARANGE, INDEX, params
-from .types import ArrayType, Dim, TupleType, Type
+from .jvp_rules import JVP_RULES, algebra_sum
+from .primitives import ARANGE, CONCAT, EXPAND_DIMS, INDEX, params
+from .scans import lanewise, prefix_scan, reassociable, row, rows, suffix_scan
+from .types import ArrayType, Dim, TupleType, Type, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, Var)
 from .unary_builder import Builder, Value
@@ -105,6 +112,9 @@ class Tangents:
                 del stack[len(stack) - keep - count:len(stack) - keep]
             case If(then, orelse):
                 self._if(term, then, orelse, stack)
+            case Loop(body, False) if term.associative and reassociable(stack[-2][0].type,
+                                                                        stack[-1][0].type):
+                self._associative_fold(term, body, stack)
             case Loop(body, stacked):
                 self._loop(term, body, stacked, stack)
             case Custom(name, n, body):
@@ -171,6 +181,64 @@ class Tangents:
         out = b.loop(carry0, steps, step, stacked=stacked, hint=term.hint, span=term.span)
         value, dot = b.get(out, 0, hint=term.hint), b.get(out, 1)
         stack.append((value, dot if alg.carries(value.type) else ZERO))
+
+    def _associative_fold(self, term: Loop, body: Term, stack: list[Entry]) -> None:
+        """The rule of the module docstring: no loop over the items."""
+        alg, b = self.algebra, self.b
+        context = tuple(v for v, _ in stack)
+        (unit, unit_dot), (xs, xs_dot) = stack[-2], stack[-1]
+        n = xs.type.shape[0]
+
+        def combine(lb: Builder, left: Value, right: Value) -> Value:
+            return lanewise(lb, body, context, (left, right))
+
+        outer_span, b.span = b.span, term.span
+        items = b.prim(CONCAT, params(axis=0), b.prim(EXPAND_DIMS, params(axis=0), unit), xs)
+        prefixes = prefix_scan(b, combine, items)
+        value = row(b, prefixes, n)
+        if term.hint:
+            b.name(value, term.hint)
+        # the tangents of the context entries (by position), which the body may read
+        read = {v.pos: alg.materialise(b, d, tangent_type(v.type, alg)) for v, d in stack
+                if d is not ZERO}
+        if not read or not alg.carries(value.type):
+            stack.append((value, ZERO))
+            b.span = outer_span
+            return
+        state = tangent_type(unit.type, alg)
+        before = rows(b, prefixes, Dim(0), n)
+        lanes = (before, xs) if xs_dot is ZERO else (before, xs, xs_dot)
+        adds = lanewise(b, self._step_tangent(body, context, read, xs_dot is not ZERO),
+                        (*context, *read.values()), lanes)
+        steps = b.prim(CONCAT, params(axis=0),
+                       b.prim(EXPAND_DIMS, params(axis=0), alg.materialise(b, unit_dot, state)), adds)
+        suffixes = suffix_scan(b, combine, xs)
+        carried = lanewise(b, self._step_tangent(body, context, {}, False, of_acc=True), context,
+                           (before, suffixes, rows(b, steps, Dim(0), n)))
+        dot = alg.add(b, algebra_sum(b, alg, carried, (0,)), row(b, steps, n))
+        b.span = outer_span
+        stack.append((value, dot))
+
+    def _step_tangent(self, body: Term, context: tuple[Value, ...], read: dict[int, Value],
+                      items_move: bool, *, of_acc: bool = False) -> Term:
+        """The tangent of one application a ⊕ x of an associative fold's body, as a
+        term for `lanewise`. Without `of_acc` it runs on `context`, the tangents
+        `read` (of the context values, by position), a, x and, if `items_move`, ẋ,
+        and pushes the tangent for ȧ = 0; with `of_acc` it runs on `context`, a, x,
+        ȧ and pushes the tangent for ẋ = 0 and no other tangent."""
+        alg = self.algebra
+        state = strip_weak(context[-2].type)
+        dot_type = tangent_type(state, alg)
+        extra = (state, state, dot_type) if of_acc or items_move else (state, state)
+        tb = Builder(tuple(v.type for v in context) + tuple(d.type for d in read.values()) + extra)
+        m, k = len(context), len(read)
+        dots = {pos: tb.arg(m + j) for j, pos in enumerate(read)}
+        local: list[Entry] = [(tb.arg(i), dots.get(v.pos, ZERO)) for i, v in enumerate(context)]
+        a, x = tb.arg(m + k), tb.arg(m + k + 1)
+        moving = tb.arg(m + k + 2) if len(extra) == 3 else ZERO
+        local += [(a, moving), (x, ZERO)] if of_acc else [(a, ZERO), (x, moving)]
+        Tangents(tb, alg, self.rules).run(body, local)
+        return tb.finish(alg.materialise(tb, local[-1][1], dot_type))
 
 
 def _full_slices(t: ArrayType) -> tuple:

@@ -18,6 +18,8 @@ The calculus that both modes share lives here, in tables that
   sums `scale_k(ẋ_k)`; reverse mode un-broadcasts `scale_k(ȳ)`.
 * `REDUCTION_WEIGHTS`: a reduction's output depends on its group through
   `∂y/∂x_i = W_i`; forward mode is `sum(W · ẋ)`, reverse mode `ȳ · W`.
+  A real max or min selects the tied items instead (`extremum_ties`):
+  `W = hit / count` costs a division per item, selecting one per group.
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -178,21 +180,30 @@ def keep_axes(b: Builder, y: Value, axes: tuple[int, ...]) -> Value:
     return y
 
 
+def regrouped(b: Builder, y: Value, axes: tuple[int, ...]) -> Value:
+    """A value shaped as a reduction's result, with its reduced `axes` put back
+    (length 1) where NumPy's broadcasting needs them: it then broadcasts over
+    each group. Leading reduced axes are left out, as broadcasting adds them."""
+    leading = next(k for k in range(len(axes) + 1) if k == len(axes) or axes[k] != k)
+    return keep_axes(b, y, tuple(a - leading for a in axes[leading:]))
+
+
 # ---- elementwise: the scales of the diagonal Jacobians ------------------------------
 
 Scale = Callable[..., Sym]  # (g, y, *xs) -> g · ∂y/∂x_k, all Syms
 
 _U = P.BY_NAME
 _SQRT1_2 = math.sqrt(0.5)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_LOG_TWO_OVER_SQRT_PI = math.log(_TWO_OVER_SQRT_PI)
 
 
 def _gelu_scale(g: Sym, y: Sym, x: Sym) -> Sym:
-    # gelu(x) = x Φ(x):  Φ(x) + x φ(x)
-    cdf = 0.5 * (1.0 + (x * _SQRT1_2).apply(_U["erf"]))
-    pdf = (-0.5 * (x * x)).apply(_U["exp"]) * _INV_SQRT_2PI
-    return g * (cdf + x * pdf)
+    # gelu(x) = x Φ(x):  Φ(x) + x φ(x) = (1 + erf(u) + u · 2/√π · e^(-u²)) / 2, u = x/√2,
+    # with the constant folded into the exponent: nine operations, not ten
+    u = x * _SQRT1_2
+    gauss = u * (_LOG_TWO_OVER_SQRT_PI - u * u).apply(_U["exp"])
+    return g * (0.5 * (1.0 + u.apply(_U["erf"]) + gauss))
 
 
 def _silu_scale(g: Sym, y: Sym, x: Sym) -> Sym:
@@ -320,21 +331,33 @@ def _prod_weights(s: Application) -> Value:
     return zeros_in_group.eq(zeros).where(product / nonzero, 0.0).value
 
 
-def _extremum_weights(s: Application) -> Value:
-    """∂max/∂x_i (or min): 1/k at the k positions that attain it, 0 elsewhere.
-    Over Z2 (max = any, min = all of bools): 1 where the others do not decide."""
+def any_all_weights(s: Application) -> Value:
+    """∂max/∂x_i (or min) of bools over Z2 (max = any, min = all): 1 where the
+    others do not decide."""
     axes = s.param("axes")
     x = s.xs[0]
-    if is_z2_logic(s):
-        # any = 1 + ∏(1 + x_j): ∂_i = ∏_{j≠i}(1 + x_j), "no other is true";
-        # all = ∏ x_j:          ∂_i = ∏_{j≠i} x_j,      "no other is false"
-        deciding = x if s.prim is P.MAX else x.apply(P.NOT)
-        count = deciding.apply(P.ASTYPE, dtype=DType.I64)
-        in_group = s.sym(keep_axes(s.b, count.apply(P.SUM, axes=axes).value, axes))
-        return in_group.eq(count).value
+    # any = 1 + ∏(1 + x_j): ∂_i = ∏_{j≠i}(1 + x_j), "no other is true";
+    # all = ∏ x_j:          ∂_i = ∏_{j≠i} x_j,      "no other is false"
+    deciding = x if s.prim is P.MAX else x.apply(P.NOT)
+    count = deciding.apply(P.ASTYPE, dtype=DType.I64)
+    in_group = s.sym(keep_axes(s.b, count.apply(P.SUM, axes=axes).value, axes))
+    return in_group.eq(count).value
+
+
+def extremum_ties(s: Application) -> tuple[Sym, Value]:
+    """Where each group of a real max (min) attains it, and how many times (i64, one
+    per group): the derivative splits equally among the tied items. Both modes
+    select with this mask instead of multiplying by weights, and divide only
+    once per group: `where(hit, ȳ / count, 0)` and `sum(where(hit, ẋ, 0)) / count`."""
+    hit = s.xs[0].eq(s.sym(regrouped(s.b, s.out, s.param("axes"))))
+    return hit, hit.apply(P.SUM, axes=s.param("axes")).value
+
+
+def per_tie(s: Application, d: Value, count: Value) -> Value:
+    """`d / count` in d's dtype (f32 / i64 would be f64)."""
     dtype = s.alg.derivative_dtype(s.out.type)
-    hits = x.eq(s.sym(keep_axes(s.b, s.out, axes))).apply(P.ASTYPE, dtype=dtype)
-    return (hits / s.sym(keep_axes(s.b, hits.apply(P.SUM, axes=axes).value, axes))).value
+    return s.b.prim(P.DIV, (), cast(s.b, d, dtype),
+                    count if dtype is DType.F64 else cast(s.b, count, dtype))
 
 
 def _logsumexp_weights(s: Application) -> Value:
@@ -345,8 +368,6 @@ def _logsumexp_weights(s: Application) -> Value:
 
 REDUCTION_WEIGHTS: dict[Primitive, Callable[[Application], Value]] = {
     P.PROD: _prod_weights,
-    P.MAX: _extremum_weights,
-    P.MIN: _extremum_weights,
     P.LOGSUMEXP: _logsumexp_weights,
 }
 
@@ -475,6 +496,17 @@ def _reduction(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     return algebra_sum(s.b, s.alg, product, s.param("axes"))
 
 
+def _extremum(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """max (min): the tangents of the tied items, summed, over their count; of bools
+    over Z2, sum(W · ẋ) with W the weights of any (all)."""
+    if is_z2_logic(s):
+        product = s.alg.mul(s.b, any_all_weights(s), dots[0])
+        return algebra_sum(s.b, s.alg, product, s.param("axes"))
+    hit, count = extremum_ties(s)
+    picked = hit.where(dots[0], 0.0).apply(P.SUM, axes=s.param("axes"))
+    return per_tie(s, picked.value, count)
+
+
 def _softmax(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     return softmax_times(s, dots[0])
 
@@ -534,6 +566,8 @@ JVP_RULES: dict[Primitive, JvpRule] = {
     P.SUM: deflinear(),
     P.MEAN: deflinear(),
     **{prim: deftangent(_reduction) for prim in REDUCTION_WEIGHTS},
+    P.MAX: deftangent(_extremum),
+    P.MIN: deftangent(_extremum),
     P.SOFTMAX: deftangent(_softmax),
     P.PARITY: deflinear(),
     P.POPCOUNT_LE: deftangent(_popcount_le),

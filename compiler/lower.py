@@ -284,10 +284,17 @@ class _FunctionPrinter:
                 return self._arg(expr)
             case Call(prim, ps, args):
                 form = self.backend.forms[prim]
-                if form.helper is not None:
-                    self.used.add(form.helper)
                 types = tuple(atom_type(a, self.types) for a in args)
-                return self._fitted(args, lambda printed: form.printed(self._app(prim, dict(ps), printed, types)))
+                applied: list[Application] = []
+
+                def printed_call(printed: tuple[Arg, ...]) -> Arg:
+                    applied.append(self._app(prim, dict(ps), printed, types))
+                    return form.printed(applied[-1])
+                result = self._fitted(args, printed_call)
+                helper = form.helper_of(applied[-1])  # of the text printed, not of a wider try
+                if helper is not None:
+                    self.used.add(helper)
+                return result
             case MakeTuple(items):
                 return self._fitted(items, lambda printed: Arg(tuple_text([a.text for a in printed])))
             case Project(tup, k):

@@ -8,7 +8,8 @@ cast to i64, an index computed from them, an `if` on them — has no derivative
 that these rules compute: the number carries none, so the derivative would be
 silently zero. catad refuses it at compile time, at the user's line.
 
-Each stack entry gets a *dependence* on the parameters differentiated:
+Each stack entry gets a *dependence* on the parameters differentiated
+(compiler/dependence.py walks the body):
 
     NONE               does not depend on them
     POLY               a bool that depends on them through polynomial steps
@@ -27,27 +28,14 @@ xor, not, or, where, parity and indexing by constants or sizes are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import assert_never
 
 from . import primitives as P
+from .dependence import NONE, Dependence, DependenceWalk, Level
 from .errors import DerivativeError, Span
-from .types import ArrayType, DType, TupleType, Type
-from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
-                    UFunction, Var)
-from .unary_check import check_term
+from .types import ArrayType, DType, Type
+from .unary import Custom, If, Prim, UFunction
 
-
-class _None:
-    def __repr__(self) -> str:
-        return "NONE"
-
-
-class _Poly:
-    def __repr__(self) -> str:
-        return "POLY"
-
-
-NONE, POLY = _None(), _Poly()
+POLY = Level("POLY")
 
 
 @dataclass(frozen=True)
@@ -55,8 +43,6 @@ class Numeric:
     span: Span
     what: str  # the operation where the dependence left Z2, for the message
 
-
-Dependence = object  # NONE | POLY | Numeric | tuple of those
 
 _HINT = ("write the circuit with and, xor, not, or, where, parity and popcount_le, "
          "whose derivatives over Z2 catad knows (the derivatives of min/max of bools, "
@@ -70,11 +56,7 @@ def require_polynomial(fn: UFunction, wrt: tuple[int, ...], what: str, declarati
     derivative for the message (e.g. "vjp of f with respect to p"), `declaration`
     where it is declared; `derived`: `fn` is itself a derivative. Code without a
     source place was made by a derivative rule."""
-    walk = _Walk(what, declaration, derived)
-    stack: list[Dependence] = [POLY if i in wrt else NONE for i in range(len(fn.params))]
-    types = [t for _, t in fn.params]
-    walk.run(fn.body, stack, types)
-    for dependence, t in _leaves(stack[-1], types[-1]):
+    for dependence, t in _Z2Walk(what, declaration, derived).result(fn, wrt):
         if isinstance(dependence, Numeric):
             raise DerivativeError(
                 f"cannot take the {what} over Z2: the result is {t}, which depends on the "
@@ -82,115 +64,30 @@ def require_polynomial(fn: UFunction, wrt: tuple[int, ...], what: str, declarati
                 "made by polynomial steps have derivatives", dependence.span, hint=_HINT)
 
 
-def _leaves(d: Dependence, t: Type):
-    if isinstance(t, TupleType):
-        items = d if isinstance(d, tuple) else (d,) * len(t.items)
-        for x, u in zip(items, t.items):
-            yield from _leaves(x, u)
-    else:
-        yield _any(d), t
-
-
 def _is_bool(t: Type) -> bool:
     return isinstance(t, ArrayType) and t.dtype is DType.BOOL
 
 
-def _join(a: Dependence, b: Dependence) -> Dependence:
-    """The dependence of a value that is one of two: Numeric > POLY > NONE."""
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return tuple(_join(x, y) for x, y in zip(a, b))
-    if isinstance(a, Numeric):
-        return a
-    if isinstance(b, Numeric):
-        return b
-    return POLY if POLY in (a, b) else NONE
-
-
-def _any(d: Dependence) -> Dependence:
-    """The dependence of a whole (possibly tuple) value, joined."""
-    if isinstance(d, tuple):
-        out: Dependence = NONE
-        for x in d:
-            out = _join(out, _any(x))
-        return out
-    return d
-
-
 @dataclass(frozen=True)
-class _Walk:
+class _Z2Walk(DependenceWalk):
     what: str
     declaration: Span
     derived: bool  # the function checked is a derivative
 
-    def run(self, term: Term, stack: list[Dependence], types: list[Type]) -> None:
-        """Follow `term` on a stack of dependences and the stack of their types."""
-        match term:
-            case Var(i):
-                stack.append(stack[i])
-                types.append(types[i])
-            case Seq(terms):
-                for t in terms:
-                    self.run(t, stack, types)
-            case Prim(prim, _, n):
-                out_type = check_term(term, tuple(types))[-1]
-                stack.append(self._prim(term, prim, stack[len(stack) - n:], out_type))
-                types.append(out_type)
-            case Tuple(n):
-                items = tuple(stack[len(stack) - n:])
-                item_types = tuple(types[len(types) - n:])
-                del stack[len(stack) - n:], types[len(types) - n:]
-                stack.append(items)
-                types.append(TupleType(item_types))
-            case Get(k):
-                d, t = stack[-1], types[-1]
-                stack.append(d[k] if isinstance(d, tuple) else d)
-                types.append(t.items[k] if isinstance(t, TupleType) else t)
-            case Drop(keep, count):
-                del stack[len(stack) - keep - count:len(stack) - keep]
-                del types[len(types) - keep - count:len(types) - keep]
-            case If(then, orelse):
-                condition = _any(stack[-1])
-                results = []
-                for branch in (then, orelse):
-                    s, ts = list(stack), list(types)
-                    self.run(branch, s, ts)
-                    results.append((s[-1], ts[-1]))
-                out_type = results[0][1]
-                if condition is not NONE:
-                    self._refuse_if(term, condition, out_type)
-                    stack.append(Numeric(term.span, "an `if` on them"))
-                else:
-                    stack.append(_join(results[0][0], results[1][0]))
-                types.append(out_type)
-            case Loop(body, _):
-                acc = stack[-2]
-                out_type = check_term(term, tuple(types))[-1]
-                while True:  # dependences only grow, in a lattice of height 3
-                    s, ts = list(stack) + [acc, stack[-1]], list(types) + [types[-2], _item(types[-1])]
-                    self.run(body, s, ts)
-                    grown = _join(acc, s[-1])
-                    if grown == acc:
-                        break
-                    acc = grown
-                stack.append(acc)
-                types.append(out_type)
-            case Custom(body=body):  # over Z2 a call is differentiated through its body
-                s, ts = list(stack), list(types)
-                self.run(body, s, ts)
-                stack.append(s[-1])
-                types.append(ts[-1])
-            case Build() | Map() | Reduce():
-                raise AssertionError("the Z2 check runs on vectorised unary form")
-            case _:
-                assert_never(term)
+    check_name = "Z2 check"
+    differentiated = POLY
 
-    def _prim(self, term: Prim, prim: P.Primitive, args: list[Dependence], out_type: Type) -> Dependence:
-        deps = [_any(a) for a in args]
+    def rank(self, d: Dependence) -> int:
+        return 2 if isinstance(d, Numeric) else 1 if d is POLY else 0
+
+    def prim(self, term: Prim, args: list[Dependence], arg_types: list[Type],
+             out_type: Type) -> Dependence:
+        deps = [self.whole(a) for a in args]
         if all(d is NONE for d in deps):
             return NONE
         numeric = next((d for d in deps if isinstance(d, Numeric)), None)
         if not _is_bool(out_type):
-            return numeric or Numeric(term.span, _left_by(prim))
+            return numeric or Numeric(term.span, _left_by(term.prim))
         if numeric is not None and (self.derived or not term.span.line or not numeric.span.line):
             raise DerivativeError(
                 f"cannot take the {self.what} over Z2: the derivative it differentiates counts "
@@ -201,14 +98,17 @@ class _Walk:
                      "and indexing")
         if numeric is not None:
             raise DerivativeError(
-                f"cannot take the {self.what} over Z2: {_made_by(prim)} makes a bool from "
+                f"cannot take the {self.what} over Z2: {_made_by(term.prim)} makes a bool from "
                 f"{numeric.what}, which is not a polynomial over Z2, so its derivative would "
                 "be lost", term.span, notes=(("the bools differentiated become a number here",
                                               numeric.span),), hint=_HINT)
         return POLY
 
-    def _refuse_if(self, term: If, condition: Dependence, out_type: Type) -> None:
-        if any(_is_bool(t) for _, t in _leaves(NONE, out_type)):
+    def choose(self, term: If, condition: Dependence, then: Dependence, orelse: Dependence,
+               out_type: Type) -> Dependence:
+        if condition is NONE:
+            return self.join(then, orelse)
+        if any(_is_bool(t) for _, t in self.leaves(NONE, out_type)):
             origin = (("the condition depends on them through this",
                        condition.span),) if isinstance(condition, Numeric) else ()
             raise DerivativeError(
@@ -216,6 +116,13 @@ class _Walk:
                 "the bools differentiated, and over Z2 the derivative must include the "
                 "condition's", term.span, notes=origin,
                 hint="write where(c, a, b): over Z2 its derivative with respect to c is (a + b)·ċ")
+        return Numeric(term.span, "an `if` on them")
+
+    def call(self, term: Custom, stack: list[Dependence], types: list[Type]) -> Dependence:
+        # over Z2 a call is differentiated through its body
+        s, ts = list(stack), list(types)
+        self.walk(term.body, s, ts)
+        return s[-1]
 
 
 def _made_by(prim: P.Primitive) -> str:
@@ -234,9 +141,3 @@ def _left_by(prim: P.Primitive) -> str:
         return "a cast to a number"
     return f"`{prim.name}` (a number)"
 
-
-def _item(t: Type) -> Type:
-    if isinstance(t, TupleType):
-        return TupleType(tuple(_item(x) for x in t.items))
-    assert isinstance(t, ArrayType)
-    return ArrayType(t.dtype, t.shape[1:])

@@ -26,6 +26,22 @@ its adjoint (both branches' derivatives, selected by the same condition).
 reverse loop recomputes each step's body from its stored state and runs its
 adjoint, carrying the state's cotangent and those of the values the body reads.
 
+An `associative` fold (a `reduce` whose body is not a known monoid) takes the
+paper's rule for `reduce` instead, with no loop over the items. Write
+r = u ⊕ x1 ⊕ ... ⊕ xn, P_i = u ⊕ x1 ⊕ .. ⊕ xi (P_0 = u, P_n = r) and
+S_i = xi ⊕ .. ⊕ xn. By associativity r = P_i ⊕ S_{i+1} for every i < n, so
+
+    P̄_i = ∂_a(P_i ⊕ S_{i+1})ᵀ r̄    (i < n),    P̄_n = r̄,    ū = P̄_0
+    x̄_i, c̄_i = ∂_x, ∂_c(P_{i-1} ⊕ x_i)ᵀ P̄_i    (i = 1..n; c: what the body reads)
+    c̄ = Σ_i c̄_i
+
+The forward sweep computes the prefixes P (r is the last), the backward the
+suffixes S, both as scans in ceil(log2 n) whole-array rounds (compiler/scans.py);
+each line above is the adjoint of one application of the body, made by the
+usual rules and applied to all items at once (`scans.lanewise`). So the cost is
+O(n log n) applications of the body and its adjoint, the memory O(n) states,
+and u need not be an identity. n = 0 gives ū = r̄ and no item cotangents.
+
 A call marked `Custom` (a function with a user's derivative rule) runs forward
 as the marked call and its adjoint is the rule (`custom_rules`); without
 `rules`, or over Z2, its body is run and differentiated as usual.
@@ -39,8 +55,10 @@ from typing import TYPE_CHECKING, assert_never
 from .algebra import REALS, ZERO, Algebra, Deriv
 from .errors import DerivativeError, Span
 from .forward import tangent_type
+from .jvp_rules import algebra_sum
 from .primitives import ARANGE, CONCAT, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
-from .types import ArrayType, Dim, TupleType, Type
+from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
+from .types import ArrayType, Dim, TupleType, Type, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, Var)
 from .unary_builder import Builder, Value
@@ -86,13 +104,21 @@ class _LoopStep:
 
 
 @dataclass(frozen=True)
+class _AssociativeFoldStep:
+    term: Loop
+    context: tuple[Value, ...]  # the stack the fold ran on: Γ, unit, xs
+    prefixes: Value             # unit, unit ⊕ x1, ..., unit ⊕ x1 ⊕ .. ⊕ xn
+    out: Value
+
+
+@dataclass(frozen=True)
 class _CustomStep:
     term: Custom
     args: tuple[Value, ...]
     out: Value
 
 
-_Step = _PrimStep | _TupleStep | _GetStep | _IfStep | _LoopStep | _CustomStep
+_Step = _PrimStep | _TupleStep | _GetStep | _IfStep | _LoopStep | _AssociativeFoldStep | _CustomStep
 
 
 def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Algebra = REALS,
@@ -182,6 +208,18 @@ class Adjoint:
                 out = b.if_(stack[-1], branch(then), branch(orelse), hint=term.hint, span=term.span)
                 self.steps.append(_IfStep(term, context, out))
                 stack.append(out)
+            case Loop(body, False) if term.associative and reassociable(stack[-2].type, stack[-1].type):
+                context = tuple(stack)
+                unit, xs = context[-2], context[-1]
+                outer_span, b.span = b.span, term.span
+                items = b.prim(CONCAT, params(axis=0), b.prim(EXPAND_DIMS, params(axis=0), unit), xs)
+                prefixes = prefix_scan(b, _combine(body, context), items)
+                out = row(b, prefixes, _length(xs))
+                b.span = outer_span
+                if term.hint:
+                    b.name(out, term.hint)
+                self.steps.append(_AssociativeFoldStep(term, context, prefixes, out))
+                stack.append(out)
             case Loop(body, stacked):
                 context = tuple(stack)
 
@@ -257,6 +295,8 @@ class Adjoint:
                     self._if_adjoint(step, ct, cotangents)
                 case _LoopStep():
                     self._loop_adjoint(step, ct, cotangents)
+                case _AssociativeFoldStep():
+                    self._associative_fold_adjoint(step, ct, cotangents)
                 case _CustomStep(term, args, _):
                     assert self.rules is not None
                     for arg, d in zip(args, self.rules.cotangents(self.b, term.name, args, ct)):
@@ -345,6 +385,77 @@ class Adjoint:
             reversed_bars = b.get(result, 1 + len(outside))
             order = b.prim(SUB, (), b.prim(SIZE, params(dim=length - 1)), steps)
             self.accumulate(cotangents, xs, b.prim(GATHER, params(clip=False), reversed_bars, order))
+
+    def _associative_fold_adjoint(self, step: _AssociativeFoldStep, ct: Deriv,
+                                  cotangents: dict[int, Deriv]) -> None:
+        """The rule of the module docstring: two adjoints of the body, each applied to
+        all n items at once, between the prefixes and the suffixes."""
+        alg, b = self.algebra, self.b
+        body, context = step.term.body, step.context
+        unit, xs = context[-2], context[-1]
+        n = _length(xs)
+        r_bar = alg.materialise(b, ct, tangent_type(step.out.type, alg))
+        suffixes = suffix_scan(b, _combine(body, context), xs)  # S_1 .. S_n
+        before = rows(b, step.prefixes, Dim(0), n)               # P_0 .. P_{n-1}
+        # P̄_0 .. P̄_{n-1} from r = P_i ⊕ S_{i+1}, then P̄_n = r̄
+        acc_bars = lanewise(b, self._body_adjoint(body, context, (), seed_first=True),
+                            (*context, r_bar), (before, suffixes))
+        bars = b.prim(CONCAT, params(axis=0), acc_bars, b.prim(EXPAND_DIMS, params(axis=0), r_bar))
+        self.accumulate(cotangents, unit, row(b, bars, Dim(0)))
+        outside = self._read_outside(body, context)
+        items_carry = alg.carries(xs.type)
+        if not outside and not items_carry:
+            return
+        # x̄_i and c̄_i from P_i = P_{i-1} ⊕ x_i, whose cotangent is P̄_i
+        parts = lanewise(b, self._body_adjoint(body, context, tuple(outside), seed_first=False),
+                         context, (before, xs, rows(b, bars, Dim(1), n + 1)))
+        if items_carry:
+            self.accumulate(cotangents, xs, b.get(parts, 0))
+        for k, v in enumerate(outside, start=int(items_carry)):
+            self.accumulate(cotangents, v, _sum_rows(b, alg, b.get(parts, k)))
+
+    def _body_adjoint(self, body: Term, context: tuple[Value, ...], outside: tuple[Value, ...], *,
+                      seed_first: bool) -> Term:
+        """The adjoint of one application a ⊕ x of an associative fold's body (which
+        runs on `context` and a, x), as a term for `lanewise`. `seed_first`: it runs
+        on context, seed, a, x and pushes ā (the seed is one for all items); else on
+        context, a, x, seed and pushes the tuple of x̄ (when the items carry
+        derivatives) and the cotangents of the `outside` values the body reads."""
+        alg = self.algebra
+        state = strip_weak(context[-2].type)
+        seed_type = tangent_type(state, alg)
+        extra = (seed_type, state, state) if seed_first else (state, state, seed_type)
+        tb = Builder(tuple(v.type for v in context) + extra)
+        first: dict[int, int] = {}  # a value read from several entries: one argument
+        for i, v in enumerate(context):
+            first.setdefault(v.pos, i)
+        m = len(context)
+        seed, a, x = (tb.arg(m), tb.arg(m + 1), tb.arg(m + 2)) if seed_first else (
+            tb.arg(m + 2), tb.arg(m), tb.arg(m + 1))
+        local = [tb.arg(first[v.pos]) for v in context] + [a, x]
+        inner = Adjoint(tb, alg, rules=self.rules)
+        inner.primal(body, local)
+        pending: dict[int, Deriv] = {}
+        inner.accumulate(pending, local[-1], seed)
+        inner.backward(pending)
+        if seed_first:
+            return tb.finish(alg.materialise(tb, pending.get(a.pos, ZERO), seed_type))
+        bars = [alg.materialise(tb, pending.get(x.pos, ZERO), seed_type)] if alg.carries(state) else []
+        bars += [alg.materialise(tb, pending.get(first[v.pos], ZERO), tangent_type(v.type, alg))
+                 for v in outside]
+        return tb.finish(tb.tuple(*bars))
+
+
+def _combine(body: Term, context: tuple[Value, ...]) -> Combine:
+    """The fold's body (running on `context`, acc, x) applied to pairs of items."""
+    return lambda b, left, right: lanewise(b, body, context, (left, right))
+
+
+def _sum_rows(b: Builder, alg: Algebra, stacked: Value) -> Value:
+    """The algebra's sum over the leading axis (item by item of a tuple)."""
+    if isinstance(stacked.type, TupleType):
+        return b.tuple(*(_sum_rows(b, alg, b.get(stacked, k)) for k in range(len(stacked.type.items))))
+    return algebra_sum(b, alg, stacked, (0,))
 
 
 def _reads_below(term: Term, base: int) -> set[int]:

@@ -13,17 +13,21 @@ the rules consult the type of every binding, from `prim_types.result_type`.
 
 The rules, in `RULES` order, by family: the paper's partial evaluation (copies,
 beta, branches and tuples on known values, constants, `x * 1`, `x + 0`, ...);
-literal algebra (`2 * (0.5 * x) -> x`, `sum(-a) -> -sum(a)`); shapes (reshape,
-transpose and broadcast chains composed; an explicit broadcast that NumPy's
-broadcasting does anyway dropped; elementwise work done before a broadcast);
-products (a stack of matrix-vector products with one matrix is one product, the
-transpose of a product with a transposed factor, the identity matrix of a
-tangent basis); indexing (a gather or scatter of every item in order is a
-reshape); loops (invariants hoisted, a scan read only at its last state is a
-fold, state items nobody reads dropped, accumulated outer products summed by one
-product after the loop); and sharing of equal expressions. Rules that only pay
-when a value has no other reader consult `Facts.readers`, taken as each round
-begins; they stay correct whatever it says.
+literal algebra (`2 * (0.5 * x) -> x`, `sum(-a) -> -sum(a)`, a literal scales the
+smaller factor of a product); shapes (reshape, transpose and broadcast chains
+composed; an explicit broadcast that NumPy's broadcasting does anyway dropped;
+elementwise work done before a broadcast); products (a stack of matrix-vector
+products with one matrix is one product, the transpose of a product with a
+transposed factor, the identity matrix of a tangent basis); reductions (a sum or
+mean taken before the linear work that made its argument, so that the full-size
+argument is never made: split over a sum of terms, before a factor that is the
+same along the summed axes, a transpose, or the rows of a product; the normalised
+exponentials of a softmax written by hand sum to one); indexing (a gather or
+scatter of every item in order is a reshape); loops (invariants hoisted, a scan
+read only at its last state is a fold, state items nobody reads dropped,
+accumulated outer products summed by one product after the loop); and sharing of
+equal expressions. Rules that only pay when a value has no other reader consult
+`Facts.readers`, taken as each round begins; they stay correct whatever it says.
 """
 
 from __future__ import annotations
@@ -408,6 +412,20 @@ def multiply_by_zero(expr: Expr, facts: Facts) -> Expr | None:
 
 
 @rewrite
+def divide_zero(expr: Expr, facts: Facts) -> Expr | None:
+    # 0 / x  ->  0      (zeros of the quotient's type; as for symbolic zeros, a zero, inf or
+    # nan x is not propagated: the zero cotangent of a tie count, 0 / count, stays zero)
+    match expr:
+        case Call(P.DIV, _, (zero, _)) if _is(zero, facts, 0):
+            t = expr_type(expr, facts.types)
+            if _keeps_type(expr, zero, facts):
+                return zero
+            if isinstance(t, ArrayType):
+                return _zeros(t)
+    return None
+
+
+@rewrite
 def add_zero(expr: Expr, facts: Facts) -> Expr | None:
     # x + 0  ->  x          0 + x  ->  x
     match expr:
@@ -593,10 +611,14 @@ def compare_literals(expr: Expr, facts: Facts) -> Expr | None:
 @rewrite
 def select_known(expr: Expr, facts: Facts) -> Expr | None:
     # where(true, a, b) -> a      where(false, a, b) -> b      where(c, a, a) -> a
+    # where(c, 0, 0.0) -> zeros    (zeros of the selection's type)
     match expr:
         case Call(P.WHERE, _, (cond, a, b)):
             if a == b and _keeps_type(expr, a, facts):
                 return a
+            t = expr_type(expr, facts.types)
+            if _is(a, facts, 0) and _is(b, facts, 0) and isinstance(t, ArrayType) and t.dtype.is_float:
+                return _zeros(t)
             if isinstance(cond, Lit) and isinstance(cond.value, bool):
                 taken = a if cond.value else b
                 if _keeps_type(expr, taken, facts):
@@ -662,6 +684,44 @@ def add_negation(expr: Expr, facts: Facts) -> Expr | None:
     return None
 
 
+def _new_axes_of(atom: Atom, facts: Facts) -> Call | None:
+    """The call when `atom` is expand_dims(a, k) or reshape(a, s) that adds unit axes only."""
+    match facts.definition(atom):
+        case Call(P.EXPAND_DIMS, _, (_,)) as call:
+            return call
+        case Call(P.RESHAPE, _, (_,)) as call if _unit_axes_added(atom, facts) is not None:
+            return call
+    return None
+
+
+def scale_the_smaller_factor(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # c * (a * b) -> (c * a) * b      (c a literal, a broadcast along axes of b: fewer items
+    # scaled; the product read by nothing else)
+    # c * expand_dims(d * a, k) -> expand_dims((c d) * a, k)   (the literals meet)
+    match bind.expr:
+        case Call(P.MUL, _, (Lit(c) as lit, x)) | Call(P.MUL, _, (x, Lit(c) as lit)) if not isinstance(c, bool):
+            t = expr_type(bind.expr, facts.types)
+            inner = facts.definition(x)
+            new_axes = _new_axes_of(x, facts)
+            if new_axes is not None and _scaled(new_axes.args[0], facts) is not None:
+                scaled = facts.namer.temporary()
+                return _typed_bindings([(scaled, Call(P.MUL, (), (lit, new_axes.args[0]))),
+                                        (bind.name, Call(new_axes.prim, new_axes.params, (Name(scaled),)))],
+                                       t, bind.span, facts)
+            if not (isinstance(t, ArrayType) and isinstance(inner, Call) and inner.prim is P.MUL
+                    and _sole_reader(x, bind.name, facts)):
+                return None
+            for a, b in (inner.args, reversed(inner.args)):
+                ta = facts.type_of(a)
+                if (isinstance(ta, ArrayType) and ta.dtype is t.dtype and ta.shape != t.shape
+                        and facts.type_of(b) == facts.type_of(x)):
+                    scaled = facts.namer.temporary()
+                    return _typed_bindings([(scaled, Call(P.MUL, (), (lit, a))),
+                                            (bind.name, Call(P.MUL, (), (Name(scaled), b)))],
+                                           t, bind.span, facts)
+    return None
+
+
 _LINEAR_REDUCTIONS = frozenset((P.SUM, P.MEAN))
 
 
@@ -681,6 +741,198 @@ def reduce_before_scaling(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             old = expr_type(bind.expr, facts.types)
             if t is not None and expr_type(outer, {**facts.types, inner: t}) == old:
                 return Bind(inner, reduced, bind.span), Bind(bind.name, outer, bind.span)
+    return None
+
+
+# A sum (or mean) is linear: taken before the linear work that made its argument, it
+# leaves that work to the smaller, reduced array, and the full-size argument is never
+# made. Only where the argument has no other reader (else it is made anyway).
+
+
+def _sole_reader(atom: Atom, reader: str, facts: Facts) -> bool:
+    """`atom` is a name that only the binding `reader` reads (as the round began)."""
+    found = facts.readers.get(atom.id, []) if isinstance(atom, Name) else []
+    return len(found) == 1 and found[0].name == reader
+
+
+def _float_array(atom: Atom, facts: Facts) -> ArrayType | None:
+    t = facts.type_of(atom)
+    return t if isinstance(t, ArrayType) and t.dtype.is_float else None
+
+
+def _constant_along(factor: Atom, axes: tuple[int, ...], t: ArrayType, facts: Facts) -> bool:
+    """`factor`, broadcast to `t`, is the same along every axis in `axes`: it has no
+    such axis of its own, or has it with length 1."""
+    tf = facts.type_of(factor)
+    if not isinstance(tf, ArrayType) or tf.rank > t.rank:
+        return False
+    lead = t.rank - tf.rank
+    return all(k < lead or tf.shape[k - lead] == Dim(1) for k in axes)
+
+
+def _early_work(x: Atom, axes: tuple[int, ...], reader: str, facts: Facts) -> tuple | None:
+    """How a reduction of `x` over `axes`, in the binding `reader`, goes before the
+    linear work that makes x (which nothing else reads), or None:
+    ("terms", op, a, b)        x = a + b or a - b, and a's or b's reduction goes early too
+    ("transpose", a, perm)     x = transpose(a, perm)
+    ("factor", a, c)           x = a * c, c the same along `axes`
+    ("scaled", a, c)           x = c * a for a number c, or -a (c = -1)
+    ("product", a, b, side)    x = a @ b (stacks of matrices), `axes` holding its
+                               "rows" axis, or else its "columns" axis"""
+    t = _float_array(x, facts)
+    if t is None or not _sole_reader(x, reader, facts):
+        return None
+    match facts.definition(x):
+        case Call(P.ADD | P.SUB as op, _, (a, b)) if facts.type_of(a) == facts.type_of(b) == t:
+            if _early_work(a, axes, x.id, facts) or _early_work(b, axes, x.id, facts):
+                return ("terms", op, a, b)
+        case Call(P.TRANSPOSE, ps, (a,)):
+            return ("transpose", a, param(ps, "perm"))
+        case Call(P.MUL, _, (p, q)):
+            for a, c in ((p, q), (q, p)):
+                if facts.type_of(a) == t and _constant_along(c, axes, t, facts):
+                    return ("factor", a, c)
+        case Call(P.MATMUL, _, (a, b)):
+            ta, tb = facts.type_of(a), facts.type_of(b)
+            if isinstance(ta, ArrayType) and isinstance(tb, ArrayType) and ta.rank >= 2 and tb.rank >= 2:
+                if t.rank - 2 in axes:
+                    return ("product", a, b, "rows")
+                if t.rank - 1 in axes:
+                    return ("product", a, b, "columns")
+    scaled = _scaled(x, facts)
+    if scaled is not None and facts.type_of(scaled[1]) == t:
+        return ("scaled", scaled[1], scaled[0])
+    return None
+
+
+@dataclass
+class _EarlyReduction:
+    """Builds the bindings of a reduction taken before the linear work, as deep
+    as `_early_work` finds it can go."""
+
+    reduce: P.Primitive
+    facts: Facts
+    binds: list[tuple[str, Expr]] = dataclasses.field(default_factory=list)
+
+    def bind(self, expr: Expr) -> Atom:
+        name = self.facts.namer.temporary()
+        self.binds.append((name, expr))
+        return Name(name)
+
+    def of(self, x: Atom, axes: tuple[int, ...], reader: str) -> Atom:
+        """The reduction of `x` over `axes` (read by `reader`), early where it can be."""
+        work = _early_work(x, axes, reader, self.facts)
+        t = self.facts.type_of(x)
+        if work is None or not isinstance(t, ArrayType):
+            return self.bind(Call(self.reduce, params(axes=axes), (x,)))
+        assert isinstance(x, Name)
+        match work:
+            case ("terms", op, a, b):
+                return self.bind(Call(op, (), (self.of(a, axes, x.id), self.of(b, axes, x.id))))
+            case ("transpose", a, perm):
+                inner = self.of(a, tuple(sorted(perm[k] for k in axes)), x.id)
+                kept = [perm[k] for k in range(len(perm)) if k not in axes]  # a's axes, in x's order
+                order = tuple(sorted(kept).index(k) for k in kept)
+                if order == tuple(range(len(order))):
+                    return inner
+                return self.bind(Call(P.TRANSPOSE, params(perm=order), (inner,)))
+            case ("factor", a, c):
+                tc = self.facts.type_of(c)
+                if isinstance(tc, ArrayType) and tc.rank:
+                    lead = t.rank - tc.rank
+                    kept_shape = tuple(tc.shape[k - lead] for k in range(lead, t.rank) if k not in axes)
+                    if kept_shape != tc.shape:
+                        c = self.bind(Call(P.RESHAPE, params(shape=kept_shape), (c,)))
+                return self.bind(Call(P.MUL, (), (self.of(a, axes, x.id), c)))
+            case ("scaled", a, c):
+                inner = self.of(a, axes, x.id)
+                return self.bind(Call(P.NEG, (), (inner,)) if c == -1 and not isinstance(c, float)
+                                 else Call(P.MUL, (), (Lit(c), inner)))
+            case ("product", a, b, side):
+                rows = side == "rows"
+                operand = self.facts.type_of(a if rows else b)
+                assert isinstance(operand, ArrayType)
+                axis = operand.rank - (2 if rows else 1)  # the summed axis in the operand
+                gone = t.rank - (2 if rows else 1)        # and in the product
+                summed = self.of(a if rows else b, (axis,), x.id)
+                widened = self.bind(Call(P.EXPAND_DIMS, params(axis=axis), (summed,)))
+                made = self.bind(Call(P.MATMUL, (), (widened, b) if rows else (a, widened)))
+                flat = self.bind(Call(P.RESHAPE, params(shape=t.shape[:gone] + t.shape[gone + 1:]), (made,)))
+                rest = tuple(k - (k > gone) for k in axes if k != gone)
+                return self.bind(Call(self.reduce, params(axes=rest), (flat,))) if rest else flat
+        raise AssertionError(f"unknown early work {work}")
+
+
+def reduce_before_linear_work(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # sum(a + b) -> sum(a) + sum(b)      (where a's or b's sum goes early too)
+    # sum(a * c) -> sum(a) * c'          (c the same along the summed axes, c' c without them)
+    # sum(transpose(a, p), axes) -> transpose(sum(a, p[axes]), q)   (q: the kept axes' order)
+    # sum(A @ B, rows) -> (sum(A, rows)[.., None, :] @ B)[.., 0, :]   (columns: A @ sum(B)[.., None])
+    # (also mean; then the same again on what is summed, as deep as it goes)
+    match bind.expr:
+        case Call(reduce, ps, (x,)) if reduce in _LINEAR_REDUCTIONS:
+            work = _early_work(x, param(ps, "axes"), bind.name, facts)
+            if work is None or work[0] == "scaled":
+                return None  # reduce_before_scaling's
+            early = _EarlyReduction(reduce, facts)
+            result = early.of(x, param(ps, "axes"), bind.name)
+            binds = early.binds
+            if binds and Name(binds[-1][0]) == result:
+                binds[-1] = (bind.name, binds[-1][1])
+            else:
+                binds.append((bind.name, result))
+            return _typed_bindings(binds, expr_type(bind.expr, facts.types), bind.span, facts)
+    return None
+
+
+def _over_reciprocal(x: Atom, facts: Facts) -> tuple[Atom, Atom] | None:
+    """`(v, d)` when `x` is `v / d` or `v * (1 / d)` (either order)."""
+    match facts.definition(x):
+        case Call(P.DIV, _, (v, d)):
+            return v, d
+        case Call(P.MUL, _, (p, q)):
+            for v, r in ((p, q), (q, p)):
+                match facts.definition(r):
+                    case Call(P.DIV, _, (one, d)) if _is(one, facts, 1):
+                        return v, d
+    return None
+
+
+def _total_of(d: Atom, facts: Facts) -> tuple[Atom, tuple[int, ...]] | None:
+    """`(v, axes)` when `d` is `sum(v, axes)`, or that sum with its axes put back with
+    length 1 (expand_dims, reshape) so that it broadcasts against v."""
+    match facts.definition(d):
+        case Call(P.SUM, ps, (v,)):
+            return v, param(ps, "axes")
+    found = _unit_axes_added(d, facts)
+    t = facts.type_of(d)
+    if found is None or not isinstance(t, ArrayType):
+        return None
+    s, kept = found
+    match facts.definition(s):
+        case Call(P.SUM, ps, (v,)) if tuple(k for k in range(t.rank) if k not in kept) == param(ps, "axes"):
+            return v, param(ps, "axes")
+    return None
+
+
+_EXP = P.BY_NAME["exp"]
+
+
+def normalised_weights(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # sum(v / sum(v)) -> 1      sum(v * (1 / sum(v))) -> 1      (v = exp(y) >= 0, both sums over
+    # the same axes: softmax weights sum to one, the cotangent of the shift of a logsumexp
+    # written by hand is 1 - 1; as for symbolic zeros, the nan of an all-zero v is not kept)
+    match bind.expr:
+        case Call(P.SUM, ps, (x,)):
+            found = _over_reciprocal(x, facts)
+            total = None if found is None else _total_of(found[1], facts)
+            t = expr_type(bind.expr, facts.types)
+            if (total is None or total != (found[0], param(ps, "axes")) or not isinstance(t, ArrayType)
+                    or not t.dtype.is_float or facts.type_of(x) != facts.type_of(found[0])):
+                return None
+            match facts.definition(found[0]):
+                case Call(prim, _, _) if prim is _EXP:
+                    return (Bind(bind.name, _ones(t), bind.span),)
     return None
 
 
@@ -1502,6 +1754,7 @@ RULES: tuple[Rule, ...] = (
     multiply_by_one,
     multiply_by_minus_one,
     multiply_by_zero,
+    divide_zero,
     add_zero,
     subtract_zero,
     subtract_from_zero,
@@ -1511,6 +1764,7 @@ RULES: tuple[Rule, ...] = (
     collect_literal_factors,
     add_negation,
     add_to_itself,
+    scale_the_smaller_factor,
     identity_reshaping,
     reshape_twice,
     new_axis_of_reshape,
@@ -1525,6 +1779,8 @@ RULES: tuple[Rule, ...] = (
     implicit_broadcast,
     broadcast_after_elementwise,
     reduce_before_scaling,
+    normalised_weights,
+    reduce_before_linear_work,
     index_of_broadcast,
     index_of_arange,
     gather_in_order,
@@ -1548,6 +1804,13 @@ def _zeros(t: ArrayType) -> Expr:
     if t.weak:
         return Call(P.CONST, params(value=zero, dtype=t.dtype), ())
     return Call(P.CONST, params(value=zero, dtype=t.dtype, weak=False), ())
+
+
+def _ones(t: ArrayType) -> Expr:
+    """An expression for ones of the float type `t`."""
+    if t.shape:
+        return Call(P.ONES, params(dtype=t.dtype, shape=t.shape), ())
+    return Call(P.CONST, params(value=1.0, dtype=t.dtype, weak=t.weak), ())
 
 
 # ---- the rounds ---------------------------------------------------------------

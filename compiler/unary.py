@@ -23,6 +23,10 @@ result. Writing `Γ = A1..An` for a context (bottom first):
            | Loop(body, stacked)        Γ, S, X[T] ⊢ Γ, S, X[T], R     (init, xs; result)
                                         R = S (fold) or S stacked over T (scan)
                                         body: Γ, S, X[T], S, X ⊢ (same), S   (acc, x)
+                                        `associative` (a fold made from a `reduce`,
+                                        X = S): the body is associative, so the fold
+                                        may be bracketed any way (reverse mode uses
+                                        prefix and suffix scans); the meaning is the fold's
            | Custom(name, n, body)      Γ, A1..An ⊢ Γ, A1..An, B
                                         the call of user function `name`, which has a
                                         derivative rule, on the top n entries; its meaning
@@ -125,6 +129,7 @@ class Reduce(Instr):
 class Loop(Instr):
     body: "Term"
     stacked: bool
+    associative: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,8 @@ def shift(term: Term, offset: int) -> Term:
         case Reduce(body):
             return Reduce(shift(body, offset), hint=term.hint, span=term.span)
         case Loop(body, stacked):
-            return Loop(shift(body, offset), stacked, hint=term.hint, span=term.span)
+            return Loop(shift(body, offset), stacked, associative=term.associative,
+                        hint=term.hint, span=term.span)
         case Custom(name, n, body):
             return Custom(name, n, shift(body, offset), hint=term.hint, span=term.span)
         case Prim() | Tuple() | Get() | Drop():

@@ -87,8 +87,8 @@ def format_instruction(term: Term) -> str:
             return f"map/{n}"
         case Reduce():
             return "reduce"
-        case Loop(stacked=stacked):
-            return "scan" if stacked else "fold"
+        case Loop(stacked=stacked, associative=associative):
+            return "scan" if stacked else "fold associative" if associative else "fold"
         case Custom(name=name, n=n):
             return f"custom {name}/{n}"
         case _:

@@ -45,8 +45,9 @@ The instructions, at nest depth K:
                          maximum and minimum take the
                          unit into the array, `max(concat(unit, xs))`, so an empty
                          array gives the unit (the identity alone only for a
-                         constant non-zero length); any other body: a sequential
-                         `Loop` folding from the unit
+                         constant non-zero length); any other body: a `Loop`
+                         folding from the unit, marked `associative` (reverse
+                         mode brackets it as scans) unless b calls a `Custom`
     If(a, b)             unbatched condition: `If` of the vectorised branches,
                          their results lifted to one state; batched condition:
                          both branches run, `where(cond, a, b)` selects, and in
@@ -57,7 +58,9 @@ The instructions, at nest depth K:
     Loop(b, scan)        the state's level is the fixpoint of the body's
                          (the initial state is lifted to it); batched xs get
                          their sequence axis moved to the front; a scan's
-                         (T, b.., *S) result is moved back to (b.., T, *S)
+                         (T, b.., *S) result is moved back to (b.., T, *S); an
+                         `associative` fold's items are lifted to the state's
+                         layout too, so that b combines any two states
     Custom(f, n, b)      unbatched arguments: `Custom` of b vectorised at depth 0
                          (b reads only the arguments); batched ones: an
                          UnsupportedError (the user's rule would need batching)
@@ -492,29 +495,40 @@ def _loop(em: Emitter, instr: Loop) -> None:
     h = len(em.stack) - 2
     init, xs = em.stack[h], em.stack[h + 1]
     x = _step(xs)
-    acc = init
+    length = _leading_length(xs)
+    # an associative body combines any two states: its items are stored as the state is
+    associative = instr.associative and isinstance(init, Batched) and isinstance(x, Batched)
+    acc = join(init, x) if associative else init
     while True:
-        probe = em.child(extra=(acc, x))
+        probe = em.child(extra=(acc, acc if associative else x))
         walk(probe, instr.body)
         grown = join(acc, probe.stack[-1])
         if grown == acc:
             break
         acc = grown
+    sequence = _items_like(xs, acc, length) if associative else xs
+    x = _step(sequence)
     base, body = len(em.stack), instr.body
-    if not same_layout(init, acc) or _is_batched(xs):
+    if not same_layout(init, acc) or _is_batched(xs) or not same_layout(_step(xs), x):
         em.finish(em.coerce(h, acc), base)
-        em.finish(em.itemwise(h + 1, _time_first(em)), base + 1)
+        em.finish(em.itemwise(em.coerce(h + 1, sequence), _time_first(em)), base + 1)
         body = shift_vars(body, h + 2, 2)  # the body's own entries sit above the copies
     inner = em.child(extra=(acc, x))
     walk(inner, body)
     inner.finish(inner.coerce(inner.top, acc), len(em.stack) + 2)
     state = join(em.stack[-2], inner.stack[-1])
-    length = _leading_length(xs)
-    em.push(Loop(inner.term(), instr.stacked, span=em.span),
+    em.push(Loop(inner.term(), instr.stacked, associative=associative, span=em.span),
             _time_major(state, length) if instr.stacked else state)
     if instr.stacked and _is_batched(state):
         em.itemwise(em.top, _batch_first(em), state)
     em.finish(em.top, base)
+
+
+def _items_like(xs: Entry, state: Batched, length: Dim) -> Batched:
+    """The sequence `xs` stored with the batch axes of `state` (its items laid out as it is)."""
+    assert isinstance(xs, Batched)
+    return Batched(ArrayType(xs.type.dtype, state.batch_shape + (length,) + state.element.shape,
+                             xs.type.weak), state.level)
 
 
 def _custom(em: Emitter, instr: Custom) -> None:
@@ -581,8 +595,11 @@ def _reduce(em: Emitter, instr: Reduce) -> None:
     op = monoid(instr.body, h + 2)
     sp = instr.span
     if op is None or not isinstance(array, Batched):
+        # a body that calls a function with a derivative rule cannot be batched: folded as is
+        associative = isinstance(array, Batched) and not _calls_custom(instr.body)
         term = seq(Var(h + 1, span=sp), Var(h, span=sp),
-                   Loop(shift_vars(instr.body, h + 2, 2), False, span=sp), Drop(1, 2, span=sp))
+                   Loop(shift_vars(instr.body, h + 2, 2), False, associative=associative, span=sp),
+                   Drop(1, 2, span=sp))
         walk(em, term)
         return
     is_bool = array.type.dtype is DType.BOOL
@@ -623,6 +640,21 @@ def monoid(body: Term, acc: int) -> Primitive | None:
     if len(stack) == acc + 3 and isinstance(top, tuple) and {top[1], top[2]} == {"acc", "x"}:
         return top[0]
     return None
+
+
+def _calls_custom(term: Term) -> bool:
+    """Whether `term` calls a function with a derivative rule (whose rule is for one call)."""
+    match term:
+        case Custom():
+            return True
+        case Seq(terms=terms):
+            return any(_calls_custom(t) for t in terms)
+        case If(then=then, orelse=orelse):
+            return _calls_custom(then) or _calls_custom(orelse)
+        case Build(body=body) | Map(body=body) | Reduce(body=body) | Loop(body=body):
+            return _calls_custom(body)
+        case _:
+            return False
 
 
 def _flat(term: Term) -> list[Term]:

@@ -14,7 +14,8 @@ The calculus is shared with forward mode (`jvp_rules`): an elementwise
 Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
 a reduction's cotangent is `ct` put back along the reduced axes (only where
 NumPy's broadcasting would not: a sum over leading axes needs no new axis),
-times the group's weights; a mean's is `ct / n`. What is left are the
+times the group's weights (a real max or min: `ct / count` selected at its
+tied items); a mean's is `ct / n`. What is left are the
 transposes of the linear primitives:
 
     transpose       the inverse permutation
@@ -40,9 +41,10 @@ from collections.abc import Callable
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
 from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, adds_by_parity,
-                        algebra_sum, cast, derivative_type, index_or_region, is_z2_logic,
-                        keep_axes, literal, ors_bools, popcount_le_partials, refuse_bool_in_z2,
-                        softmax_times, z2_times)
+                        algebra_sum, any_all_weights, cast, derivative_type, extremum_ties,
+                        index_or_region, is_z2_logic, keep_axes, literal, ors_bools, per_tie,
+                        popcount_le_partials, refuse_bool_in_z2, regrouped, softmax_times,
+                        z2_times)
 from .primitives import Params, Primitive, params
 from .types import ArrayType, Dim, DType
 from .unary import Prim
@@ -120,17 +122,15 @@ def _where(s: Application, ct: Value, k: int) -> Deriv:
     c, a, b = s.args
     if k == 0:
         return s.alg.mul(s.b, s.b.prim(P.XOR, (), a, b), ct) if is_z2_logic(s) else ZERO
+    if a == b:  # where(c, a, a): a's cotangent is all of ct, not two selections added
+        return ct if k == 1 else ZERO
     zero = literal(s.b, False if ct.type.dtype is DType.BOOL else 0.0)
     return s.b.prim(P.WHERE, (), c, *((ct, zero) if k == 1 else (zero, ct)))
 
 
 def _spread(s: Application, ct: Value) -> Value:
-    """`ct` with the reduced axes put back (length 1) where NumPy's broadcasting
-    needs them: it then broadcasts over each group. Leading reduced axes are
-    left out, as broadcasting adds them."""
-    axes = s.param("axes")
-    leading = next(k for k in range(len(axes) + 1) if k == len(axes) or axes[k] != k)
-    return keep_axes(s.b, ct, tuple(a - leading for a in axes[leading:]))
+    """`ct` broadcastable over each group of the reduction."""
+    return regrouped(s.b, ct, s.param("axes"))
 
 
 def _sum(s: Application, ct: Value) -> Value:
@@ -154,8 +154,17 @@ def _mean(s: Application, ct: Value) -> Value:
 
 
 def _weighted(s: Application, ct: Value) -> Value:
-    """ct spread over each group, times the group's weights (prod, max, min, logsumexp)."""
+    """ct spread over each group, times the group's weights (prod, logsumexp)."""
     return s.alg.mul(s.b, _spread(s, ct), REDUCTION_WEIGHTS[s.prim](s))
+
+
+def _extremum(s: Application, ct: Value) -> Value:
+    """max (min): ct shared by the tied items, `where(hit, ct / count, 0)`; of bools
+    over Z2, ct times the weights of any (all)."""
+    if is_z2_logic(s):
+        return s.alg.mul(s.b, _spread(s, ct), any_all_weights(s))
+    hit, count = extremum_ties(s)
+    return hit.where(s.sym(_spread(s, per_tie(s, ct, count))), 0.0).value
 
 
 def _softmax(s: Application, ct: Value) -> Value:
@@ -362,6 +371,8 @@ VJP_RULES: dict[Primitive, VjpRule] = {
     P.SUM: defvjp(_sum),
     P.MEAN: defvjp(_mean),
     **{prim: defvjp(_weighted) for prim in REDUCTION_WEIGHTS},
+    P.MAX: defvjp(_extremum),
+    P.MIN: defvjp(_extremum),
     P.SOFTMAX: defvjp(_softmax),
     P.PARITY: defvjp(_sum),
     P.POPCOUNT_LE: deftranspose(_popcount_le),

@@ -44,12 +44,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from hypothesis import HealthCheck, note, settings
+from hypothesis import HealthCheck, note, reject, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
 import catad
 from catad.compiler import ast
+from catad.compiler.errors import DerivativeError
 from catad.compiler.lower import load_module
 from catad.compiler.parse import lark_parser
 from catad.compiler.pipeline import Stages
@@ -71,7 +72,8 @@ FEATURES = (
     "index",        # indexing with computed indices, rows, columns, constants
     "slice",        # x[1:], x[:-1], x[:n - 1], x[1:n]
     "map",          # map and map2 with lambdas
-    "reduce",       # reduce with + and with bodies that are not a monoid
+    "reduce",       # reduce with +, maximum and * (monoids, compiled to sum, max, prod)
+    "associative",  # reduce with associative bodies that are not monoids (gradients by scans)
     "fold",
     "scan",
     "call",         # calls of helper functions
@@ -159,10 +161,22 @@ def scaled(fraction: float) -> settings:
 
 
 def compile_source(text: str) -> tuple[Stages, types.ModuleType]:
-    """Every stage of `text` and its compiled module; the text is noted for hypothesis."""
+    """Every stage of `text` and its compiled module; the text is noted for hypothesis.
+    A derivative the program does not have (its result depends on the parameters
+    only through a comparison: a step function) is refused by design, and the
+    example is rejected (as is a Hessian of a piecewise linear program): test_fuzz checks that such refusals are clean errors."""
     note(text)
-    stages = catad.stages(text)
+    try:
+        stages = catad.stages(text)
+    except DerivativeError as err:
+        reject_if_step_function(err)
+        raise
     return stages, load_module(stages.python, "generated")
+
+
+def reject_if_step_function(err: DerivativeError) -> None:
+    if "only through" in str(err):  # a comparison, `sign`, a floor division or a cast
+        reject()
 
 
 def size_values(low: int = 2, high: int = MAX_SIZE) -> st.SearchStrategy[dict[str, int]]:
@@ -561,6 +575,7 @@ class _Generator:
             yield from self.gated("scan", 2, lambda: self.scan(t, env, d))
         if rank <= 1 and env.loops < MAX_LOOPS:
             yield from self.gated("reduce", 2, lambda: self.reduce(t, env, d))
+            yield from self.gated("associative", 1, lambda: self.reduce(t, env, d, associative=True))
         if env.loops < MAX_LOOPS:
             yield from self.gated("fold", 1, lambda: self.fold(t, env, d))
         if rank <= 1:
@@ -983,24 +998,34 @@ class _Generator:
         func = "map2" if len(arrays) == 2 and self.coin() else "map"
         return _call(func, *(e for e, _ in made), ast.Lambda(tuple(names), _body_expr(body))), bound
 
-    def reduce(self, t: ArrayType, env: _Env, d: int) -> Made:
+    def reduce(self, t: ArrayType, env: _Env, d: int, associative: bool = False) -> Made:
+        """reduce(xs, unit, |a, b| body): a monoid body, or (`associative`) an
+        associative one that is not (the language requires associativity, and
+        reverse mode brackets the items as scans)."""
         length = self.choice([Dim.of(s) for s in env.sizes] + [Dim(3)])
         xs, bound = self.expr(ArrayType(DType.F64, (length, *t.shape)), env, d)
         count = _extent(length)
         a, b = ast.Name(self.fresh("a")), ast.Name(self.fresh("b"))
-        kinds = ["add", "max", "mul", "affine", "square"]
-        kind = self.choice(kinds + ["sin"] if self.allows("elementwise") else kinds)
+        if associative:
+            kinds = ["scaled product", "or"] + (["logaddexp"] if self.allows("elementwise") else [])
+        else:
+            kinds = ["add", "max", "mul"]
+        kind = self.choice(kinds)
         self.deepest = max(self.deepest, env.loops + 1)
-        if kind == "mul":
+        if kind not in ("add", "max"):
             xs, bound = self.squash(xs), 1.0
-        unit_value = {"mul": 1.0, "max": -1e30}.get(kind, 0.0)
+        unit_value = {"mul": 1.0, "max": -1e30, "logaddexp": -1e30}.get(kind, 0.0)
+        product = ast.BinOp("*", a, b)
         body, total = {
             "add": (ast.BinOp("+", a, b), bound * count),
             "max": (_call("maximum", a, b), bound),
-            "mul": (ast.BinOp("*", a, b), 1.0),
-            "affine": (ast.BinOp("+", ast.BinOp("*", ast.FloatLit(0.5), a), b), 2 * bound),
-            "square": (ast.BinOp("+", a, ast.BinOp("*", b, b)), count * bound * bound),
-            "sin": (ast.BinOp("+", a, _call("sin", b)), float(count)),
+            "mul": (product, 1.0),
+            # 1 + r/2 = prod(1 + x/2), and 1 - r = prod(1 - x)
+            "scaled product": (ast.BinOp("+", ast.BinOp("+", a, b), ast.BinOp("*", ast.FloatLit(0.5), product)),
+                               2 * (1.5 ** count - 1)),
+            "or": (ast.BinOp("-", ast.BinOp("+", a, b), product), 2.0 ** count + 1),
+            "logaddexp": (_call("log", ast.BinOp("+", _call("exp", a), _call("exp", b))),
+                          1.0 + math.log(max(count, 1))),
         }[kind]
         unit: ast.Expr = (_float(unit_value) if not t.shape
                           else _call("full", _shape_expr(t.shape), _float(unit_value)))

@@ -92,3 +92,39 @@ def test_gradbench_gmm_and_lstm_formats():
                                     "function": "jacobian", "input": lstm_input})
     assert reply["success"], reply
     assert len(reply["output"]) == 2 * l * 4 * b + 3 * b
+
+
+def test_the_command_line_runs_a_suite_and_records_the_allocator_setting(tmp_path):
+    # in a child process: --keep-freed-memory changes the allocator of the whole process
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "results.json"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--suite", "lse", "--sizes", "tiny",
+                           "--tools", "catad,manual", "--budget", "0", "--no-report",
+                           "--keep-freed-memory", "--out", str(out)],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["environment"]["allocator"]  # what was set, or why not
+    assert [r["valid"] for r in results["problems"]] == [True, True]
+
+
+def test_a_tool_that_fails_when_run_is_reported_not_fatal(monkeypatch):
+    import types
+
+    from benchmarks import suites
+    from benchmarks.tools import Prepared, manual_tool
+
+    def broken():
+        raise NotImplementedError("no assignment here")
+
+    failing = types.SimpleNamespace(NAME="broken", unavailable=lambda: None,
+                                    prepare=lambda problem, inputs: Prepared(broken, broken, None))
+    monkeypatch.setattr(suites, "tool_modules", lambda: (manual_tool, failing))
+    rows = suites.run_problem(PROBLEMS["lse"], "tiny", None, budget_s=0.0)
+    (row,) = [r for r in rows if r["tool"] == "broken"]
+    assert row["skipped"] == "failed: NotImplementedError: no assignment here"
+    assert next(r for r in rows if r["tool"] == "manual")["valid"]

@@ -437,6 +437,12 @@ ARANGE_N = call("arange", lo=Dim(0), hi=N)
     ((let("m", call("mul", "x", 2.0)), let("r", call("neg", "m"))), "r",
      block(let("r", call("mul", -2.0, "x")), result="r")),
     ((let("r", call("mul", "x", -1)),), "r", block(let("r", call("neg", "x")), result="r")),
+    # 0 / x -> zeros;  where(x > 0, 0.0, zeros) -> zeros
+    ((let("r", call("div", 0.0, "x")),), "r",
+     block(let("r", call("zeros", dtype=DType.F64, shape=(N,))), result="r")),
+    ((let("m", call("gt", "x", 0.0)), let("z", call("zeros", dtype=DType.F64, shape=(N,))),
+      let("r", call("where", "m", 0.0, "z"))), "r",
+     block(let("z", call("zeros", dtype=DType.F64, shape=(N,))), result="z")),
     # x - (-y) -> x + y;  x + (-y) -> x - y;  (-x) + y -> y - x
     ((let("m", call("neg", "y")), let("r", call("sub", "x", "m"))), "r",
      block(let("r", call("add", "x", "y")), result="r")),
@@ -480,6 +486,141 @@ def test_a_sum_is_taken_before_the_scaling(scaled, outer):
 def test_a_sum_of_a_product_of_arrays_stays():
     bindings = (let("a", call("mul", "A", "A")), let("r", call("sum", "a", axes=(1,))))
     assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+# ---- sums taken before the linear work that made their argument ------------------------
+
+
+def _calls(got: Block) -> list[tuple[str, object]]:
+    """(primitive, result type) of each call made, in order."""
+    types = binding_types(TargetFunction("f", tuple(PARAMS.items()), tuple(PARAMS), F64, (), got))
+    return [(b.expr.prim.name, types[b.name]) for b in got.bindings if isinstance(b.expr, Call)]
+
+
+NN, PN = ArrayType(DType.F64, (N, N)), ArrayType(DType.F64, (P3, N))
+
+
+@pytest.mark.parametrize("bindings, expected", [
+    # sum(A * x, 0) -> sum(A, 0) * x      (x is the same down the rows of A)
+    ((let("a", call("mul", "A", "x")), let("r", call("sum", "a", axes=(0,)))),
+     block(let("t", call("sum", "A", axes=(0,))), let("r", call("mul", "t", "x")), result="r")),
+    # mean(x[:, None] * A, 1) -> mean(A, 1) * x      (the unit axis goes with the sum)
+    ((let("e", call("expand_dims", "x", axis=1)), let("a", call("mul", "e", "A")),
+      let("r", call("mean", "a", axes=(1,)))),
+     block(let("t", call("mean", "A", axes=(1,))), let("r", call("mul", "t", "x")), result="r")),
+    # sum(transpose(W, (1, 0, 2)), 0) -> sum(W, 1)
+    ((let("a", call("transpose", "W", perm=(1, 0, 2))), let("r", call("sum", "a", axes=(0,)))),
+     block(let("r", call("sum", "W", axes=(1,))), result="r")),
+    # sum(transpose(W, (2, 1, 0)), 1) -> transpose(sum(W, 1))
+    ((let("a", call("transpose", "W", perm=(2, 1, 0))), let("r", call("sum", "a", axes=(1,)))),
+     block(let("t", call("sum", "W", axes=(1,))), let("r", call("transpose", "t", perm=(1, 0))),
+           result="r")),
+])
+def test_a_sum_is_taken_before_a_broadcast_factor_or_a_transpose(bindings, expected):
+    got = simplified(*bindings, result="r")
+    assert len(got.bindings) == len(expected.bindings)
+    renamed = {b.name: e.name for b, e in zip(got.bindings, expected.bindings)}
+    assert _renamed(got, renamed) == expected
+    values_agree(*bindings, result="r")
+
+
+def _renamed(got: Block, names: dict[str, str]) -> Block:
+    """`got` with its binding names replaced (the temporaries' numbers are the namer's business)."""
+    def a(x):
+        return Name(names.get(x.id, x.id)) if isinstance(x, Name) else x
+    return Block(tuple(Bind(names.get(b.name, b.name), Call(b.expr.prim, b.expr.params, tuple(map(a, b.expr.args)))
+                            if isinstance(b.expr, Call) else b.expr) for b in got.bindings), a(got.result))
+
+
+@pytest.mark.parametrize("bindings", [
+    # the rows of the product: (sum(W, 1)[:, None, :] @ A)[:, 0, :], which is sum(W, 1) @ A
+    (let("a", call("matmul", "W", "A")), let("r", call("sum", "a", axes=(1,)))),
+    # its columns: A @ sum(B, 1)[:, None]
+    (let("a", call("matmul", "A", "B")), let("r", call("sum", "a", axes=(1,)))),
+    # the rows, then the batch axis
+    (let("a", call("matmul", "W", "A")), let("r", call("sum", "a", axes=(0, 1)))),
+    # through a transpose: the sum of the rows of transpose(W @ A, (1, 0, 2)) is over axis 0
+    (let("a", call("matmul", "W", "A")), let("b", call("transpose", "a", perm=(1, 0, 2))),
+     let("r", call("sum", "b", axes=(0,)))),
+])
+def test_a_sum_over_the_rows_of_a_product_is_the_product_of_the_summed_rows(bindings):
+    got = simplified(*bindings, result="r")
+    full = binding_types(function(*bindings, result="r"))["a"]
+    made = _calls(got)
+    assert [prim for prim, _ in made].count("matmul") == 1 and all(t != full for _, t in made), got
+    values_agree(*bindings, result="r")
+
+
+def test_a_sum_of_terms_is_split_where_a_term_reduces_first():
+    # sum(W @ A + W * x, 1) -> (product of the summed rows) + sum(W, 1) * x: no (p, n, n) array
+    bindings = (let("a", call("matmul", "W", "A")), let("b", call("mul", "W", "x")),
+                let("s", call("add", "a", "b")), let("r", call("sum", "s", axes=(1,))))
+    got = simplified(*bindings, result="r")
+    assert all(t.rank <= 2 for prim, t in _calls(got) if prim not in ("expand_dims", "matmul")), got
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    # x varies along the summed axis
+    (let("a", call("mul", "A", "x")), let("r", call("sum", "a", axes=(1,)))),
+    # neither term of the sum reduces first
+    (let("a", call("exp", "A")), let("s", call("add", "a", "A")), let("r", call("sum", "s", axes=(0,)))),
+    # a product with a vector has no row axis left to sum
+    (let("a", call("matmul", "A", "x")), let("r", call("sum", "a", axes=(0,)))),
+    # integers: i * k summed stays as written
+    (let("a", call("mul", "i", "k")), let("r", call("sum", "a", axes=(0,)))),
+])
+def test_sums_that_stay(bindings):
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+def test_a_sum_whose_argument_is_read_elsewhere_stays():
+    # the product is made anyway for `b`: summing its factor first saves nothing
+    bindings = (let("a", call("mul", "A", "x")), let("r", call("sum", "a", axes=(0,))),
+                let("b", call("exp", "a")), let("q", MakeTuple((Name("r"), Name("b")))))
+    got = simplified(*bindings, result="q")
+    assert got == block(*bindings, result="q")
+
+
+@pytest.mark.parametrize("bindings, ones", [
+    # sum(exp(x) / sum(exp(x))) -> 1.0
+    ((let("e", call("exp", "x")), let("s", call("sum", "e", axes=(0,))), let("w", call("div", "e", "s")),
+      let("r", call("sum", "w", axes=(0,)))), call("const", value=1.0, dtype=DType.F64, weak=False)),
+    # along axis 1, the total put back with a unit axis, as 1 / total times exp
+    ((let("e", call("exp", "A")), let("s", call("sum", "e", axes=(1,))), let("u", call("expand_dims", "s", axis=1)),
+      let("i", call("div", 1.0, "u")), let("w", call("mul", "e", "i")), let("r", call("sum", "w", axes=(1,)))),
+     call("ones", dtype=DType.F64, shape=(N,))),
+])
+def test_normalised_exponentials_sum_to_one(bindings, ones):
+    got = simplified(*bindings, result="r")
+    assert got == block(let("r", ones), result="r")
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    # x may be negative: its normalised values need not sum to one (nor be finite)
+    (let("s", call("sum", "x", axes=(0,))), let("w", call("div", "x", "s")), let("r", call("sum", "w", axes=(0,)))),
+    # normalised along axis 1, summed along axis 0
+    (let("e", call("exp", "A")), let("s", call("sum", "e", axes=(1,))), let("u", call("expand_dims", "s", axis=1)),
+     let("w", call("div", "e", "u")), let("r", call("sum", "w", axes=(0,)))),
+])
+def test_sums_of_other_quotients_stay(bindings):
+    assert simplified(*bindings, result="r") == block(*bindings, result="r")
+
+
+def test_a_literal_scales_the_smaller_factor_of_a_product():
+    # 2 * (x * A) -> (2 * x) * A;  2 * (expand_dims(-0.5 * x, 1) * A) -> expand_dims(-x, 1) * A
+    bindings = (let("a", call("mul", "x", "A")), let("r", call("mul", 2.0, "a")))
+    got = simplified(*bindings, result="r")
+    (scaled, result) = got.bindings
+    assert scaled.expr == call("mul", 2.0, "x") and result.expr == call("mul", scaled.name, "A")
+    values_agree(*bindings, result="r")
+    bindings = (let("h", call("mul", -0.5, "x")), let("e", call("expand_dims", "h", axis=1)),
+                let("a", call("mul", "e", "A")), let("r", call("mul", 2, "a")))
+    got = simplified(*bindings, result="r")
+    assert [b.expr.prim for b in got.bindings] == [P.NEG, P.EXPAND_DIMS, P.MUL]
+    assert got.bindings[0].expr == call("neg", "x")
+    values_agree(*bindings, result="r")
 
 
 # ---- broadcasting and shapes -------------------------------------------------------------

@@ -7,6 +7,8 @@
   adjoint law and D from R[R[f]] hold over Z2 on random circuits;
 * parity and popcount_le, the primitives the paper's models need, against the
   brute force; `reduce` with xor becomes a whole-array parity;
+* `hessian` is the brute-force second difference, row by row jvp(grad(f)), and
+  is refused where jvp(grad(f)) is;
 * bad input: mixing real and Z2 derivatives, a Z2 derivative through a count
   of bools, an `if` on the bools differentiated, are errors at the user's line.
 """
@@ -390,3 +392,40 @@ def test_a_count_that_is_not_differentiated_is_fine():
                       "fn g = vjp(f, wrt = p);")
     _, p_bar = m.g(np.array([False, True]), np.array([True, True]), True)
     np.testing.assert_array_equal(p_bar, [True, False])
+
+
+# ---- Hessians over Z2 -------------------------------------------------------------------------
+
+@settings(max_examples=max(5, COMPILES // 2))
+@given(circuits(outputs=1, ops=TWICE), st.integers(0, 2 ** 32 - 1))
+def test_the_hessian_is_the_brute_force_second_derivative(circuit, seed):
+    """Over Z2 the second difference f(x) + f(x+e_i) + f(x+e_j) + f(x+e_i+e_j) of a
+    multilinear f is its mixed second derivative, and the diagonal is zero (no input is
+    squared); hessian(s) is that matrix and jvp(grad(s)) each of its rows."""
+    source = (circuit.source("c") + f"fn s(x: bool[{circuit.inputs}]) -> bool {{ c(x)[0] }}\n"
+              "fn s_h = hessian(s, wrt = x);\nfn s_hvp = jvp(grad(s, wrt = x), wrt = x);\n")
+    m = catad.compile(source)
+    n = circuit.inputs
+    x = bits(np.random.default_rng(seed), n)
+    e = np.eye(n, dtype=bool)
+    brute = np.array([[m.s(x) ^ m.s(x ^ e[i]) ^ m.s(x ^ e[j]) ^ m.s(x ^ e[i] ^ e[j]) if i != j
+                       else False for j in range(n)] for i in range(n)])
+    hessian = m.s_h(x)
+    assert hessian.dtype == np.bool_
+    np.testing.assert_array_equal(hessian, brute)
+    for i in range(n):
+        np.testing.assert_array_equal(m.s_hvp(x, e[i])[1], hessian[i])
+
+
+def test_a_hessian_over_z2_with_respect_to_a_scalar():
+    m = catad.compile("fn f(a: bool, b: bool[2]) -> bool { (a and b[0]) xor b[1] }\n"
+                      "fn f_h = hessian(f, wrt = b);\nfn f_ha = hessian(f, wrt = a);\n")
+    np.testing.assert_array_equal(m.f_h(True, np.array([True, False])), np.zeros((2, 2), bool))
+    assert m.f_ha(True, np.array([True, True])) == np.False_
+
+
+def test_a_hessian_over_z2_through_a_count_is_refused_like_jvp_of_grad():
+    for decl in ("fn g = hessian(f, wrt = x);", "fn g = jvp(grad(f, wrt = x), wrt = x);"):
+        with pytest.raises(DerivativeError) as info:
+            catad.compile(f"fn f(x: bool[3]) -> bool {{ max(x) }}\n{decl}\n")
+        assert info.value.span.line == 2 and "counts bools" in info.value.message

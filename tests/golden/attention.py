@@ -74,8 +74,7 @@ def causal_attention(Wq, Wk, Wv, X):
     # examples/attention.catad:15  let scores = for i in 0..t { for j in 0..t {
     t1 = np.arange(t)
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
-    t16 = Q @ K.T / np.sqrt(np.float64(np.int64(e)))
-    scores = np.where(t1 <= np.expand_dims(t1, 1), t16, -1e+30)
+    scores = np.where(t1 <= t1[:, None], Q @ K.T / np.sqrt(np.float64(np.int64(e))), -1e+30)
     # examples/attention.catad:18  softmax(scores, axis = 1) @ (X @ Wv)
     return _softmax(scores, axis=1) @ (X @ Wv)
 
@@ -118,7 +117,7 @@ def attention_vjp(Wq, Wk, Wv, X, attention_bar):
     t6 = _softmax(scores, axis=1)
     t9 = attention_bar @ V.T
     V_bar = t6.T @ attention_bar
-    scores_bar = t6 * (t9 - np.expand_dims(np.sum(t9 * t6, axis=1), 1))
+    scores_bar = t6 * (t9 - np.sum(t9 * t6, axis=1)[:, None])
     # examples/attention.catad:7  let scores = Q @ transpose(K) / sqrt(f64(e));
     t15 = scores_bar / t5
     Q_bar = t15 @ K
@@ -166,24 +165,24 @@ def causal_attention_vjp(Wq, Wk, Wv, X, causal_attention_bar):
     # examples/attention.catad:15  let scores = for i in 0..t { for j in 0..t {
     t1 = np.arange(t)
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
-    t5 = t1 <= np.expand_dims(t1, 1)
-    t15 = np.sqrt(np.float64(np.int64(e)))
-    scores = np.where(t5, Q @ K.T / t15, -1e+30)
+    t4 = t1 <= t1[:, None]
+    t14 = np.sqrt(np.float64(np.int64(e)))
+    scores = np.where(t4, Q @ K.T / t14, -1e+30)
     # examples/attention.catad:18  softmax(scores, axis = 1) @ (X @ Wv)
-    t19 = _softmax(scores, axis=1)
-    t20 = X @ Wv
-    t23 = causal_attention_bar @ t20.T
-    t25 = t19.T @ causal_attention_bar
-    t28 = X.T
-    Wv_bar = t28 @ t25
-    scores_bar = t19 * (t23 - np.expand_dims(np.sum(t23 * t19, axis=1), 1))
+    t18 = _softmax(scores, axis=1)
+    t19 = X @ Wv
+    t22 = causal_attention_bar @ t19.T
+    t24 = t18.T @ causal_attention_bar
+    t27 = X.T
+    Wv_bar = t27 @ t24
+    scores_bar = t18 * (t22 - np.sum(t22 * t18, axis=1)[:, None])
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
-    t39 = np.where(t5, scores_bar, 0.0) / t15
-    t89 = t39 @ K
-    t94 = t39.T @ Q
+    t38 = np.where(t4, scores_bar, 0.0) / t14
+    t88 = t38 @ K
+    t93 = t38.T @ Q
     # examples/attention.catad:14  let K = X @ Wk;
-    Wk_bar = t28 @ t94
+    Wk_bar = t27 @ t93
     # examples/attention.catad:13  let Q = X @ Wq;
-    Wq_bar = t28 @ t89
-    X_bar = t25 @ Wv.T + t94 @ Wk.T + t89 @ Wq.T
-    return (t19 @ t20, (Wq_bar, Wk_bar, Wv_bar, X_bar))
+    Wq_bar = t27 @ t88
+    X_bar = t24 @ Wv.T + t93 @ Wk.T + t88 @ Wq.T
+    return (t18 @ t19, (Wq_bar, Wk_bar, Wv_bar, X_bar))

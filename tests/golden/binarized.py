@@ -157,18 +157,18 @@ def loss_grad(W, v, b, X, y):
     if y.shape != (n,):
         raise ValueError(f"loss_grad: argument y should have shape {(n,)} (f64[n] with n = {n}), got {y.shape}")
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    t9 = np.int64(d)
-    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / t9
+    t8 = np.int64(d)
+    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / t8
     # examples/binarized.catad:10  where(x >= 0.0, 1.0, -1.0)
-    t15 = np.where(x >= 0.0, 1.0, -1.0)
+    t13 = np.where(x >= 0.0, 1.0, -1.0)
     # examples/binarized.catad:27  let z = hidden(W, X) @ v + b;
-    z = t15 @ v + b
+    z = t13 @ v + b
     # examples/binarized.catad:28  mean(softplus(z) - y * z)
-    t23 = 1.0 / np.int64(n)
-    z_bar = y * -t23 + t23 * _sigmoid(z)
+    t21 = 1.0 / np.int64(n)
+    z_bar = y * -t21 + t21 * _sigmoid(z)
     # examples/binarized.catad:27  let z = hidden(W, X) @ v + b;
     b_bar = np.sum(z_bar, axis=0)
-    v_bar = z_bar @ t15
+    v_bar = z_bar @ t13
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    t42 = (np.where(np.abs(x) <= 1.0, np.expand_dims(z_bar, 1) * v, 0.0) / t9).T @ X
-    return (np.where(np.abs(W) <= 1.0, t42, 0.0), v_bar, b_bar)
+    t40 = (np.where(np.abs(x) <= 1.0, z_bar[:, None] * v, 0.0) / t8).T @ X
+    return (np.where(np.abs(W) <= 1.0, t40, 0.0), v_bar, b_bar)

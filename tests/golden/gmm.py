@@ -75,7 +75,7 @@ def gmm(alphas, means, icf, x, gamma, wm):
     t24 = np.reshape(np.arange(k), (k, 1, 1))
     Ls = np.where(t6 > t2, icf[np.clip(t24, 0, k - 1), np.clip(t23, 0, m - 1)], 0.0)
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
-    xc = np.expand_dims(x, 1) - means
+    xc = x[:, None] - means
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
     t30 = np.exp(qs)
     t84 = np.transpose(xc, (1, 0, 2)) @ np.transpose(Ls, (0, 2, 1))
@@ -134,56 +134,53 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:13  let Ls = for c in 0..k { for i in 0..d { for j in 0..d {
     t2 = np.arange(d)
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
-    t6 = np.reshape(t2, (1, d, 1))
-    t7 = t6 > t2
-    t8 = np.int64(d)
-    t23 = t8 + t2 * (2 * t8 - t2 - 1) // 2 + t6 - t2 - 1
-    t24 = np.reshape(np.arange(k), (k, 1, 1))
-    Ls = np.where(t7, icf[np.clip(t24, 0, k - 1), np.clip(t23, 0, m - 1)], 0.0)
+    t5 = np.reshape(t2, (1, d, 1))
+    t6 = t5 > t2
+    t7 = np.int64(d)
+    t18 = t7 + t2 * (2 * t7 - t2 - 1) // 2 + t5 - t2 - 1
+    t19 = np.reshape(np.arange(k), (k, 1, 1))
+    Ls = np.where(t6, icf[np.clip(t19, 0, k - 1), np.clip(t18, 0, m - 1)], 0.0)
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
-    xc = np.expand_dims(x, 1) - means
+    xc = x[:, None] - means
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
-    t30 = np.exp(qs)
-    t182 = np.transpose(xc, (1, 0, 2))
-    Qxc = t30 * xc + np.transpose(t182 @ np.transpose(Ls, (0, 2, 1)), (1, 0, 2))
+    t25 = np.exp(qs)
+    t169 = np.transpose(xc, (1, 0, 2))
+    Qxc = t25 * xc + np.transpose(t169 @ np.transpose(Ls, (0, 2, 1)), (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
     main = alphas + sum_qs - 0.5 * np.sum(Qxc * Qxc, axis=2)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
-    t48 = 0.5 * gamma * gamma
-    t58 = np.float64(wm)
-    t57 = t48 * (np.sum(t30 ** 2, axis=(0, 1)) + np.sum(ls ** 2, axis=(0, 1)))
-    prior = t57 - t58 * np.sum(sum_qs, axis=0)
+    t40 = 0.5 * gamma * gamma
+    t47 = np.float64(wm)
+    t46 = t40 * (np.sum(t25 ** 2, axis=(0, 1)) + np.sum(ls ** 2, axis=(0, 1)))
+    prior = t46 - t47 * np.sum(sum_qs, axis=0)
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
-    t61 = _logsumexp(main, axis=1)
-    t63 = np.int64(n)
-    t64 = np.float64(t63)
-    t65 = _logsumexp(alphas, axis=0)
-    t75 = 0.9189385332046727 * np.float64(t63 * t8)
-    t92 = np.exp(main - np.expand_dims(t61, 1))
+    t50 = _logsumexp(main, axis=1)
+    t52 = np.int64(n)
+    t53 = np.float64(t52)
+    t54 = _logsumexp(alphas, axis=0)
+    t61 = 0.9189385332046727 * np.float64(t52 * t7)
+    t78 = np.exp(main - t50[:, None])
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
-    ls_bar = t48 * (2 * ls)
+    ls_bar = t40 * (2 * ls)
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
-    t124 = np.sum(t92, axis=0)
-    Qxc_bar = 2 * (np.expand_dims(-0.5 * t92, 2) * Qxc)
-    alphas_bar = -t64 * np.exp(alphas - t65) + t124
-    sum_qs_bar = t124 - t58
-    # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
-    xc_bar = np.transpose(np.transpose(Qxc_bar, (1, 0, 2)) @ Ls, (1, 0, 2)) + t30 * Qxc_bar
+    t110 = np.sum(t78, axis=0)
+    Qxc_bar = (-t78)[:, :, None] * Qxc
+    alphas_bar = -t53 * np.exp(alphas - t54) + t110
+    sum_qs_bar = t110 - t47
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
-    means_bar = -np.sum(xc_bar, axis=0)
+    t3 = np.sum(Qxc_bar, axis=0)
+    means_bar = -(np.reshape(t3[:, None] @ Ls, (k, d)) + t3 * t25)
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
-    t159 = np.where(t7, np.transpose(Qxc_bar, (1, 2, 0)) @ t182, 0.0)
-    t163 = np.zeros((k, m))
-    # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
-    t151 = t48 * (2 * t30) * t30 + np.sum(Qxc_bar * xc, axis=0) * t30
+    t146 = np.where(t6, np.transpose(Qxc_bar, (1, 2, 0)) @ t169, 0.0)
+    t150 = np.zeros((k, m))
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
-    qs_bar = t151 + np.expand_dims(sum_qs_bar, 1)
+    qs_bar = (t40 * (2 * t25) + np.sum(Qxc_bar * xc, axis=0)) * t25 + sum_qs_bar[:, None]
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
-    t164 = _gather_add(t163, t159, (np.clip(t24, 0, k - 1), np.clip(t23, 0, m - 1)))
+    t151 = _gather_add(t150, t146, (np.clip(t19, 0, k - 1), np.clip(t18, 0, m - 1)))
     # examples/gmm.catad:11  let ls = icf[:, d:];
-    t169 = _index_add(t164, ls_bar, (slice(None, None), slice(d, None)))
+    t156 = _index_add(t151, ls_bar, (slice(None, None), slice(d, None)))
     # examples/gmm.catad:10  let qs = icf[:, :d];
-    icf_bar = _index_add(t169, qs_bar, (slice(None, None), slice(None, d)))
+    icf_bar = _index_add(t156, qs_bar, (slice(None, None), slice(None, d)))
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
-    t76 = np.sum(t61, axis=0) - t64 * t65 + prior - t75
-    return (t76, (alphas_bar, means_bar, icf_bar))
+    t62 = np.sum(t50, axis=0) - t53 * t54 + prior - t61
+    return (t62, (alphas_bar, means_bar, icf_bar))

@@ -12,7 +12,7 @@ def basis(x):
     if x.shape != (4,):
         raise ValueError(f"basis: argument x should have shape (4,) (bool[4]), got {x.shape}")
     # examples/iris_circuit.catad:15  let bits = for k in 0..16 { for i in 0..4 { (k // 2 ** i) % 2 == 1 } };  # bit i of k
-    bits = np.expand_dims(np.arange(16), 1) // 2 ** np.arange(4) % 2 == 1
+    bits = np.arange(16)[:, None] // 2 ** np.arange(4) % 2 == 1
     # examples/iris_circuit.catad:16  min(x == bits, axis = 1)                       # all i: x[i] == bit i of k
     return np.min(x == bits, axis=1)
 
@@ -33,7 +33,7 @@ def lut(t, x):
     if x.shape != (4,):
         raise ValueError(f"lut: argument x should have shape (4,) (bool[4]), got {x.shape}")
     # examples/iris_circuit.catad:15  let bits = for k in 0..16 { for i in 0..4 { (k // 2 ** i) % 2 == 1 } };  # bit i of k
-    bits = np.expand_dims(np.arange(16), 1) // 2 ** np.arange(4) % 2 == 1
+    bits = np.arange(16)[:, None] // 2 ** np.arange(4) % 2 == 1
     # examples/iris_circuit.catad:20  parity(t and basis(x), axis = 1)
     return np.sum(t & np.min(x == bits, axis=1), axis=1) % 2 == 1
 
@@ -57,12 +57,12 @@ def lut_vjp(t, x, lut_bar):
     if lut_bar.shape != (c,):
         raise ValueError(f"lut_vjp: argument lut_bar should have shape {(c,)} (bool[c] with c = {c}), got {lut_bar.shape}")
     # examples/iris_circuit.catad:15  let bits = for k in 0..16 { for i in 0..4 { (k // 2 ** i) % 2 == 1 } };  # bit i of k
-    bits = np.expand_dims(np.arange(16), 1) // 2 ** np.arange(4) % 2 == 1
+    bits = np.arange(16)[:, None] // 2 ** np.arange(4) % 2 == 1
     # examples/iris_circuit.catad:16  min(x == bits, axis = 1)                       # all i: x[i] == bit i of k
-    t12 = np.min(x == bits, axis=1)
+    t11 = np.min(x == bits, axis=1)
     # examples/iris_circuit.catad:20  parity(t and basis(x), axis = 1)
-    t_bar = t12 & np.expand_dims(lut_bar, 1)
-    return (np.sum(t & t12, axis=1) % 2 == 1, t_bar)
+    t_bar = t11 & lut_bar[:, None]
+    return (np.sum(t & t11, axis=1) % 2 == 1, t_bar)
 
 
 # examples/iris_circuit.catad:26  fn predict(t: bool[c, 16], X: bool[n, 4]) -> bool[n, c] {
@@ -86,5 +86,4 @@ def predict(t, X):
     # examples/iris_circuit.catad:15  let bits = for k in 0..16 { for i in 0..4 { (k // 2 ** i) % 2 == 1 } };  # bit i of k
     bits = np.reshape(np.arange(16), (1, 16, 1)) // 2 ** np.arange(4) % 2 == 1
     # examples/iris_circuit.catad:20  parity(t and basis(x), axis = 1)
-    t17 = t & np.expand_dims(np.min(np.expand_dims(X, 1) == bits, axis=2), 1)
-    return np.sum(t17, axis=2) % 2 == 1
+    return np.sum(t & np.min(X[:, None] == bits, axis=2)[:, None], axis=2) % 2 == 1

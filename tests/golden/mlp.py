@@ -127,7 +127,7 @@ def loss_grad(W1, b1, W2, b2, X, Y):
     t13 = 1.0 / np.int64(n)
     t36 = -t13
     Y_bar = t36 * logits
-    logits_bar = Y * t36 + t13 * np.exp(logits - np.expand_dims(t6, 1))
+    logits_bar = Y * t36 + t13 * np.exp(logits - t6[:, None])
     # examples/mlp.catad:5  H @ transpose(W2) + b2
     b2_bar = np.sum(logits_bar, axis=0)
     H_bar = logits_bar @ W2

@@ -99,7 +99,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
     t8 = np.int64(t - 1)
-    t12 = np.concatenate([np.expand_dims(t1, 0), t7[:t - 1]], axis=0)
+    t12 = np.concatenate([t1[None], t7[:t - 1]], axis=0)
     t16 = np.zeros((d,))
     t17 = np.arange(t)
     t25 = (rnn_last_bar, t16, t1, t16, t1)
@@ -158,7 +158,7 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
-    t10 = np.concatenate([np.expand_dims(t1, 0), t7[:t - 1]], axis=0)
+    t10 = np.concatenate([t1[None], t7[:t - 1]], axis=0)
     t15 = np.zeros((d,))
     t16 = np.arange(t)
     t18 = np.int64(t - 1)

@@ -116,10 +116,10 @@ def layer_norm(x, gain, bias):
     if bias.shape != (e,):
         raise ValueError(f"layer_norm: argument bias should have shape {(e,)} (f64[e] with e = {e}), got {bias.shape}")
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred = x - np.expand_dims(np.mean(x, axis=1), 1)
+    centred = x - np.mean(x, axis=1)[:, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t12 = np.expand_dims(np.sqrt(np.mean(centred * centred, axis=1) + 1e-05), 1)
-    return gain * centred / t12 + bias
+    t13 = gain * centred / np.sqrt(np.mean(centred * centred, axis=1) + 1e-05)[:, None]
+    return t13 + bias
 
 
 # examples/transformer.catad:13  fn logits(E: f64[v, e], P: f64[t, e], Wq: f64[e, e], Wk: f64[e, e], Wv: f64[e, e],
@@ -187,18 +187,17 @@ def logits(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, X):
     # examples/transformer.catad:17  let x = X @ E + P;
     x = X @ E + P
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred = x - np.expand_dims(np.mean(x, axis=1), 1)
+    centred = x - np.mean(x, axis=1)[:, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t13 = np.expand_dims(np.sqrt(np.mean(centred * centred, axis=1) + 1e-05), 1)
-    a = g1 * centred / t13 + b1
+    a = g1 * centred / np.sqrt(np.mean(centred * centred, axis=1) + 1e-05)[:, None] + b1
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
     scores = a @ Wq @ (a @ Wk).T / np.sqrt(np.float64(np.int64(e)))
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     x_1 = x + _softmax(scores, axis=1) @ (a @ Wv) @ Wo
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred_1 = x_1 - np.expand_dims(np.mean(x_1, axis=1), 1)
+    centred_1 = x_1 - np.mean(x_1, axis=1)[:, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t37 = np.expand_dims(np.sqrt(np.mean(centred_1 * centred_1, axis=1) + 1e-05), 1)
+    t37 = np.sqrt(np.mean(centred_1 * centred_1, axis=1) + 1e-05)[:, None]
     m = g2 * centred_1 / t37 + b2
     # examples/transformer.catad:22  let x = x + gelu(m @ W1 + c1) @ W2 + c2;
     x_2 = x_1 + _gelu(m @ W1 + c1) @ W2 + c2
@@ -277,18 +276,18 @@ def loss(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:17  let x = X @ E + P;
     x = Xs @ E + P
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred = x - np.expand_dims(np.mean(x, axis=2), 2)
+    centred = x - np.mean(x, axis=2)[:, :, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t19 = np.expand_dims(np.sqrt(np.mean(centred * centred, axis=2) + 1e-05), 2)
-    a = g1 * centred / t19 + b1
+    t20 = g1 * centred / np.sqrt(np.mean(centred * centred, axis=2) + 1e-05)[:, :, None]
+    a = t20 + b1
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
     scores = a @ Wq @ np.transpose(a @ Wk, (0, 2, 1)) / np.sqrt(np.float64(np.int64(e)))
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     x_1 = x + _softmax(scores, axis=2) @ (a @ Wv) @ Wo
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred_1 = x_1 - np.expand_dims(np.mean(x_1, axis=2), 2)
+    centred_1 = x_1 - np.mean(x_1, axis=2)[:, :, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t48 = np.expand_dims(np.sqrt(np.mean(centred_1 * centred_1, axis=2) + 1e-05), 2)
+    t48 = np.sqrt(np.mean(centred_1 * centred_1, axis=2) + 1e-05)[:, :, None]
     m_1 = g2 * centred_1 / t48 + b2
     # examples/transformer.catad:22  let x = x + gelu(m @ W1 + c1) @ W2 + c2;
     x_2 = x_1 + _gelu(m_1 @ W1 + c1) @ W2 + c2
@@ -369,88 +368,88 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:17  let x = X @ E + P;
     x = Xs @ E + P
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred = x - np.expand_dims(np.mean(x, axis=2), 2)
+    centred = x - np.mean(x, axis=2)[:, :, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t18 = np.sqrt(np.mean(centred * centred, axis=2) + 1e-05)
-    t19 = np.expand_dims(t18, 2)
-    t20 = g1 * centred / t19
-    a = t20 + b1
+    t14 = np.sqrt(np.mean(centred * centred, axis=2) + 1e-05)
+    t15 = t14[:, :, None]
+    t16 = g1 * centred / t15
+    a = t16 + b1
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
-    t21 = a @ Wq
-    t22 = a @ Wk
-    t25 = np.int64(e)
-    t27 = np.sqrt(np.float64(t25))
-    scores = t21 @ np.transpose(t22, (0, 2, 1)) / t27
+    t17 = a @ Wq
+    t18 = a @ Wk
+    t21 = np.int64(e)
+    t23 = np.sqrt(np.float64(t21))
+    scores = t17 @ np.transpose(t18, (0, 2, 1)) / t23
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
-    t28 = _softmax(scores, axis=2)
-    t29 = a @ Wv
-    t30 = t28 @ t29
-    x_1 = x + t30 @ Wo
+    t24 = _softmax(scores, axis=2)
+    t25 = a @ Wv
+    t26 = t24 @ t25
+    x_1 = x + t26 @ Wo
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    centred_1 = x_1 - np.expand_dims(np.mean(x_1, axis=2), 2)
+    centred_1 = x_1 - np.mean(x_1, axis=2)[:, :, None]
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    t47 = np.sqrt(np.mean(centred_1 * centred_1, axis=2) + 1e-05)
-    t48 = np.expand_dims(t47, 2)
-    t49 = g2 * centred_1 / t48
-    m_1 = t49 + b2
+    t35 = np.sqrt(np.mean(centred_1 * centred_1, axis=2) + 1e-05)
+    t36 = t35[:, :, None]
+    t37 = g2 * centred_1 / t36
+    m_1 = t37 + b2
     # examples/transformer.catad:22  let x = x + gelu(m @ W1 + c1) @ W2 + c2;
-    t51 = m_1 @ W1 + c1
-    t52 = _gelu(t51)
-    x_2 = x_1 + t52 @ W2 + c2
+    t39 = m_1 @ W1 + c1
+    t40 = _gelu(t39)
+    x_2 = x_1 + t40 @ W2 + c2
     # examples/transformer.catad:23  x @ U
     z = x_2 @ U
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
-    t55 = _logsumexp(z, axis=2)
+    t43 = _logsumexp(z, axis=2)
     # examples/transformer.catad:31  mean(for s in 0..m {
-    t65 = 1.0 / (np.int64(m) * np.int64(t))
+    t53 = 1.0 / (np.int64(m) * np.int64(t))
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
-    z_bar = Ys * -t65 + t65 * np.exp(z - np.expand_dims(t55, 2))
+    z_bar = Ys * -t53 + t53 * np.exp(z - t43[:, :, None])
     # examples/transformer.catad:23  x @ U
     x_bar = z_bar @ U.T
     U_bar = np.sum(np.transpose(x_2, (0, 2, 1)) @ z_bar, axis=0)
     # examples/transformer.catad:22  let x = x + gelu(m @ W1 + c1) @ W2 + c2;
     c2_bar = np.sum(x_bar, axis=(0, 1))
-    W2_bar = np.sum(np.transpose(t52, (0, 2, 1)) @ x_bar, axis=0)
-    t99 = t51 * (np.exp(-0.5 * (t51 * t51)) * 0.3989422804014327)
-    t101 = x_bar @ W2.T * (0.5 * (1.0 + _erf(t51 * 0.7071067811865476)) + t99)
-    c1_bar = np.sum(t101, axis=(0, 1))
-    m_bar = t101 @ W1.T
-    W1_bar = np.sum(np.transpose(m_1, (0, 2, 1)) @ t101, axis=0)
+    W2_bar = np.sum(np.transpose(t40, (0, 2, 1)) @ x_bar, axis=0)
+    t75 = t39 * 0.7071067811865476
+    t86 = 0.5 * (1.0 + _erf(t75) + t75 * np.exp(0.1207822376352452 - t75 * t75))
+    t87 = x_bar @ W2.T * t86
+    c1_bar = np.sum(t87, axis=(0, 1))
+    m_bar = t87 @ W1.T
+    W1_bar = np.sum(np.transpose(m_1, (0, 2, 1)) @ t87, axis=0)
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b2_bar = np.sum(m_bar, axis=(0, 1))
-    t105 = m_bar / t48
-    t120 = np.expand_dims(np.sum(-t105 * t49, axis=2) / (2.0 * t47) / t25, 2) * centred_1
-    g2_bar = np.sum(t105 * centred_1, axis=(0, 1))
-    centred_bar = 2 * t120 + g2 * t105
+    t91 = m_bar / t36
+    g2_bar = np.sum(t91 * centred_1, axis=(0, 1))
+    t108 = 2 * (np.sum(-t91 * t37, axis=2) / (2.0 * t35) / t21)[:, :, None] * centred_1
+    centred_bar = t108 + g2 * t91
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    x_bar_1 = x_bar + np.expand_dims(-np.sum(centred_bar, axis=2) / t25, 2) + centred_bar
+    x_bar_1 = x_bar + (centred_bar + (-np.sum(centred_bar, axis=2) / t21)[:, :, None])
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
-    t139 = x_bar_1 @ Wo.T
-    Wo_bar = np.sum(np.transpose(t30, (0, 2, 1)) @ x_bar_1, axis=0)
-    t143 = t139 @ np.transpose(t29, (0, 2, 1))
-    t145 = np.transpose(t28, (0, 2, 1)) @ t139
-    t148 = np.transpose(a, (0, 2, 1))
-    Wv_bar = np.sum(t148 @ t145, axis=0)
-    scores_bar = t28 * (t143 - np.expand_dims(np.sum(t143 * t28, axis=2), 2))
+    t123 = x_bar_1 @ Wo.T
+    Wo_bar = np.sum(np.transpose(t26, (0, 2, 1)) @ x_bar_1, axis=0)
+    t127 = t123 @ np.transpose(t25, (0, 2, 1))
+    t129 = np.transpose(t24, (0, 2, 1)) @ t123
+    t132 = np.transpose(a, (0, 2, 1))
+    Wv_bar = np.sum(t132 @ t129, axis=0)
+    scores_bar = t24 * (t127 - np.sum(t127 * t24, axis=2)[:, :, None])
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
-    t154 = scores_bar / t27
-    t163 = t154 @ t22
-    t166 = np.transpose(np.transpose(t21, (0, 2, 1)) @ t154, (0, 2, 1))
-    Wk_bar = np.sum(t148 @ t166, axis=0)
-    Wq_bar = np.sum(t148 @ t163, axis=0)
-    a_bar = t145 @ Wv.T + t166 @ Wk.T + t163 @ Wq.T
+    t138 = scores_bar / t23
+    t147 = t138 @ t18
+    t150 = np.transpose(np.transpose(t17, (0, 2, 1)) @ t138, (0, 2, 1))
+    Wk_bar = np.sum(t132 @ t150, axis=0)
+    Wq_bar = np.sum(t132 @ t147, axis=0)
+    a_bar = t129 @ Wv.T + t150 @ Wk.T + t147 @ Wq.T
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b1_bar = np.sum(a_bar, axis=(0, 1))
-    t176 = a_bar / t19
-    t191 = np.expand_dims(np.sum(-t176 * t20, axis=2) / (2.0 * t18) / t25, 2) * centred
-    g1_bar = np.sum(t176 * centred, axis=(0, 1))
-    centred_bar_1 = 2 * t191 + g1 * t176
+    t160 = a_bar / t15
+    g1_bar = np.sum(t160 * centred, axis=(0, 1))
+    t178 = 2 * (np.sum(-t160 * t16, axis=2) / (2.0 * t14) / t21)[:, :, None] * centred
+    centred_bar_1 = t178 + g1 * t160
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    t206 = x_bar_1 + np.expand_dims(-np.sum(centred_bar_1, axis=2) / t25, 2)
-    x_bar_2 = t206 + centred_bar_1
+    x_bar_2 = x_bar_1 + (centred_bar_1 + (-np.sum(centred_bar_1, axis=2) / t21)[:, :, None])
     # examples/transformer.catad:17  let x = X @ E + P;
     P_bar = np.sum(x_bar_2, axis=0)
     E_bar = np.sum(np.transpose(Xs, (0, 2, 1)) @ x_bar_2, axis=0)
     # examples/transformer.catad:32  let z = logits(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs[s]);
-    t214 = (E_bar, P_bar, Wq_bar, Wk_bar, Wv_bar, Wo_bar, g1_bar, b1_bar, g2_bar, b2_bar, W1_bar, c1_bar, W2_bar, c2_bar, U_bar)
-    return (np.mean(t55 - np.sum(Ys * z, axis=2), axis=(0, 1)), t214)
+    t197 = (E_bar, P_bar, Wq_bar, Wk_bar, Wv_bar, Wo_bar, g1_bar, b1_bar, g2_bar, b2_bar, W1_bar, c1_bar, W2_bar, c2_bar, U_bar)
+    return (np.mean(t43 - np.sum(Ys * z, axis=2), axis=(0, 1)), t197)
