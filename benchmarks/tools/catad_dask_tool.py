@@ -7,13 +7,11 @@ user pays per call)."""
 from __future__ import annotations
 
 import math
-import time
-
 import numpy as np
 
-from benchmarks.problems import Problem, catad_module
+from benchmarks.problems import Problem
 from benchmarks.tools import Prepared
-from benchmarks.tools.catad_tool import gradients
+from benchmarks.tools.catad_tool import prepared
 
 NAME = "catad-dask"
 CHUNKS = 4
@@ -44,14 +42,4 @@ def chunked(inputs: dict) -> tuple:
 def prepare(problem: Problem, inputs: dict) -> Prepared:
     import dask
 
-    start = time.perf_counter()
-    module = catad_module(problem.model, backend="array-api")
-    setup = time.perf_counter() - start
-    objective = getattr(module, problem.objective)
-    gradient = getattr(module, problem.gradient)
-    args = chunked(inputs)
-
-    def computed(fn):
-        return lambda: dask.compute(fn(*args))[0]
-    return Prepared(computed(objective), computed(gradient),
-                    lambda result: gradients(problem, result), setup)
+    return prepared(problem, "array-api", chunked(inputs), run=lambda lazy: dask.compute(lazy)[0])

@@ -24,11 +24,17 @@ def gradients(problem: Problem, result) -> tuple[float, tuple[np.ndarray, ...]]:
 
 
 def prepare(problem: Problem, inputs: dict) -> Prepared:
+    return prepared(problem, "numpy", tuple(inputs.values()))
+
+
+def prepared(problem: Problem, backend: str, args: tuple,
+             run=lambda result: result, to_numpy=lambda result: result) -> Prepared:
+    """The problem's objective and gradient compiled for `backend`, on `args`; `run`
+    finishes a call's result (Dask: computes it), `to_numpy` converts it back."""
     start = time.perf_counter()
-    module = catad_module(problem.model)
+    module = catad_module(problem.model, backend=backend)
     setup = time.perf_counter() - start
     objective = getattr(module, problem.objective)
     gradient = getattr(module, problem.gradient)
-    args = tuple(inputs.values())
-    return Prepared(lambda: objective(*args), lambda: gradient(*args),
-                    lambda result: gradients(problem, result), setup)
+    return Prepared(lambda: run(objective(*args)), lambda: run(gradient(*args)),
+                    lambda result: gradients(problem, to_numpy(result)), setup)

@@ -3,13 +3,11 @@ the same generated code as the `catad` row, on another array library."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from benchmarks.problems import Problem, catad_module
+from benchmarks.problems import Problem
 from benchmarks.tools import Prepared
-from benchmarks.tools.catad_tool import gradients
+from benchmarks.tools.catad_tool import prepared
 
 NAME = "catad-torch"
 
@@ -32,11 +30,5 @@ def to_numpy(value):
 def prepare(problem: Problem, inputs: dict) -> Prepared:
     import torch
 
-    start = time.perf_counter()
-    module = catad_module(problem.model, backend="array-api")
-    setup = time.perf_counter() - start
-    objective = getattr(module, problem.objective)
-    gradient = getattr(module, problem.gradient)
     args = tuple(torch.asarray(np.array(v)) for v in inputs.values())
-    return Prepared(lambda: objective(*args), lambda: gradient(*args),
-                    lambda result: gradients(problem, to_numpy(result)), setup)
+    return prepared(problem, "array-api", args, to_numpy=to_numpy)
