@@ -360,17 +360,22 @@ def _gather(xp, x, key):
     """x[key] for integer arrays key on the leading axes of x (NumPy's fancy
     indexing, negative indices counted from the end), as one take along the
     flattened leading axes."""
-    key = xp.broadcast_arrays(*key) if len(key) > 1 else key
-    flat = None
-    for axis, i in enumerate(key):
-        i = xp.where(i < 0, i + x.shape[axis], i)
-        flat = i if flat is None else flat * x.shape[axis] + i
-    lead = 1
-    for size in x.shape[:len(key)]:
-        lead *= size
+    flat, lead = _flat_key(xp, key, x.shape)
     rows = xp.reshape(x, (lead, *x.shape[len(key):]))
     taken = xp.take(rows, xp.reshape(flat, (-1,)), axis=0)
-    return xp.reshape(taken, (*flat.shape, *x.shape[len(key):]))'''),
+    return xp.reshape(taken, (*flat.shape, *x.shape[len(key):]))''', ("flat_key",)),
+    Helper("flat_key", '''\
+def _flat_key(xp, key, shape):
+    """Integer arrays key on the leading axes of shape (broadcast together,
+    negative indices counted from the end) as one index into those axes
+    flattened, and the flattened length."""
+    key = xp.broadcast_arrays(*key) if len(key) > 1 else key
+    flat, lead = None, 1
+    for axis, i in enumerate(key):
+        i = xp.where(i < 0, i + shape[axis], i)
+        flat = i if flat is None else flat * shape[axis] + i
+        lead *= shape[axis]
+    return flat, lead'''),
 )
 
 
@@ -434,19 +439,14 @@ def _gather_add(xp, target, value, key):
         out = target.copy()
         cupyx.scatter_add(out, key, value)
         return out
-    key = xp.broadcast_arrays(*key) if len(key) > 1 else key
-    flat = None
-    for axis, i in enumerate(key):
-        flat = i if flat is None else flat * target.shape[axis] + i
-    lead = 1
-    for size in target.shape[:len(key)]:
-        lead *= size
+    flat, lead = _flat_key(xp, key, target.shape)
     rest = target.shape[len(key):]
+    rows = xp.broadcast_to(value, (*flat.shape, *rest))
     flat = xp.reshape(flat, (-1,))
-    rows = xp.reshape(xp.broadcast_to(value, (*key[0].shape, *rest)), (flat.shape[0], -1))
+    rows = xp.reshape(rows, (flat.shape[0], -1))
     one_hot = xp.astype(xp.arange(lead, device=array_api_compat.device(target))[:, None] == flat[None, :],
                         target.dtype)
-    return target + xp.reshape(one_hot @ rows, target.shape)'''),
+    return target + xp.reshape(one_hot @ rows, target.shape)''', ("flat_key",)),
 )}
 
 
