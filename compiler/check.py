@@ -21,7 +21,8 @@ affine in the size variables (`n - 1`, `2 * n`, not `n * m`).
 * Where a value must have a given type (a result, an argument, a loop state,
   a branch), its shape must be that type's and its dtype the same or a safe
   promotion (bool -> i64 -> f64, f32 -> f64; a weak literal takes any dtype of
-  its kind or above), made explicit with `astype`; a literal is re-typed.
+  its kind or above), made explicit with `astype`; a literal is re-typed, and a
+  weak constant expression (`exp(0.25)`) cast, so the value has exactly that type.
 * `let (a, (b, c)) = e;` binds a hidden `%tN` for the inner tuple and
   destructures it in a second `TLet`.
 * A derivative rule `fn r = custom_vjp(f, |x.., y_bar| e);` (or `custom_jvp(f,
@@ -50,7 +51,7 @@ from .primitives import (ADD, AND, ASTYPE, DIV, EQ, FLOORDIV, GE, GT, INDEX, LE,
 from .typed import (SizeBinding, TCall, TConst, TExpr, TFor, TFunction, TGet, TIf, TLambda,
                     TLet, TPrim, TProgram, TSize, TTuple, TVar)
 from .types import (I64, ArrayType, Dim, DType, TupleType, Type, promote, scalar,
-                    strip_weak, substitute_type)
+                    substitute_type)
 
 _BINARY: dict[str, Primitive] = {
     "+": ADD, "-": SUB, "*": MUL, "/": DIV, "//": FLOORDIV, "%": MOD, "**": POW, "@": MATMUL,
@@ -489,11 +490,15 @@ class _FunctionChecker:
             case ast.Name():
                 return self.name(e, scope)
             case ast.IntLit(value=value):
-                if value not in _I64_RANGE:
-                    raise TypeMismatchError(f"the integer {value} does not fit in i64", e.span)
-                return TConst(scalar(DType.I64, weak=True), value, span=e.span)
+                return self.int_literal(value, e)
             case ast.FloatLit(value=value):
                 return TConst(scalar(DType.F64, weak=True), value, span=e.span)
+            # a negative literal is one constant, re-typed like any literal where a type is
+            # needed (not cast: `-1.0e30` stays a plain Python number in the printed code)
+            case ast.UnaryOp(op="-", operand=ast.IntLit(value=value)):
+                return self.int_literal(-value, e)
+            case ast.UnaryOp(op="-", operand=ast.FloatLit(value=value)):
+                return TConst(scalar(DType.F64, weak=True), -value, span=e.span)
             case ast.BoolLit(value=value):
                 return TConst(scalar(DType.BOOL, weak=True), value, span=e.span)
             case ast.BinOp(op=op, left=left, right=right):
@@ -522,6 +527,11 @@ class _FunctionChecker:
                 return self.block(block, scope)
             case _:
                 assert_never(e)
+
+    def int_literal(self, value: int, e: ast.Expr) -> TExpr:
+        if value not in _I64_RANGE:
+            raise TypeMismatchError(f"the integer {value} does not fit in i64", e.span)
+        return TConst(scalar(DType.I64, weak=True), value, span=e.span)
 
     def name(self, e: ast.Name, scope: Scope) -> TExpr:
         match scope.get(e.id):
@@ -588,17 +598,25 @@ class _FunctionChecker:
         return self.convert(e, target)
 
     def convert(self, e: TExpr, target: Type) -> TExpr:
-        """`e` as a `target` (assumed assignable): literals re-typed, arrays cast."""
+        """`e` as a `target` (assumed assignable), of exactly the type `target`: literals
+        re-typed, other arrays cast. A weak constant expression (`exp(0.25)`) is cast
+        too where a strong value is needed: left weak, it would make a loop's state, an
+        `if`'s branches or a function's result differ from their declared type by
+        weakness, which the UNF checker and the derivative passes do not forgive. A
+        block converts the value it ends with, and a weak `if` (both branches weak)
+        each branch, so that a literal there is re-typed rather than cast."""
         if isinstance(e, TConst) and isinstance(target, ArrayType):
             if e.type == target:
                 return e
             return TConst(target, _python_value(e.value, target.dtype), span=e.span)
         if e.type == target:
             return e
-        # an array that differs only in weakness needs nothing (NumPy makes it strong where it
-        # meets a strong value); a tuple does: its items are checked one by one later
-        if strip_weak(e.type) == strip_weak(target) and isinstance(target, ArrayType):
-            return e
+        if isinstance(e, TLet):
+            body = self.convert(e.body, target)
+            return TLet(body.type, e.names, e.value, body, span=e.span)
+        if isinstance(e, TIf) and isinstance(e.type, ArrayType) and e.type.weak:
+            return TIf(target, e.cond, self.convert(e.then, target),
+                       self.convert(e.orelse, target), span=e.span)
         if isinstance(target, ArrayType):
             return TPrim(target, ASTYPE, params(dtype=target.dtype), (e,), span=e.span)
         if isinstance(e, TTuple):

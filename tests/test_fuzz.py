@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, event, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import catad
 from catad.compiler.errors import CatadError
 from catad.compiler.lower import load_module
 from catad.compiler.parse import lark_parser
-from catad.compiler.unary_check import UnaryTypeError
 
 from program_strategy import FEATURES, compile_source, grammar_strings, programs, scaled
 
@@ -95,21 +94,18 @@ def test_well_typed_programs_compile_with_every_derivative(program):
     check_every_derivative(program)
 
 
-# Failing examples of an xfail test are not shrunk: shrinking these costs minutes. (Its
-# failures make hypothesis import libcst, which warns about mypy_extensions.)
+# (A failure makes hypothesis import libcst, which warns about mypy_extensions.)
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.xfail(strict=False, reason="known bug: weakly typed constant expressions where "
-                   "a strong f64 is needed (test_known_bug_fold_with_weak_constant_expressions)")
-@settings(scaled(0.3), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@scaled(0.3)
 @given(programs(weak_literals=True))
 def test_well_typed_programs_with_weak_literals_compile(program):
+    """Constant expressions other than bare literals (`-0.5`, `exp(0.25)`, `let c =
+    0.5; c`) where a strong f64 is needed. Once an xfail (known bug: the checker
+    left them weak, test_fold_with_weak_constant_expressions_differentiates)."""
     check_every_derivative(program)
 
 
-# ---- known bugs found by the generator, minimal ---------------------------------------------
-# The checker's `convert` returns a value unchanged when its type equals the
-# target's but for weakness, so a constant expression that is not a bare
-# literal keeps a weak type where a strong f64 is needed.
+# ---- bugs found by the generator, minimal ---------------------------------------------------
 
 @pytest.mark.parametrize("constant", ["{ let c = 0.5; c }", "-0.5", "sigmoid(1.5)"])
 def test_if_with_a_weak_constant_branch_differentiates(constant):
@@ -131,15 +127,22 @@ def test_a_negative_size_is_refused():
     assert not compiles_or_refuses("fn f(x: f64) -> f64 { sum(zeros(-1)) }\n")
 
 
-@pytest.mark.xfail(strict=True, raises=UnaryTypeError,
-                   reason="known bug (checker): a tuple of two weak constant expressions as a "
-                          "fold's state keeps a weak type that the body's result does not have")
-def test_known_bug_fold_with_weak_constant_expressions():
-    """Found by test_well_typed_programs_with_weak_literals_compile (deep profile)."""
-    assert compiles_or_refuses(
+def test_fold_with_weak_constant_expressions_differentiates():
+    """Once a known bug, found by test_well_typed_programs_with_weak_literals_compile
+    (deep profile): the checker's `convert` left a weak constant expression that is
+    not a bare literal (`exp(0.25)`) weak where the strong state type was needed, so
+    the fold's init was (weak f64, weak f64) and the UNF check failed: 'the state and
+    the body's result have different types (f64, weak f64) and (f64, f64)'.
+    tests/test_weak_types.py covers the neighbouring places."""
+    module = load_module(catad.stages(
         "fn f(x: f64[n]) -> f64 {\n"
         "    let (a, b) = fold((-3.0, exp(0.25)), x, |s, p| { let (q, r) = s; (p, sigmoid(q)) });\n"
-        "    b\n}\n")
+        "    b\n}\nfn f_grad = grad(f);\n").python, "fold_state")
+    x = np.array([0.3, -1.2, 0.7, 2.0])
+    sigmoid = 1 / (1 + np.exp(-x[2]))  # b is sigmoid(x[n - 2]) after two steps or more
+    assert module.f(x) == pytest.approx(sigmoid)
+    np.testing.assert_allclose(module.f_grad(x), [0.0, 0.0, sigmoid * (1 - sigmoid), 0.0])
+    assert module.f(x[:1]) == pytest.approx(1 / (1 + np.exp(3.0)))  # one step: sigmoid(-3.0)
 
 
 def test_step_functions_are_judged_alike():

@@ -169,20 +169,20 @@ def causal_attention_vjp(Wq, Wk, Wv, X, causal_attention_bar):
     t14 = np.sqrt(np.float64(np.int64(e)))
     scores = np.where(t4, Q @ K.T / t14, -1e+30)
     # examples/attention.catad:18  softmax(scores, axis = 1) @ (X @ Wv)
-    t18 = _softmax(scores, axis=1)
-    t19 = X @ Wv
-    t22 = causal_attention_bar @ t19.T
-    t24 = t18.T @ causal_attention_bar
-    t27 = X.T
-    Wv_bar = t27 @ t24
-    scores_bar = t18 * (t22 - np.sum(t22 * t18, axis=1)[:, None])
+    t17 = _softmax(scores, axis=1)
+    t18 = X @ Wv
+    t21 = causal_attention_bar @ t18.T
+    t23 = t17.T @ causal_attention_bar
+    t26 = X.T
+    Wv_bar = t26 @ t23
+    scores_bar = t17 * (t21 - np.sum(t21 * t17, axis=1)[:, None])
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
-    t38 = np.where(t4, scores_bar, 0.0) / t14
-    t88 = t38 @ K
-    t93 = t38.T @ Q
+    t36 = np.where(t4, scores_bar, 0.0) / t14
+    t86 = t36 @ K
+    t91 = t36.T @ Q
     # examples/attention.catad:14  let K = X @ Wk;
-    Wk_bar = t27 @ t93
+    Wk_bar = t26 @ t91
     # examples/attention.catad:13  let Q = X @ Wq;
-    Wq_bar = t27 @ t88
-    X_bar = t24 @ Wv.T + t93 @ Wk.T + t88 @ Wq.T
-    return (t18 @ t19, (Wq_bar, Wk_bar, Wv_bar, X_bar))
+    Wq_bar = t26 @ t86
+    X_bar = t23 @ Wv.T + t91 @ Wk.T + t86 @ Wq.T
+    return (t17 @ t18, (Wq_bar, Wk_bar, Wv_bar, X_bar))
