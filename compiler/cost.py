@@ -6,8 +6,10 @@ concrete sizes. The paper's unit costs, per element of the result:
     constant, zeros, ones, arange            (1, 0, 0, 0)
     +  -                                     (3, 1, 0, 0)
     *  /                                     (3, 0, 1, 0)
-    exp log sin ... (one argument)           (2, 0, 0, 1)
+    exp log sin erf ... (one argument)       (2, 0, 0, 1)
     comparisons, where, and/or               (3, 0, 0, 0)  a select is a move
+    gelu sigmoid softplus silu elu           what their NumPy code evaluates,
+                                             one operation at a time
     index, gather, slices, reshapes          (1, 0, 0, 0)  per element moved
     broadcast_to, concat, stack, transpose   (1, 0, 0, 0)  per element moved
     sum, parity (n inputs, m outputs)        (n, n - m, 0, 0)
@@ -19,6 +21,14 @@ A loop costs its trip count times its body (plus 3 moves per step for the
 state, as the paper's scans); an `if` the dearer branch. `cost(∇e) <= 4 * 3^p
 * cost(e)` (p the array nesting depth) is the cheap-gradient theorem that
 tests/test_cost.py checks on random programs.
+
+A primitive is one nonlinear op only where it is one special function (a
+NumPy ufunc such as exp, or the erf helper). A composite, such as gelu =
+0.5 * x * erfc(-x / sqrt(2)), costs the operations of its NumPy lowering
+(`ELEMENTWISE_COSTS`): charged one op, it would make the primal look cheaper
+than the code that runs, and its derivative (here an erf, an exp and seven
+arithmetic operations) look dear. Every primitive has an entry in a table, so
+a new one is refused until it is given a cost (tests/test_cost.py checks).
 """
 
 from __future__ import annotations
@@ -58,14 +68,60 @@ class Cost:
                 and self.mults <= other.mults and self.nonlinear <= other.nonlinear)
 
 
-_ADDITIVE = {P.ADD, P.SUB, P.NEG}
-_MULTIPLICATIVE = {P.MUL, P.DIV, P.FLOORDIV, P.MOD}
-_SELECT = {*P.COMPARISON, *P.LOGICAL, P.NOT, P.WHERE, P.MINIMUM, P.MAXIMUM, P.ABS, P.SIGN, P.BY_NAME["relu"]}
+# Unit costs per element of a result. An operation reads its arguments and
+# writes its result (a move each) and does its arithmetic.
+MOVE = Cost(1)
+ADD = Cost(3, 1)                # + - and unary minus
+MUL = Cost(3, 0, 1)             # * / // %
+SELECT = Cost(3)                # comparisons, where, and/or, min/max: a select is a move
+FUNCTION = Cost(2, 0, 0, 1)     # one special function of one argument: exp, log, erf, ...
+POWER = Cost(3, 0, 1, 1)        # x ** y: a multiplication and a nonlinear op
+
+
+def _steps(*steps: Cost) -> Cost:
+    """The cost of an expression evaluated one operation at a time."""
+    return sum(steps, Cost())
+
+
+_U = P.BY_NAME
+
+# np.logaddexp(0, t), counted as what it computes: log1p(exp(t)). The shift by
+# the maximum that keeps it in range is not counted, as exp's own range
+# reduction is not.
+_LOGADDEXP_ZERO = _steps(FUNCTION, FUNCTION)
+_SIGMOID = _steps(ADD, _LOGADDEXP_ZERO, ADD, FUNCTION)         # exp(-logaddexp(0, -x))
+
+ELEMENTWISE_COSTS: dict[P.Primitive, Cost] = {
+    # The special functions: one NumPy ufunc each (erf: the `_erf` helper, Cody's
+    # rational approximations, as libm's exp is a polynomial): one nonlinear op.
+    **{_U[name]: FUNCTION for name in
+       ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "erf")},
+    # The composites: what their NumPy lowering (numpy_backend.NUMPY_HELPERS)
+    # evaluates, one step per operation.
+    _U["softplus"]: _LOGADDEXP_ZERO,                            # logaddexp(0, x)
+    _U["sigmoid"]: _SIGMOID,
+    _U["silu"]: _steps(_SIGMOID, MUL),                          # x * sigmoid(x)
+    _U["gelu"]: _steps(ADD, MUL, FUNCTION, MUL, MUL),           # 0.5 * x * erfc(-x / sqrt(2)), erfc
+                                                                # a special function as erf is
+    _U["elu"]: _steps(SELECT, SELECT, FUNCTION, SELECT),        # where(x > 0, x, expm1(minimum(x, 0)))
+    _U["relu"]: SELECT,                                         # maximum(x, 0)
+    P.NEG: ADD, P.ADD: ADD, P.SUB: ADD,
+    P.MUL: MUL, P.DIV: MUL, P.FLOORDIV: MUL, P.MOD: MUL,
+    P.POW: POWER,
+    **{prim: SELECT for prim in (*P.COMPARISON, *P.LOGICAL, P.NOT, P.WHERE, P.MINIMUM, P.MAXIMUM,
+                                 P.ABS, P.SIGN)},
+}
+"""The cost per element of the result of each elementwise primitive."""
+
 _MOVES = {P.INDEX, P.GATHER, P.BROADCAST_TO, P.RESHAPE, P.EXPAND_DIMS, P.TRANSPOSE, P.CONCAT,
           P.STACK, P.ASTYPE, P.CONST, P.SIZE, P.ZEROS, P.ONES, P.ARANGE, P.FULL}
 _SCATTER = {P.INDEX_ADD, P.GATHER_ADD}
 _REDUCE = {P.SUM, P.MEAN, P.PROD, P.MAX, P.MIN, P.PARITY}
 _NORMALISE = {P.LOGSUMEXP, P.SOFTMAX}
+
+COSTED: frozenset[P.Primitive] = frozenset(
+    (*ELEMENTWISE_COSTS, *_MOVES, *_SCATTER, *_REDUCE, *_NORMALISE, P.POPCOUNT_LE, P.MATMUL))
+"""The primitives the model has a cost for (tests/test_cost.py: all of them)."""
 
 
 def function_cost(fn: TargetFunction, sizes: Mapping[str, int]) -> Cost:
@@ -115,14 +171,8 @@ def _bind(bind: Bind, types: dict[str, Type], sizes: Mapping[str, int]) -> Cost:
 
 
 def _call(prim: P.Primitive, ps, arg_types, arg_sizes: list[int], out: int, sizes) -> Cost:
-    if prim in _ADDITIVE:
-        return Cost(3 * out, out)
-    if prim in _MULTIPLICATIVE:
-        return Cost(3 * out, 0, out)
-    if prim is P.POW:
-        return Cost(3 * out, 0, out, out)
-    if prim in _SELECT:
-        return Cost(3 * out)
+    if prim in ELEMENTWISE_COSTS:
+        return ELEMENTWISE_COSTS[prim].scale(out)
     if prim in _MOVES:
         return Cost(out)
     if prim in _SCATTER:
@@ -140,8 +190,6 @@ def _call(prim: P.Primitive, ps, arg_types, arg_sizes: list[int], out: int, size
     if prim is P.MATMUL:
         return Cost(3 * _matmul_products(arg_types, out, sizes)) + Cost(
             0, _matmul_products(arg_types, out, sizes), _matmul_products(arg_types, out, sizes))
-    if prim.arity == 1:  # the elementwise functions: exp, log, tanh, ...
-        return Cost(2 * out, 0, 0, out)
     raise AssertionError(f"no cost for the primitive {prim.name}")
 
 
