@@ -136,7 +136,7 @@ def _scalar_indices(app: Application, first: int) -> tuple[Arg, ...]:
     indices = app.args[first:]
     if all(item[0] == "at" for item in app.params["spec"]):
         return indices
-    return tuple(Arg(f"int({i})") if i.text.isidentifier() else i for i in indices)
+    return tuple(i if i.text.lstrip("-").isdigit() else Arg(f"int({i.text})") for i in indices)
 
 
 def _index(app: Application) -> str:

@@ -36,7 +36,7 @@ from .errors import DerivativeError
 from .jvp_rules import JVP_RULES, algebra_sum
 from .primitives import ARANGE, CONCAT, EXPAND_DIMS, INDEX, params
 from .scans import lanewise, prefix_scan, reassociable, row, rows, suffix_scan
-from .types import ArrayType, Dim, TupleType, Type, strip_weak
+from .types import ArrayType, Dim, Stacking, TupleType, Type, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, Var)
 from .unary_builder import Builder, Value
@@ -158,16 +158,23 @@ class Tangents:
         dot = self.b.get(pair, 1, hint=term.hint and term.hint + "_dot")
         stack.append((value, dot if self.algebra.carries(value.type) else ZERO))
 
-    def _loop(self, term: Loop, body: Term, stacked: bool, stack: list[Entry]) -> None:
-        """Carry (state, state tangent); a tangent of the sequence is read by index."""
+    def _loop(self, term: Loop, body: Term, stacked: Stacking, stack: list[Entry]) -> None:
+        """Carry (state, state tangent); a tangent of the sequence is read by index.
+        A loop stacking some items of its tuple state carries the state's items, then
+        their tangents, each tangent stacked as its item is."""
         (init, init_dot), (xs, xs_dot) = stack[-2], stack[-1]
         alg, b = self.algebra, self.b
         state_dot_type = tangent_type(init.type, alg)
+        per_item = not isinstance(stacked, bool)
         carry0 = b.tuple(init, alg.materialise(b, init_dot, state_dot_type))
+        if per_item:
+            carry0 = _items_then_tangents(b, carry0)
         assert isinstance(xs.type, ArrayType)
         steps = b.prim(ARANGE, params(lo=Dim(0), hi=xs.type.shape[0]))
 
         def step(lb: Builder, carry: Value, t: Value) -> Value:
+            if per_item:
+                carry = _state_and_tangents(lb, carry)
             acc, acc_dot = lb.get(carry, 0), lb.get(carry, 1)
             x = lb.prim(INDEX, params(spec=(("at",),) + _full_slices(xs.type)), xs, t)
             x_dot = ZERO if xs_dot is ZERO else lb.prim(
@@ -176,9 +183,14 @@ class Tangents:
             local = list(stack) + [(acc, acc_dot), (x, x_dot)]
             Tangents(lb, alg, self.rules).run(body, local)
             new, new_dot = local[-1]
-            return lb.tuple(new, alg.materialise(lb, new_dot, state_dot_type))
+            carried = lb.tuple(new, alg.materialise(lb, new_dot, state_dot_type))
+            return _items_then_tangents(lb, carried) if per_item else carried
 
-        out = b.loop(carry0, steps, step, stacked=stacked, hint=term.hint, span=term.span)
+        if per_item:
+            assert isinstance(stacked, tuple)
+            out = _state_and_tangents(b, b.loop(carry0, steps, step, stacked=stacked + stacked, span=term.span))
+        else:
+            out = b.loop(carry0, steps, step, stacked=stacked, hint=term.hint, span=term.span)
         value, dot = b.get(out, 0, hint=term.hint), b.get(out, 1)
         stack.append((value, dot if alg.carries(value.type) else ZERO))
 
@@ -239,6 +251,20 @@ class Tangents:
         local += [(a, moving), (x, ZERO)] if of_acc else [(a, ZERO), (x, moving)]
         Tangents(tb, alg, self.rules).run(body, local)
         return tb.finish(alg.materialise(tb, local[-1][1], dot_type))
+
+
+def _items_then_tangents(b: Builder, carry: Value) -> Value:
+    """(state, tangent) of a tuple state, as one tuple: its items, then theirs."""
+    state, tangent = b.get(carry, 0), b.get(carry, 1)
+    n = len(state.type.items)
+    return b.tuple(*(b.get(state, k) for k in range(n)), *(b.get(tangent, k) for k in range(n)))
+
+
+def _state_and_tangents(b: Builder, flat: Value) -> Value:
+    """The inverse of `_items_then_tangents`."""
+    n = len(flat.type.items) // 2
+    return b.tuple(b.tuple(*(b.get(flat, k) for k in range(n))),
+                   b.tuple(*(b.get(flat, n + k) for k in range(n))))
 
 
 def _full_slices(t: ArrayType) -> tuple:

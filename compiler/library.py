@@ -28,7 +28,7 @@ from .errors import ShapeError, TypeMismatchError
 from .prim_types import PrimTypeError, normalize_axis, result_type
 from .primitives import Params, Primitive, params
 from .typed import TExpr, TLambda, TLoop, TMap, TReduce
-from .types import ArrayType, Dim, DType, Shape, TupleType, Type, promote
+from .types import ArrayType, Dim, DType, Shape, TupleType, Type, loop_result_type, promote
 
 
 class CallChecker(Protocol):
@@ -300,7 +300,7 @@ def _loop(stacked: bool) -> Check:
         what = f"the state of `{call.func}`"
         body = c.coerce(lam.body, state, what, _body(fn))
         init = c.coerce(init, state, what, init_node)
-        result = _stacked(state, length) if stacked else state
+        result = loop_result_type(state, length, stacked)
         return TLoop(result, replace(lam, body=body), init, xs, stacked, span=call.span)
     return check
 
@@ -319,12 +319,6 @@ def _join_state(call: ast.Call, state: Type, step: Type, fn: ast.Expr) -> Type:
                                    for a, b in zip(state.items, step.items)))
     raise TypeMismatchError(f"the state of `{call.func}` must keep its type, but it starts as "
                             f"{state} and a step returns {step}", _body(fn).span)
-
-
-def _stacked(state: Type, length: Dim) -> Type:
-    if isinstance(state, ArrayType):
-        return ArrayType(state.dtype, (length, *state.shape))
-    return TupleType(tuple(_stacked(t, length) for t in state.items))
 
 
 def _body(fn: ast.Expr) -> ast.Node:

@@ -54,10 +54,10 @@ from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_tex
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
-from .simplify import atom_type, binding_types, function_names, leading_dim, stacked_type
+from .simplify import atom_type, binding_types, function_names, leading_dim
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram)
-from .types import ArrayType, Dim, DType, TupleType, Type
+from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, stacked_type
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (NUMPY, ARRAY_API)}
 INDENT = "    "
@@ -358,7 +358,7 @@ class _FunctionPrinter:
                 self._indented(lambda: self._assign(orelse, target))
             case LoopE(stacked=False):
                 self._fold(expr, target)
-            case LoopE(stacked=True):
+            case LoopE():
                 self._scan(expr, target)
             case Lambda() | Apply():
                 raise AssertionError(f"lower: {type(expr).__name__} in {self.fn.name} is left; "
@@ -420,33 +420,41 @@ class _FunctionPrinter:
         self._indented(lambda: self._assign(loop.body, target))
 
     def _scan(self, loop: LoopE, target: str) -> None:
-        """NumPy: each step's state written into a preallocated row; portable code
-        appends it to a list and stacks the list after the loop."""
+        """NumPy: each step's state (its stacked items) written into a preallocated
+        row; portable code appends it to a list and stacks the list after the loop.
+        An item that is not stacked is the last state's, left in `acc`."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
-        stacked = stacked_type(state, leading_dim(sequence))
+        length = leading_dim(sequence)
         acc, step = identifier(loop.acc), self.namer.fresh("step")
-        leaves = _leaves(acc, state)
+        if isinstance(loop.stacked, bool):
+            leaves = [(label, leaf, True) for label, leaf in _leaves(acc, state)]
+        else:
+            assert isinstance(state, TupleType)
+            leaves = [(label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
+                      for label, leaf in _leaves(f"{acc}[{k}]", item)]
+        stacked = [(label, leaf) for label, leaf, is_stacked in leaves if is_stacked]
         arrays = [target] if len(leaves) == 1 and leaves[0][0] == acc else [
-            self.namer.fresh(f"{target}_{k}") for k in range(len(leaves))]
-        stacked_leaves = [leaf for _, leaf in _leaves(target, stacked)]
+            self.namer.fresh(f"{target}_{k}") for k in range(len(stacked))]
         portable = self.backend.portable
-        for array, leaf in zip(arrays, stacked_leaves):
-            self._line(f"{array} = []" if portable else f"{array} = {self._zeros(leaf)}")
+        for array, (_, leaf) in zip(arrays, stacked):
+            self._line(f"{array} = []" if portable else f"{array} = {self._zeros(stacked_type(leaf, length))}")
         self._line(f"{acc} = {self._atom(loop.init)}")
         self._loop_header(loop, step)
 
         def body() -> None:
             self._assign(loop.body, acc)
-            for array, (label, _) in zip(arrays, leaves):
+            for array, (label, _) in zip(arrays, stacked):
                 self._line(f"{array}.append({label})" if portable else f"{array}[{step}] = {label}")
         self._indented(body)
         if portable:
-            for array, leaf in zip(arrays, stacked_leaves):
-                self._line(f"{array} = {self.ns}.stack({array}, axis=0) if {array} else {self._zeros(leaf)}")
+            for array, (_, leaf) in zip(arrays, stacked):
+                zeros = self._zeros(stacked_type(leaf, length))
+                self._line(f"{array} = {self.ns}.stack({array}, axis=0) if {array} else {zeros}")
         if arrays != [target]:
-            self._line(f"{target} = {_nest(arrays, state)}")
+            names = iter(arrays)
+            self._line(f"{target} = {_nest([next(names) if s else label for label, _, s in leaves], state)}")
 
     def _zeros(self, t: ArrayType) -> str:
         """`np.zeros(shape)` (with the dtype unless f64); portable: with dtype and device."""

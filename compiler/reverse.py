@@ -56,9 +56,9 @@ from .algebra import REALS, ZERO, Algebra, Deriv
 from .errors import DerivativeError, Span
 from .forward import tangent_type
 from .jvp_rules import algebra_sum
-from .primitives import ARANGE, CONCAT, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
+from .primitives import ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
 from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
-from .types import ArrayType, Dim, TupleType, Type, strip_weak
+from .types import ArrayType, Dim, Stacking, TupleType, Type, stacking, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, Var)
 from .unary_builder import Builder, Value
@@ -229,7 +229,7 @@ class Adjoint:
                     return local[-1]
 
                 states = b.loop(stack[-2], stack[-1], step, stacked=True, hint=term.hint, span=term.span)
-                out = states if stacked else _last(b, states, _length(stack[-1]))
+                out = _loop_result(b, stack[-2], states, _length(stack[-1]), stacked)
                 self.steps.append(_LoopStep(term, context, states, out))
                 stack.append(out)
             case Custom(name, n, body):
@@ -345,22 +345,30 @@ class Adjoint:
         state_bar_type = tangent_type(init.type, alg)
         outside = self._read_outside(body, step.context)
         want_xs_bar = alg.carries(xs.type)
-        before = _states_before(b, init, step.states, length)
         xs_item_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
-        ct_states = alg.materialise(b, ct, tangent_type(step.out.type, alg)) if stacked else None
-
-        carry0 = [alg.zeros(b, state_bar_type) if stacked else alg.materialise(b, ct, state_bar_type)]
+        # the cotangent of the loop's result: of the last state (fold), seeding the
+        # carried cotangent; of every state (scan), added in at each step; or item by item
+        ct_result = alg.materialise(b, ct, tangent_type(step.out.type, alg))
+        if isinstance(stacked, bool):
+            seed = alg.zeros(b, state_bar_type) if stacked else ct_result
+        else:
+            seed = b.tuple(*(alg.zeros(b, tangent_type(init.type.items[k], alg)) if s else b.get(ct_result, k)
+                             for k, s in enumerate(stacked)))
+        carry0 = [seed]
         carry0 += [alg.zeros(b, tangent_type(v.type, alg)) for v in outside]
         if want_xs_bar:
             carry0.append(alg.zeros(b, tangent_type(xs_item_type, alg)))
         steps = b.prim(ARANGE, params(lo=Dim(0), hi=length))
 
         def reverse_step(lb: Builder, carry: Value, k: Value) -> Value:
-            t = lb.prim(SUB, (), lb.prim(SIZE, params(dim=length - 1)), k)
+            t = lb.prim(SUB, (), _size(lb, length - 1), k)
             state_bar: Deriv = lb.get(carry, 0)
-            if ct_states is not None:
-                state_bar = alg.add(lb, state_bar, _at(lb, ct_states, t))
-            acc = _at(lb, before, t)
+            if stacked is True:
+                state_bar = alg.add(lb, state_bar, _at(lb, ct_result, t))
+            elif stacked:
+                state_bar = lb.tuple(*(alg.add(lb, lb.get(state_bar, j), _at(lb, lb.get(ct_result, j), t))
+                                       if s else lb.get(state_bar, j) for j, s in enumerate(stacked)))
+            acc = _state_before(lb, init, step.states, t)
             x = _at(lb, xs, t)
             inner = Adjoint(lb, alg, rules=self.rules)
             local = list(step.context) + [acc, x]
@@ -376,14 +384,15 @@ class Adjoint:
                 new.append(alg.materialise(lb, pending.get(x.pos, ZERO), tangent_type(xs_item_type, alg)))
             return lb.tuple(*new)
 
-        result = b.loop(b.tuple(*carry0), steps, reverse_step, stacked=want_xs_bar, span=step.term.span)
-        final = _last(b, result, length) if want_xs_bar else result
-        self.accumulate(cotangents, init, b.get(final, 0))
+        # the items' cotangents stacked, one per step; the others carried to the end
+        carried = stacking((False,) * (len(carry0) - 1) + (True,)) if want_xs_bar else False
+        result = b.loop(b.tuple(*carry0), steps, reverse_step, stacked=carried, span=step.term.span)
+        self.accumulate(cotangents, init, b.get(result, 0))
         for j, v in enumerate(outside):
-            self.accumulate(cotangents, v, b.get(final, 1 + j))
+            self.accumulate(cotangents, v, b.get(result, 1 + j))
         if want_xs_bar:
             reversed_bars = b.get(result, 1 + len(outside))
-            order = b.prim(SUB, (), b.prim(SIZE, params(dim=length - 1)), steps)
+            order = b.prim(SUB, (), _size(b, length - 1), steps)
             self.accumulate(cotangents, xs, b.prim(GATHER, params(clip=False), reversed_bars, order))
 
     def _associative_fold_adjoint(self, step: _AssociativeFoldStep, ct: Deriv,
@@ -489,17 +498,25 @@ def _at(b: Builder, arrays: Value, t: Value) -> Value:
     return b.prim(INDEX, params(spec=(("at",),) + rest), arrays, t)
 
 
-def _last(b: Builder, states: Value, length: Dim) -> Value:
-    return _at(b, states, b.prim(SIZE, params(dim=length - 1)))
+def _size(b: Builder, d: Dim) -> Value:
+    return b.prim(SIZE, params(dim=d))
 
 
-def _states_before(b: Builder, init: Value, states: Value, length: Dim) -> Value:
-    """The state before each step: init, then every state but the last."""
-    if isinstance(states.type, TupleType):
-        return b.tuple(*(_states_before(b, b.get(init, k), b.get(states, k), length)
-                         for k in range(len(states.type.items))))
-    assert isinstance(states.type, ArrayType)
-    rest = tuple(("slice", Dim(0), d) for d in states.type.shape[1:])
-    head = b.prim(EXPAND_DIMS, params(axis=0), init)
-    tail = b.prim(INDEX, params(spec=(("slice", Dim(0), length - 1),) + rest), states)
-    return b.prim(CONCAT, params(axis=0), head, tail)
+def _loop_result(b: Builder, init: Value, states: Value, length: Dim, stacked: Stacking) -> Value:
+    """What a loop returns (`Loop`), from the `states` after each step."""
+    if stacked is True:
+        return states
+    last = _state_before(b, init, states, _size(b, length))
+    if stacked is False:
+        return last
+    return b.tuple(*(b.get(states, k) if s else b.get(last, k) for k, s in enumerate(stacked)))
+
+
+def _state_before(b: Builder, init: Value, states: Value, t: Value) -> Value:
+    """The state before step `t` of a loop that stored the state after each step
+    in `states`: `init` at t = 0, else `states[t - 1]` — read in place, not
+    copied into an array of the states before; t = length gives the last state
+    (`init` when there are no steps)."""
+    first = b.prim(EQ, (), t, _size(b, Dim(0)))
+    return b.if_(first, lambda sb: init,
+                 lambda sb: _at(sb, states, sb.prim(SUB, (), t, _size(sb, Dim(1)))))

@@ -47,7 +47,8 @@ from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction)
-from .types import ArrayType, Dim, DType, TupleType, Type, scalar
+from .types import (ArrayType, Dim, DType, Stacking, TupleType, Type, item_stacked, loop_result_type, scalar,
+                    stacking)
 
 # ---- types of the target IR --------------------------------------------------
 
@@ -89,9 +90,9 @@ def expr_type(expr: Expr, types: Mapping[str, Type]) -> Type | None:
             return atom_type(then.result, types)
         case LoopE(init=init, xs=xs, stacked=stacked):
             state, sequence = atom_type(init, types), atom_type(xs, types)
-            if not stacked or state is None or sequence is None:
-                return state
-            return stacked_type(state, leading_dim(sequence))
+            if state is None or sequence is None:
+                return None if stacked is not False else state
+            return loop_result_type(state, leading_dim(sequence), stacked)
         case Lambda() | Apply():
             return None
         case _:
@@ -108,13 +109,6 @@ def item_type(t: Type) -> Type:
     if isinstance(t, ArrayType):
         return ArrayType(t.dtype, t.shape[1:])
     return TupleType(tuple(item_type(x) for x in t.items))
-
-
-def stacked_type(t: Type, length: Dim) -> Type:
-    """`length` values of type `t` stacked on a new leading axis (tuples: item by item)."""
-    if isinstance(t, ArrayType):
-        return ArrayType(t.dtype, (length, *t.shape))
-    return TupleType(tuple(stacked_type(x, length) for x in t.items))
 
 
 def binding_types(fn: TargetFunction) -> dict[str, Type]:
@@ -175,8 +169,11 @@ class Facts:
     aliases: dict[str, Atom]
     available: dict[Any, str]
     readers: dict[str, list[Reader]] = dataclasses.field(default_factory=dict)
-    # what reads each name, as the round began: a guide to what pays, never
-    # needed for correctness
+    # what reads each name, as the round began (a name made in the round has no
+    # entry: rules that rely on who reads a value leave such values alone)
+    bound: dict[str, Expr] = dataclasses.field(default_factory=dict)
+    # the definition of every name of the function as the round began, later
+    # bindings' too (rewrites keep a name's value, so it stays true)
 
     def nested(self) -> "Facts":
         return dataclasses.replace(self, available=dict(self.available))
@@ -1385,7 +1382,7 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
 
 def _is_last(atom: Atom, length: Dim, facts: Facts) -> bool:
     """`atom` is the index of the last of `length` items."""
-    match facts.definition(atom):
+    match facts.bound.get(atom.id) if isinstance(atom, Name) else None:
         case Call(P.SIZE, ps, ()):
             return param(ps, "dim") == length - 1
     return False
@@ -1402,42 +1399,55 @@ def _reads_last_item(reader: Expr, stack: str, t: Type | None, facts: Facts) -> 
     return False
 
 
-def _only_last_states(scan: str, facts: Facts) -> bool:
-    """Every reader of the scan `scan` reads only its last state (item by item for tuples)."""
-    found, t = facts.readers.get(scan, []), facts.types.get(scan)
-    if isinstance(t, ArrayType):
-        return bool(found) and all(_reads_last_item(r.expr, scan, t, facts) for r in found)
-    return isinstance(t, TupleType) and all(
-        isinstance(r.expr, Project) and _only_last_of_item(scan, r.expr.k, t.items[r.expr.k], facts)
-        for r in found)
+def _only_last_states(scan: str, t: ArrayType, facts: Facts) -> bool:
+    """Every reader of the scan `scan`, of type `t`, reads only its last state."""
+    found = facts.readers.get(scan, [])
+    return bool(found) and all(_reads_last_item(r.expr, scan, t, facts) for r in found)
 
 
-def fold_of_last_state(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
-    # let s = scan(init, xs, f); s[last]  ->  fold(init, xs, f)   (when only the last state
-    # of s is read; a tuple state: item by item, (s.k)[last] -> fold(init, xs, f).k)
+def unstack_last_states(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let s = scan(init, xs, f); s[last]  ->  let r = fold(init, xs, f); s := broadcast_to(r, (T, ..))
+    # (a state read only at its last step need not be stacked: every state may be the last,
+    # and index_of_broadcast reads r back; a tuple state item by item: s.k read only at
+    # its last state, or not at all, stops being stacked, the other items stay as they are)
     match bind.expr:
-        case Call(P.INDEX, _, (Name(stack), _)):
-            source = facts.definition(Name(stack))
-            k = None
-            if isinstance(source, Project) and isinstance(source.tuple, Name):
-                k, scan = source.k, source.tuple.id
+        case LoopE(stacked=stacked) as loop if stacked is not False:
+            t = expr_type(loop, facts.types)
+            if isinstance(t, ArrayType):
+                if not _only_last_states(bind.name, t, facts):
+                    return None
+                flags: Stacking = False
+                last: set[int] = set()
             else:
-                scan = stack
-            loop = facts.definitions.get(scan)
-            if not (isinstance(loop, LoopE) and loop.stacked
-                    and _reads_last_item(bind.expr, stack, facts.types.get(stack), facts)
-                    and _only_last_states(scan, facts)):
+                read = _read_items(bind.name, t, facts)
+                if read is None or not facts.readers.get(bind.name):  # (a loop made this round: unknown)
+                    return None
+                assert isinstance(t, TupleType)
+                last = {k for k in range(len(t.items)) if item_stacked(stacked, k)
+                        and (k not in read or _only_last_of_item(bind.name, k, t.items[k], facts))}
+                if not last:
+                    return None
+                flags = stacking(tuple(item_stacked(stacked, k) and k not in last for k in range(len(t.items))))
+            fresh = facts.namer.temporary
+            made = [Bind(fresh(), dataclasses.replace(loop, stacked=flags), bind.span)]
+            result = Name(made[0].name)
+
+            def every_state_the_last(value: Atom, stacked_type: Type) -> Atom:
+                assert isinstance(stacked_type, ArrayType)
+                made.append(Bind(fresh(), Call(P.BROADCAST_TO, params(shape=stacked_type.shape), (value,)),
+                                 bind.span))
+                return Name(made[-1].name)
+            if isinstance(t, ArrayType):
+                return (*made[:1], Bind(bind.name, Call(P.BROADCAST_TO, params(shape=t.shape), (result,)),
+                                        bind.span))
+            if not all(isinstance(t.items[k], ArrayType) for k in last):
                 return None
-            key = ("fold of", scan)
-            fold = facts.available.get(key)
-            made: tuple[Bind, ...] = ()
-            if fold is None:
-                fold = facts.namer.temporary()
-                facts.available[key] = fold
-                copy = _Renamer(facts.namer, {}).expr(dataclasses.replace(loop, stacked=False))
-                made = (Bind(fold, copy, bind.span),)
-            result: Expr = Name(fold) if k is None else Project(Name(fold), k)
-            return (*made, Bind(bind.name, result, bind.span))
+            items: list[Atom] = []
+            for k, item in enumerate(t.items):
+                made.append(Bind(fresh(), Project(result, k), bind.span))
+                items.append(every_state_the_last(Name(made[-1].name), item) if k in last
+                             else Name(made[-1].name))
+            return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     return None
 
 
@@ -1541,7 +1551,8 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                         new_body.append(b)
             reduced = remove_dead_bindings(Block(tuple(new_body), body.result))
             loop = facts.namer.temporary()
-            made.append(Bind(loop, LoopE(Name(new_init), xs, acc, x, reduced, stacked), bind.span))
+            flags = stacking(tuple(item_stacked(stacked, k) for k in kept))
+            made.append(Bind(loop, LoopE(Name(new_init), xs, acc, x, reduced, flags), bind.span))
             items: list[Atom] = []
             for k, item in enumerate(t.items):
                 name = fresh()
@@ -1579,7 +1590,8 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     #   -> let s = scan(.., xs, |acc, x| (.., u, v, ..)); init.k + s.u.T @ s.v
     # (the sum of the outer products is one matrix product after the loop, not one
     # product and one sum per step; a vector acc.k + e likewise: init.k + sum(s.e, axis=0));
-    # of a scan, the accumulators read only at their last state
+    # the accumulators are items the loop does not stack (unstack_last_states unstacks
+    # those read at their last state alone); the other items keep their stacking
     match bind.expr:
         case LoopE(init, xs, acc, x, body, stacked):
             t = expr_type(bind.expr, facts.types)
@@ -1588,8 +1600,7 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             if read is None or not read or state is None:
                 return None
             assert isinstance(t, TupleType)
-            if stacked:
-                read = {k for k in read if _only_last_of_item(bind.name, k, t.items[k], facts)}
+            read = {k for k in read if not item_stacked(stacked, k)}
             defs = {b.name: b.expr for b in body.bindings}
             uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
             terms: dict[int, tuple[Atom, ...]] = {}  # item k -> the factors of its term
@@ -1599,14 +1610,10 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                     case Call(P.ADD, _, (Name(a), e)) | Call(P.ADD, _, (e, Name(a))) \
                             if state.acc_items.get(a) == k and uses[a] == 1 and uses[new_k.id] == 1:
                         factors = _outer_factors(e, facts, defs)
-                        te, tk = facts.type_of(e), item_type(t.items[k]) if stacked else t.items[k]
+                        te, tk = facts.type_of(e), t.items[k]
                         if factors is None and not (isinstance(tk, ArrayType) and tk.rank <= 1 and te == tk):
                             return None
                         terms[k] = factors if factors is not None else (e,)
-                    case _ if stacked:
-                        continue
-                    case _:
-                        return None
             if not terms:
                 return None
             for j, item in enumerate(state.new.items):
@@ -1664,25 +1671,21 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
     if loop.acc in _used_names(Block(tuple(b for b in body.bindings if not isinstance(b.expr, Project)),
                                      Name("_"))) and not kept:
         return None
-    stacked = fresh()
-    made.append(Bind(stacked, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, True), bind.span))
+    scan = fresh()  # the kept items stacked as before, the factors stacked
+    flags = stacking(tuple(item_stacked(loop.stacked, j) for j in kept) + (True,) * len(factors))
+    made.append(Bind(scan, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, flags), bind.span))
     where = {f: len(kept) + i for i, f in enumerate(factors)}
     items: list[Atom] = []
     for k, item in enumerate(t.items):
         if k not in terms:
             name = fresh()
-            if loop.stacked:  # every state, as before
-                made.append(Bind(name, Project(Name(stacked), position[k]), bind.span))
-            elif isinstance(item, ArrayType):  # read by nobody
-                made.append(Bind(name, _zeros(item), bind.span))
-            else:
-                return None
+            made.append(Bind(name, Project(Name(scan), position[k]), bind.span))
             items.append(Name(name))
             continue
         parts = []
         for f in terms[k]:
             name = fresh()
-            made.append(Bind(name, Project(Name(stacked), where[f]), bind.span))
+            made.append(Bind(name, Project(Name(scan), where[f]), bind.span))
             parts.append(name)
         total = fresh()
         if len(parts) == 2:
@@ -1693,11 +1696,6 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             made.append(Bind(total, Call(P.SUM, params(axes=(0,)), (Name(parts[0]),)), bind.span))
         final = fresh()
         made.append(Bind(final, Call(P.ADD, (), (init_item(k), Name(total))), bind.span))
-        if loop.stacked:  # only its last state is read: every state may be the last
-            last = fresh()
-            assert isinstance(item, ArrayType)
-            made.append(Bind(last, Call(P.BROADCAST_TO, params(shape=item.shape), (Name(final),)), bind.span))
-            final = last
         items.append(Name(final))
     made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     types = dict(facts.types)
@@ -1789,7 +1787,7 @@ RULES: tuple[Rule, ...] = (
     rows_into_zeros,
     tuple_of_projections,
     hoist_invariants,
-    fold_of_last_state,
+    unstack_last_states,
     unused_state_items,
     accumulated_products,
     share_common,
@@ -1821,7 +1819,8 @@ MAX_ROUNDS = 100
 def simplify(fn: TargetFunction) -> TargetFunction:
     """`fn` rewritten by `RULES` and dead-binding removal until nothing changes."""
     for _ in range(MAX_ROUNDS):
-        facts = Facts(Namer(function_names(fn)), dict(fn.params), {}, {}, {}, readers(fn.body))
+        facts = Facts(Namer(function_names(fn)), dict(fn.params), {}, {}, {}, readers(fn.body),
+                      _definitions(fn.body))
         body = remove_dead_bindings(_simplify_block(fn.body, facts))
         if body == fn.body:
             return fn
@@ -1912,6 +1911,23 @@ def readers(block: Block) -> dict[str, list[Reader]]:
                     read(reader, (fn, *args))
         read(Reader(None, b.result), (b.result,))
 
+    walk(block)
+    return found
+
+
+def _definitions(block: Block) -> dict[str, Expr]:
+    """The expression bound to each name in `block` and the blocks in it."""
+    found: dict[str, Expr] = {}
+
+    def walk(b: Block) -> None:
+        for bind in b.bindings:
+            found[bind.name] = bind.expr
+            match bind.expr:
+                case IfElse(_, then, orelse):
+                    walk(then)
+                    walk(orelse)
+                case LoopE(body=body) | Lambda(body=body):
+                    walk(body)
     walk(block)
     return found
 

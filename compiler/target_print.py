@@ -17,6 +17,7 @@ from typing import assert_never
 
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram)
+from .types import loop_name
 
 
 def format_target_program(program: TargetProgram) -> str:
@@ -72,7 +73,7 @@ def _bind(bind: Bind, depth: int, lines: list[str]) -> None:
             lines.append(f"{pad}else:")
             _block(orelse, depth + 1, lines)
         case LoopE(init, xs, acc, x, body, stacked):
-            kind = "scan" if stacked else "fold"
+            kind = loop_name(stacked)
             lines.append(f"{pad}{bind.name} = {kind} {acc} = {_atom(init)}, {x} in {_atom(xs)}:")
             _block(body, depth + 1, lines)
         case Lambda(params, body):

@@ -72,7 +72,7 @@ from .prim_types import PrimTypeError, result_type
 from .primitives import Params, Primitive, substitute_dims
 from .target import (Apply, Atom, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple, Name,
                      Project, TargetFunction)
-from .types import ArrayType, Dim, DType, TupleType, Type, substitute_type
+from .types import ArrayType, Dim, DType, Stacking, TupleType, Type, substitute_type
 
 MAX_OPERATIONS = 20_000  # unrolled scalar operations of one function
 TIME_BUDGET = 20.0       # seconds for translating and differentiating one function
@@ -349,16 +349,21 @@ class _Translator:
         a, b = self.block(then, env), self.block(orelse, env)
         return _zip_leaves(lambda x, y: self.call(P.WHERE, (), (cond, x, y), span), a, b)
 
-    def loop(self, init: Value, xs: Value, acc: str, x: str, body: Block, stacked: bool,
+    def loop(self, init: Value, xs: Value, acc: str, x: str, body: Block, stacked: Stacking,
              env: dict[str, Value]) -> Value:
         state, states = init, []
         for k in range(_array_type(_leaves(xs)[0]).shape[0].const):
             env[acc], env[x] = state, _row(xs, k)
             state = self.block(body, env)
             states.append(state)
-        if not stacked:
-            return state
-        if not states:  # a scan over no steps: no states, of the state's type
+        if not isinstance(stacked, bool):  # item by item
+            return tuple(self._stacked([after[k] for after in states], init[k]) if item else state[k]
+                         for k, item in enumerate(stacked))
+        return self._stacked(states, init) if stacked else state
+
+    def _stacked(self, states: list[Value], init: Value) -> Value:
+        """`states` stacked; a scan over no steps: no states, of the state's type."""
+        if not states:
             return _map_leaves(lambda v: np.zeros((0, *_shape(_array_type(v))), numpy_dtype(_array_type(v).dtype)),
                                init)
         return _stack_leaves(self.graph, states)

@@ -167,3 +167,43 @@ def substitute_type(t: Type, subst: "dict[str, Dim]") -> Type:
     if isinstance(t, ArrayType):
         return ArrayType(t.dtype, tuple(d.substitute(subst) for d in t.shape), t.weak)
     return TupleType(tuple(substitute_type(x, subst) for x in t.items))
+
+
+def stacked_type(t: Type, length: Dim) -> Type:
+    """`t[length]`: `length` values of type `t` stacked on a new leading axis
+    (tuples: item by item)."""
+    if isinstance(t, TupleType):
+        return TupleType(tuple(stacked_type(x, length) for x in t.items))
+    return ArrayType(t.dtype, (length, *t.shape))
+
+
+# What a loop returns: every state stacked (True, a scan), the last state (False,
+# a fold), or, for a tuple state, item by item: item k stacked over the steps
+# where stacking[k], else item k of the last state (of init when there are no
+# steps). A reverse loop stacks its items' cotangents and carries the rest.
+Stacking = bool | tuple[bool, ...]
+
+
+def stacking(flags: tuple[bool, ...]) -> Stacking:
+    """Per-item flags, as True or False when they all agree."""
+    return flags[0] if flags and len(set(flags)) == 1 else flags
+
+
+def item_stacked(stacked: Stacking, k: int) -> bool:
+    """Whether item k of a loop's tuple state is stacked."""
+    return stacked if isinstance(stacked, bool) else stacked[k]
+
+
+def loop_result_type(state: Type, length: Dim, stacked: Stacking) -> Type:
+    """The type of a loop's result over `length` steps of a `state`."""
+    if isinstance(stacked, bool):
+        return stacked_type(state, length) if stacked else state
+    assert isinstance(state, TupleType) and len(state.items) == len(stacked), (state, stacked)
+    return TupleType(tuple(stacked_type(t, length) if s else t for t, s in zip(state.items, stacked)))
+
+
+def loop_name(stacked: Stacking) -> str:
+    """`scan`, `fold`, or the stacked items of a loop stacking some: `scan[0, 2]`."""
+    if isinstance(stacked, bool):
+        return "scan" if stacked else "fold"
+    return "scan[" + ", ".join(str(k) for k, s in enumerate(stacked) if s) + "]"

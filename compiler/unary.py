@@ -21,7 +21,9 @@ result. Writing `Γ = A1..An` for a context (bottom first):
            | Reduce(body)               Γ, B[k], B ⊢ Γ, B[k], B, B     (array, unit; result)
                                         body: Γ, B[k], B, B, B ⊢ (same), B   (acc, x)
            | Loop(body, stacked)        Γ, S, X[T] ⊢ Γ, S, X[T], R     (init, xs; result)
-                                        R = S (fold) or S stacked over T (scan)
+                                        R = S (fold), S stacked over T (scan), or
+                                        (stacked: one flag per item of a tuple S)
+                                        item by item, stacked or of the last state
                                         body: Γ, S, X[T], S, X ⊢ (same), S   (acc, x)
                                         `associative` (a fold made from a `reduce`,
                                         X = S): the body is associative, so the fold
@@ -59,7 +61,7 @@ from typing import assert_never
 from .errors import NO_SPAN, Span
 from .primitives import Params, Primitive
 from .typed import SizeBinding
-from .types import Dim, Type
+from .types import Dim, Stacking, Type
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Reduce(Instr):
 @dataclass(frozen=True)
 class Loop(Instr):
     body: "Term"
-    stacked: bool
+    stacked: Stacking
     associative: bool = field(default=False, kw_only=True)
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 from .errors import NO_SPAN, Span
 from .prim_types import result_type
 from .primitives import Params, Primitive
-from .types import BOOL, ArrayType, TupleType, Type
+from .types import BOOL, ArrayType, Stacking, TupleType, Type, loop_result_type
 from .unary_check import join_types
 from .unary import Custom, Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq, shift
 
@@ -123,7 +123,7 @@ class Builder:
         return value
 
     def loop(self, init: Value, xs: Value, body: Callable[["Builder", Value, Value], Value], *,
-             stacked: bool, associative: bool = False, hint: str | None = None,
+             stacked: Stacking, associative: bool = False, hint: str | None = None,
              span: Span = NO_SPAN) -> Value:
         """fold (stacked=False) or scan over the leading axis of `xs`:
         `body(b, acc, x)` returns the next state (`associative`: see `unary.Loop`)."""
@@ -136,7 +136,7 @@ class Builder:
         self.terms.extend([Var(init.pos), Var(xs.pos)])
         value = self._made(Loop(term, stacked, associative=associative, hint=hint,
                                 span=self._where(span)),
-                           _stack_type(init.type, xs.type.shape[0]) if stacked else init.type)
+                           loop_result_type(init.type, xs.type.shape[0], stacked))
         self.terms.append(Drop(1, 2))
         return value
 
@@ -168,9 +168,3 @@ class Builder:
         if made:
             self.terms.append(Drop(1, made))
         return seq(*self.terms) if self.terms else seq()
-
-
-def _stack_type(t: Type, length) -> Type:
-    if isinstance(t, TupleType):
-        return TupleType(tuple(_stack_type(x, length) for x in t.items))
-    return ArrayType(t.dtype, (length, *t.shape))

@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn, assert_never
 
 from .prim_types import PrimTypeError, result_type
-from .types import BOOL, I64, ArrayType, Dim, TupleType, Type, promote, strip_weak
+from .types import (BOOL, I64, ArrayType, Dim, TupleType, Type, loop_result_type, promote, stacked_type,
+                    strip_weak)
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, UProgram, Var)
 from .unary_print import format_instruction, format_type, format_type_stack
@@ -96,13 +97,6 @@ def leading_length(t: Type) -> Dim | None:
         lengths = {leading_length(x) for x in t.items}
         return lengths.pop() if len(lengths) == 1 else None
     return t.shape[0] if t.rank else None
-
-
-def stacked_type(t: Type, length: Dim) -> Type:
-    """`t[length]`: the type of `length` values of type `t` stacked on a new leading axis."""
-    if isinstance(t, TupleType):
-        return TupleType(tuple(stacked_type(x, length) for x in t.items))
-    return ArrayType(t.dtype, (length,) + t.shape)
 
 
 def join_types(a: Type, b: Type) -> Type | None:
@@ -196,7 +190,7 @@ def _check(term: Term, ctx: Context, subst: dict[str, Dim] | None) -> Context:
             if state != init:  # a weak initial state: the next steps start from the joined one
                 after = _body(term, "body", body, ctx + (state, x), subst)
                 _join_as(term, ctx, state, after, "the state and the body's result")
-            return ctx + (stacked_type(state, length) if stacked else state,)
+            return ctx + (loop_result_type(state, length, stacked),)
         case Custom(n=n, body=body):
             _need(term, ctx, n)
             return ctx + (_body(term, "body", body, ctx, subst),)

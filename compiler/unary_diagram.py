@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from .primitives import CONST, INDEX, SIZE, param
-from .types import I64, Type
+from .types import I64, Type, loop_name
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, UProgram, Var)
 from .unary_check import check_term, element_type
@@ -208,7 +208,7 @@ def _draw(term: Term, stack: list[_Wire], drawing: _Drawing) -> list[_Wire]:
         case Reduce(body=body):
             return _draw_loop(term, "reduce", body, stack, drawing)
         case Loop(body=body, stacked=stacked):
-            return _draw_loop(term, "scan" if stacked else "fold", body, stack, drawing)
+            return _draw_loop(term, loop_name(stacked), body, stack, drawing)
         case Custom(name=name, body=body):
             with drawing.frame(f"{name}: derivative by the user's rule", _FRAME):
                 result = _draw(body, stack, drawing)[-1]

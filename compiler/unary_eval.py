@@ -16,6 +16,7 @@ interpreter, so it is written for clarity, not speed:
     Map(n, b)        for j along the top n arrays: run b on stack + [a1[j]..an[j]]
     Reduce(b)        acc = unit; for each item x: acc = b on stack + [acc, x]
     Loop(b, scan)    as Reduce from the initial state; a scan stacks every state
+                     (per-item stacking: the stacked items, the last state's others)
     Custom(f, n, b)  run b (a derivative rule changes derivatives, not values)
 
 A body runs on a copy of the stack and only its top value is kept.
@@ -146,10 +147,11 @@ def _execute(term: Term, stack: list[Any], sizes: Mapping[str, int]) -> None:
             for t in range(_length(term, [xs])):
                 acc = _body(body, stack + [acc, _item(xs, t)], sizes)
                 states.append(acc)
-            if not stacked:
-                stack.append(acc)
-            else:
-                stack.append(_stack(states) if states else _empty_like(stack[-2]))
+            if isinstance(stacked, bool):
+                stack.append((_stack(states) if states else _empty_like(stack[-2])) if stacked else acc)
+            else:  # item by item: stacked, or of the last state
+                stack.append(tuple((_stack([after[k] for after in states]) if states else _empty_like(acc[k]))
+                                   if item else acc[k] for k, item in enumerate(stacked)))
         case Custom(n=n, body=body):
             _need(term, stack, n)
             stack.append(_body(body, list(stack), sizes))

@@ -38,7 +38,7 @@ from typing import Any, assert_never
 
 from .errors import NO_SPAN
 from .primitives import CONST, INDEX, SIZE, param
-from .types import Dim, DType, TupleType, Type
+from .types import Dim, DType, TupleType, Type, loop_name
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, UProgram, Var)
 
@@ -88,7 +88,7 @@ def format_instruction(term: Term) -> str:
         case Reduce():
             return "reduce"
         case Loop(stacked=stacked, associative=associative):
-            return "scan" if stacked else "fold associative" if associative else "fold"
+            return "fold associative" if associative else loop_name(stacked)
         case Custom(name=name, n=n):
             return f"custom {name}/{n}"
         case _:

@@ -517,10 +517,24 @@ def _loop(em: Emitter, instr: Loop) -> None:
     walk(inner, body)
     inner.finish(inner.coerce(inner.top, acc), len(em.stack) + 2)
     state = join(em.stack[-2], inner.stack[-1])
-    em.push(Loop(inner.term(), instr.stacked, associative=associative, span=em.span),
-            _time_major(state, length) if instr.stacked else state)
-    if instr.stacked and _is_batched(state):
-        em.itemwise(em.top, _batch_first(em), state)
+    stacked = instr.stacked
+    if isinstance(stacked, bool):
+        em.push(Loop(inner.term(), stacked, associative=associative, span=em.span),
+                _time_major(state, length) if stacked else state)
+        if stacked and _is_batched(state):
+            em.itemwise(em.top, _batch_first(em), state)
+    else:  # item by item (a reverse loop): the stacked items batched like their states
+        assert isinstance(state, BatchedTuple)
+        em.push(Loop(inner.term(), stacked, associative=associative, span=em.span),
+                BatchedTuple(tuple(_time_major(s, length) if flag else s
+                                   for s, flag in zip(state.items, stacked))))
+        if _is_batched(state):
+            loop = em.top
+            for k, (s, flag) in enumerate(zip(state.items, stacked)):
+                mark = len(em.stack)
+                item = em.get(loop, k)
+                em.finish(em.itemwise(item, _batch_first(em), s) if flag else item, mark)
+            em.tuple(len(stacked))
     em.finish(em.top, base)
 
 

@@ -9,11 +9,11 @@ from catad.compiler.errors import Span
 from catad.compiler.primitives import (ADD, CONST, INDEX, MATMUL, MUL, SIZE, SUM, ZEROS, Params,
                                        Primitive, params)
 from catad.compiler.typed import SizeBinding
-from catad.compiler.types import BOOL, F64, I64, ArrayType, Dim, DType, TupleType, scalar
+from catad.compiler.types import BOOL, F64, I64, ArrayType, Dim, DType, TupleType, scalar, stacked_type
 from catad.compiler.unary import (Build, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
                                   UFunction, UProgram, Var, seq)
 from catad.compiler.unary_check import (UnaryTypeError, check_function, check_program, check_term,
-                                        element_type, join_types, leading_length, stacked_type)
+                                        element_type, join_types, leading_length)
 from catad.compiler.unary_print import (format_function, format_instruction, format_program,
                                         format_term, format_type_stack)
 

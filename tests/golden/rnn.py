@@ -98,32 +98,41 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
-    t8 = np.int64(t - 1)
-    t12 = np.concatenate([t1[None], t7[:t - 1]], axis=0)
-    t16 = np.zeros((d,))
-    t17 = np.arange(t)
-    t25 = (rnn_last_bar, t16, t1, t16, t1)
-    t26_0 = np.zeros((t, h))
-    t26_1 = np.zeros((t, d))
-    t26_2 = np.zeros((t, h))
-    t26_3 = np.zeros((t, d))
-    t26_4 = np.zeros((t, h))
-    acc_1 = t25
-    for step_1, x_1 in enumerate(t17):
-        t20 = t8 - x_1
-        t29 = t7[t20]
-        t33 = acc_1[0] * (1.0 - t29 * t29)
-        acc_1 = (t33 @ Wh, t33 @ Wx, t33, xs[t20], t12[t20])
-        t26_0[step_1] = acc_1[0]
-        t26_1[step_1] = acc_1[1]
-        t26_2[step_1] = acc_1[2]
-        t26_3[step_1] = acc_1[3]
-        t26_4[step_1] = acc_1[4]
-    t26 = (t26_0, t26_1, t26_2, t26_3, t26_4)
-    t28 = t26[2]
-    t48 = t28.T
-    xs_bar = t26[1][t8 - t17]
-    return (t7[t8], (t48 @ t26[3], t48 @ t26[4], np.sum(t28, axis=0), xs_bar))
+    t8 = np.int64(t)
+    t9 = np.int64(0)
+    t10 = t8 == t9
+    if t10:
+        t14 = t1
+    else:
+        t14 = t7[t8 - np.int64(1)]
+    t18 = np.zeros((d,))
+    t19 = np.arange(t)
+    t21 = np.int64(t - 1)
+    t64 = (rnn_last_bar, t18, t1, t18, t1)
+    t65_0 = np.zeros((t, d))
+    t65_1 = np.zeros((t, h))
+    t65_2 = np.zeros((t, d))
+    t65_3 = np.zeros((t, h))
+    acc_1 = t64
+    for step_1, x_1 in enumerate(t19):
+        t22 = t21 - x_1
+        t25 = t22 == t9
+        if t25:
+            t29 = t1
+        else:
+            t29 = t7[t22 - np.int64(1)]
+        t36 = t7[t22]
+        t40 = acc_1[0] * (1.0 - t36 * t36)
+        acc_1 = (t40 @ Wh, t40 @ Wx, t40, xs[t22], t29)
+        t65_0[step_1] = acc_1[1]
+        t65_1[step_1] = acc_1[2]
+        t65_2[step_1] = acc_1[3]
+        t65_3[step_1] = acc_1[4]
+    t65 = (acc_1[0], t65_0, t65_1, t65_2, t65_3)
+    t67 = t65[2]
+    t70 = t67.T
+    xs_bar = t65[1][t21 - t19]
+    return (t14, (t70 @ t65[3], t70 @ t65[4], np.sum(t67, axis=0), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -158,32 +167,35 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
-    t10 = np.concatenate([t1[None], t7[:t - 1]], axis=0)
-    t15 = np.zeros((d,))
-    t16 = np.arange(t)
-    t18 = np.int64(t - 1)
-    t26 = (t1, t15, t1, t15, t1)
-    t27_0 = np.zeros((t, h))
-    t27_1 = np.zeros((t, d))
-    t27_2 = np.zeros((t, h))
-    t27_3 = np.zeros((t, d))
-    t27_4 = np.zeros((t, h))
-    acc_1 = t26
-    for step_1, x_1 in enumerate(t16):
-        t19 = t18 - x_1
-        t30 = t7[t19]
-        t34 = (acc_1[0] + rnn_states_bar[t19]) * (1.0 - t30 * t30)
-        acc_1 = (t34 @ Wh, t34 @ Wx, t34, xs[t19], t10[t19])
-        t27_0[step_1] = acc_1[0]
-        t27_1[step_1] = acc_1[1]
-        t27_2[step_1] = acc_1[2]
-        t27_3[step_1] = acc_1[3]
-        t27_4[step_1] = acc_1[4]
-    t27 = (t27_0, t27_1, t27_2, t27_3, t27_4)
-    t29 = t27[2]
-    t49 = t29.T
-    xs_bar = t27[1][t18 - t16]
-    return (t7, (t49 @ t27[3], t49 @ t27[4], np.sum(t29, axis=0), xs_bar))
+    t12 = np.zeros((d,))
+    t13 = np.arange(t)
+    t15 = np.int64(t - 1)
+    t20 = np.int64(0)
+    t60 = (t1, t12, t1, t12, t1)
+    t61_0 = np.zeros((t, d))
+    t61_1 = np.zeros((t, h))
+    t61_2 = np.zeros((t, d))
+    t61_3 = np.zeros((t, h))
+    acc_1 = t60
+    for step_1, x_1 in enumerate(t13):
+        t16 = t15 - x_1
+        t21 = t16 == t20
+        if t21:
+            t25 = t1
+        else:
+            t25 = t7[t16 - np.int64(1)]
+        t32 = t7[t16]
+        t36 = (acc_1[0] + rnn_states_bar[t16]) * (1.0 - t32 * t32)
+        acc_1 = (t36 @ Wh, t36 @ Wx, t36, xs[t16], t25)
+        t61_0[step_1] = acc_1[1]
+        t61_1[step_1] = acc_1[2]
+        t61_2[step_1] = acc_1[3]
+        t61_3[step_1] = acc_1[4]
+    t61 = (acc_1[0], t61_0, t61_1, t61_2, t61_3)
+    t63 = t61[2]
+    t66 = t63.T
+    xs_bar = t61[1][t15 - t13]
+    return (t7, (t66 @ t61[3], t66 @ t61[4], np.sum(t63, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
