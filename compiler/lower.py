@@ -305,7 +305,8 @@ class _FunctionPrinter:
     def _fitted(self, atoms: tuple[Atom, ...], make: Callable[[tuple[Arg, ...], ], Arg]) -> Arg:
         """`make` applied to the printed `atoms`; while that is wider than
         `INLINE_WIDTH`, the widest inlined temporary among them is assigned to its
-        name first, on a line of its own."""
+        name first, on a line of its own — fresh zeros last: a scatter-add adds
+        into zeros printed in place (`fresh_target`) instead of copying them."""
         inlined = {a.id: self.pending.pop(a.id) for a in atoms
                    if isinstance(a, Name) and a.id in self.pending}
         while True:
@@ -314,7 +315,9 @@ class _FunctionPrinter:
             result = make(printed)
             if len(result.text) <= INLINE_WIDTH or not inlined:
                 return result
-            widest = max(inlined, key=lambda name: (len(inlined[name][0].text), name))
+            zeros = f"{self.ns}.zeros("
+            widest = max(inlined, key=lambda name: (not inlined[name][0].text.startswith(zeros),
+                                                    len(inlined[name][0].text), name))
             printed, span = inlined.pop(widest)
             self._mark(span)
             self._line(f"{identifier(widest)} = {printed.text}")
