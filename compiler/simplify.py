@@ -24,7 +24,7 @@ argument is never made: split over a sum of terms, before a factor that is the
 same along the summed axes, a transpose, or the rows of a product; the normalised
 exponentials of a softmax written by hand sum to one); indexing (a gather or
 scatter of every item in order is a reshape); loops (invariants hoisted, a scan
-read only at its last state is a fold, state items nobody reads dropped,
+item read only at its last state not stacked, state items nobody reads dropped,
 accumulated outer products summed by one product after the loop); and sharing of
 equal expressions. Rules that only pay when a value has no other reader consult
 `Facts.readers`, taken as each round begins; they stay correct whatever it says.
