@@ -378,8 +378,9 @@ class Adjoint:
             inner.accumulate(pending, new_state, state_bar)
             inner.backward(pending)
             new = [alg.materialise(lb, pending.get(acc.pos, ZERO), state_bar_type)]
-            for j, v in enumerate(outside):
-                new.append(alg.add(lb, lb.get(carry, 1 + j), pending.get(v.pos, ZERO)))
+            for j, v in enumerate(outside):  # (a tuple's cotangent may come item by item)
+                total = alg.add(lb, lb.get(carry, 1 + j), pending.get(v.pos, ZERO))
+                new.append(alg.materialise(lb, total, tangent_type(v.type, alg)))
             if want_xs_bar:
                 new.append(alg.materialise(lb, pending.get(x.pos, ZERO), tangent_type(xs_item_type, alg)))
             return lb.tuple(*new)
