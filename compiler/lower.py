@@ -24,7 +24,8 @@ namespace of the inputs (`xp.sum(x, axis=0)`). The NumPy module looks like this:
         ...                                        where it is read
         return t4
 
-`if` becomes a Python if/else assigning one variable; `fold` and `scan` become
+`if` becomes a Python if/else assigning one variable (one line,
+`h = a if c else b`, when each branch is one expression); `fold` and `scan` become
 a Python `for` over the leading axis of the sequence, with vectorised bodies.
 
 Temporaries (`t12`) read once, by an expression of their own block, are not
@@ -355,10 +356,12 @@ class _FunctionPrinter:
             case Name() | Lit() | Call() | MakeTuple() | Project():
                 raise AssertionError("printed above")
             case IfElse(cond, then, orelse):
+                start = len(self.lines)
                 self._line(f"if {self._atom(cond)}:")
                 self._indented(lambda: self._assign(then, target))
                 self._line("else:")
                 self._indented(lambda: self._assign(orelse, target))
+                self._conditional_expression(start, target)
             case LoopE(stacked=False):
                 self._fold(expr, target)
             case LoopE():
@@ -368,6 +371,22 @@ class _FunctionPrinter:
                                      "simplify (beta-reduce) the function before lowering")
             case _:
                 assert_never(expr)
+
+    def _conditional_expression(self, start: int, target: str) -> None:
+        """The if statement printed from line `start` on, when each branch is one
+        assignment to `target`, as one line: `target = a if cond else b` (Python
+        evaluates only the branch taken, as the statement does)."""
+        pad = INDENT * self.depth
+        lines = self.lines[start:]
+        shapes = (f"{pad}if ", f"{pad}{INDENT}{target} = ", f"{pad}else:", f"{pad}{INDENT}{target} = ")
+        if len(lines) != 4 or not all(line.startswith(shape) for line, shape in zip(lines, shapes)):
+            return
+        cond = lines[0][len(shapes[0]):-1]
+        a, b = lines[1][len(shapes[1]):], lines[3][len(shapes[3]):]
+        text = f"{pad}{target} = {a} if {cond} else {b}"
+        if any(" if " in part or "lambda" in part for part in (cond, a, b)) or len(text) > CONDITIONAL_WIDTH:
+            return
+        self.lines[start:] = [text]
 
     def _assign(self, block: Block, target: str | None) -> None:
         """The bindings of `block`, then `target = result` (`return result` when
@@ -468,13 +487,14 @@ class _FunctionPrinter:
 
 
 INLINE_WIDTH = 80
+CONDITIONAL_WIDTH = 100  # the widest line an if statement is folded into
 
 
 def _inlined_temporaries(body: Block) -> set[str]:
     """The temporaries (`t12`) printed inside the one expression that reads them
     (`z = X @ w + b`, not `t1 = X @ w; z = t1 + b`): calls, tuples and projections
-    read exactly once in the function, by a call, tuple, projection or the result
-    of their own block. NumPy then frees, or reuses in place, the array of such a
+    read exactly once in the function, by a call, tuple, projection, an `if`'s
+    condition or the result of their own block. NumPy then frees, or reuses in place, the array of such a
     value as soon as it is read, instead of keeping every intermediate alive."""
     reads: Counter[str] = Counter()
     inlined: set[str] = set()
@@ -490,7 +510,7 @@ def _inlined_temporaries(body: Block) -> set[str]:
                 case Name() | Lit():
                     _count((bind.expr,), reads, here)
                 case IfElse(cond, then, orelse):
-                    _count((cond,), reads)
+                    _count((cond,), reads, here)
                     block(then)
                     block(orelse)
                 case LoopE(init, xs, _, _, body, _):

@@ -446,11 +446,25 @@ def test_a_generated_file_imports_even_when_its_path_looks_like_an_encoding(tmp_
 
 
 def test_if_else_assigns_one_variable():
+    # one expression a branch: one line; more: an if statement
     src = "fn f(x: f64, c: bool) -> f64 {\n    let y = if c { x * 2.0 } else { -x };\n    y + 1.0\n}\n"
     text = catad.to_python(src)
-    assert re.search(r"if c:\n +y = x \* 2\.0\n +else:\n +y = -x\n", text), text
+    assert "    y = x * 2.0 if c else -x\n" in text, text
     m = load_module(text, "branch")
     assert m.f(3.0, True) == 7.0 and m.f(3.0, False) == -2.0
+    src = ("fn f(x: f64[n], c: bool) -> f64 {\n    let y = if c { let s = sum(x); s * s } else { -x[0] };\n"
+           "    y + 1.0\n}\n")
+    text = catad.to_python(src)
+    assert re.search(r"if c:\n +s = .*\n +y = s \* s\n +else:\n +y = -x\[0\]\n", text), text
+    m = load_module(text, "branch")
+    assert m.f(np.array([1.0, 2.0]), True) == 10.0 and m.f(np.array([1.0, 2.0]), False) == 0.0
+
+
+def test_an_if_in_a_conditional_expression_only_evaluates_its_branch():
+    # x[0] over no items would raise: the branch not taken is never run
+    src = "fn f(x: f64[n]) -> f64 {\n    if n == 0 { 0.5 } else { x[0] }\n}\n"
+    m = load_module(catad.to_python(src), "lazy_branch")
+    assert m.f(np.zeros(0)) == 0.5 and m.f(np.array([2.0])) == 2.0
 
 
 def test_scan_with_tuple_states_stacks_each_item_and_handles_no_steps():

@@ -100,11 +100,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         t7[step] = acc
     t8 = np.int64(t)
     t9 = np.int64(0)
-    t10 = t8 == t9
-    if t10:
-        t14 = t1
-    else:
-        t14 = t7[t8 - np.int64(1)]
+    t14 = t1 if t8 == t9 else t7[t8 - np.int64(1)]
     t18 = np.zeros((d,))
     t19 = np.arange(t)
     t21 = np.int64(t - 1)
@@ -116,11 +112,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     acc_1 = t64
     for step_1, x_1 in enumerate(t19):
         t22 = t21 - x_1
-        t25 = t22 == t9
-        if t25:
-            t29 = t1
-        else:
-            t29 = t7[t22 - np.int64(1)]
+        t29 = t1 if t22 == t9 else t7[t22 - np.int64(1)]
         t36 = t7[t22]
         t40 = acc_1[0] * (1.0 - t36 * t36)
         acc_1 = (t40 @ Wh, t40 @ Wx, t40, xs[t22], t29)
@@ -179,11 +171,7 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     acc_1 = t60
     for step_1, x_1 in enumerate(t13):
         t16 = t15 - x_1
-        t21 = t16 == t20
-        if t21:
-            t25 = t1
-        else:
-            t25 = t7[t16 - np.int64(1)]
+        t25 = t1 if t16 == t20 else t7[t16 - np.int64(1)]
         t32 = t7[t16]
         t36 = (acc_1[0] + rnn_states_bar[t16]) * (1.0 - t32 * t32)
         acc_1 = (t36 @ Wh, t36 @ Wx, t36, xs[t16], t25)
