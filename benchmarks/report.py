@@ -301,10 +301,15 @@ one thread (the machine was shared with other jobs, where multi-threaded BLAS an
 timings swung by 10-100x):
 `OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-python -m benchmarks --suite all --sizes small --budget 2`. `--sizes full` has not been run yet.
+python -m benchmarks --suite all --sizes small --budget 2 --keep-freed-memory` (freed buffers
+kept for reuse, for every tool alike: see `benchmarks/allocator.py`). `--sizes full` has not been
+run yet.
 
 A tool that is not installed is skipped with its reason printed. `tests/test_benchmarks_smoke.py`
-runs the harness at the smallest sizes with catad and the manual gradients only (CI, no extra)."""
+runs the harness at the smallest sizes with catad and the manual gradients only (CI, no extra).
+
+What changed in the compiler to reach these numbers, what each change bought, and why the
+missed targets are missed: [performance.md](performance.md)."""
 
 _GRADBENCH_TEXT = """\
 ## GradBench
