@@ -4,6 +4,7 @@ regenerates the page without running anything."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -348,8 +349,17 @@ whose gradients agree with the hand-written ones."""
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description="Regenerate docs/benchmarks.md and its plots from a results file.")
+    parser.add_argument("results", nargs="?", default="results.json",
+                        help="the JSON that `python -m benchmarks --out` wrote")
+    args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
-    results = json.loads(Path(argv[0] if argv else "results.json").read_text(encoding="utf-8"))
+    try:
+        results = json.loads(Path(args.results).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        parser.exit(1, f"python -m benchmarks.report: cannot read {args.results}: {error}\n")
     write_report(results, root / "docs" / "benchmarks.md", root / "docs" / "benchmarks")
     return 0
 
