@@ -29,6 +29,15 @@ so a rule may call its own function without an endless regress.
 Rules are over the reals: derivatives over Z2 differentiate f's body. A
 marked call keeps its marker in the code forward and reverse mode emit for
 values, so the rule also defines every higher derivative.
+
+A call inside a comprehension on values that vary with the index reaches
+forward and reverse mode batched: vectorisation made it once for all lanes
+and recorded how its arguments are batched (`unary.Lanes`). Its derivative is
+the rule applied lane by lane: the rule's code (or the vjp of it, as above),
+run through `vectorise.vectorise_lanes` with its arguments batched as the
+call's were, tangents as their primals, a zero tangent or cotangent made for
+one lane and shared by all. The cotangent of an argument that is the same in
+several lanes is the sum of theirs (`Emitter.fit`).
 """
 
 from __future__ import annotations
@@ -42,11 +51,12 @@ from .algebra import REALS, ZERO, Algebra, Deriv
 from .forward import tangent_type
 from .reverse import vjp_function
 from .to_unary import substitute_params
-from .types import Dim, Type, substitute_type
-from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
-                    UFunction, Var, seq, shift)
+from .types import Dim, TupleType, Type, substitute_type
+from .unary import (Build, Custom, Drop, Get, If, Lanes, Level, Loop, Map, Prim, Reduce, Seq, Term,
+                    Tuple, UFunction, Var, seq, shift)
 from .unary_builder import Builder, Value
 from .unary_check import check_term
+from .vectorise import vectorise_lanes
 
 KINDS = ("jvp", "vjp")
 
@@ -91,42 +101,42 @@ class CustomRules:
         """The marked call `term`, whose arguments were at `height`.., made again on `args`."""
         body = shift(term.body, -height)
         result = check_term(body, tuple(a.type for a in args))[-1]
-        return b.custom(term.name, args, body, result, hint=term.hint, span=term.span)
+        return b.custom(term.name, args, body, result, hint=term.hint, span=term.span,
+                        lanes=term.lanes)
 
-    def tangent(self, b: Builder, name: str, primals: tuple[Value, ...],
-                tangents: tuple[Deriv, ...]) -> Value:
-        """D[f](primals, tangents): the tangent of a call of `name`."""
-        r = self._rules[name]
-        subst = _sizes(r.function, primals)
-        dots = [REALS.materialise(b, tangents[i], self._tangent_type(r, i, subst))
-                for i in r.real]
+    def tangent(self, b: Builder, term: Custom, primals: tuple[Value, ...],
+                tangents: tuple[Deriv, ...], out: Value) -> Value:
+        """D[f](primals, tangents): the tangent of the marked call `term` of f, whose
+        value is `out`."""
+        r = self._rules[term.name]
+        site = _Site(b, r, primals, term.lanes)
+        dots = [site.tangent(i, tangents[i]) for i in r.real]
+        result = (out.type, site.depth)
         if r.kind == "jvp":
-            return _inline(b, r.rule, (*primals, *dots), subst)
-        w = REALS.zeros(b, tangent_type(substitute_type(r.function.result, subst), REALS))
-        v = dots[0] if len(dots) == 1 else b.tuple(*dots)
-        return b.get(_inline(b, self._vjp_of_rule(r), (*primals, w, v), subst), 1)
+            return site.apply(r.rule, (*site.args, *dots), result)
+        w = REALS.zeros(b, tangent_type(site.lane_type(r.function.result), REALS))
+        v = dots[0] if len(dots) == 1 else (b.tuple(*(d for d, _ in dots)),
+                                            tuple(level for _, level in dots))
+        return site.apply(self._vjp_of_rule(r), (*site.args, (w, 0), v), result, pick=1)
 
-    def cotangents(self, b: Builder, name: str, primals: tuple[Value, ...],
+    def cotangents(self, b: Builder, term: Custom, primals: tuple[Value, ...], out: Value,
                    cotangent: Deriv) -> tuple[Deriv, ...]:
-        """R[f](primals, cotangent): the cotangents of the arguments of a call of `name`
-        (ZERO for those that are not real)."""
-        r = self._rules[name]
-        subst = _sizes(r.function, primals)
-        w = REALS.materialise(b, cotangent,
-                              tangent_type(substitute_type(r.function.result, subst), REALS))
+        """R[f](primals, cotangent): the cotangents of the arguments of the marked call
+        `term` of f, whose value is `out` (ZERO for those that are not real)."""
+        r = self._rules[term.name]
+        site = _Site(b, r, primals, term.lanes)
+        w = (REALS.materialise(b, cotangent, tangent_type(out.type, REALS)), site.depth)
         if r.kind == "vjp":
-            bars = _inline(b, r.rule, (*primals, w), subst)
+            bars = site.apply(r.rule, (*site.args, w), site.cotangents())
         else:
-            zeros = [REALS.zeros(b, self._tangent_type(r, i, subst)) for i in r.real]
-            bars = b.get(_inline(b, self._vjp_of_rule(r), (*primals, *zeros, w), subst), 1)
+            zeros = [site.tangent(i, ZERO) for i in r.real]
+            bars = site.apply(self._vjp_of_rule(r), (*site.args, *zeros, w), site.cotangents(),
+                              pick=1)
         items = (bars,) if len(r.real) == 1 else REALS.split(b, bars)
-        out: list[Deriv] = [ZERO] * len(primals)
+        out_bars: list[Deriv] = [ZERO] * len(primals)
         for i, bar in zip(r.real, items):
-            out[i] = bar
-        return tuple(out)
-
-    def _tangent_type(self, r: _Rule, i: int, subst: dict[str, Dim]) -> Type:
-        return tangent_type(substitute_type(r.function.params[i][1], subst), REALS)
+            out_bars[i] = bar
+        return tuple(out_bars)
 
     def _vjp_of_rule(self, r: _Rule) -> UFunction:
         """The rule's vjp with respect to its cotangent (vjp rule) or its tangents (jvp
@@ -151,14 +161,62 @@ class CustomRules:
         return made
 
 
-def _sizes(f: UFunction, args: tuple[Value, ...]) -> dict[str, Dim]:
-    """f's size variables in terms of the caller's, read off the arguments' types."""
-    return {s.name: args[s.param].type.shape[s.axis] for s in f.sizes}
+Stored = tuple[Value, Level]
+"""A value and its batch axes (see `Lanes`): 0 for one lane's value."""
 
 
-def _inline(b: Builder, fn: UFunction, args: tuple[Value, ...], subst: dict[str, Dim]) -> Value:
-    """`fn` applied to `args` (of the caller, whose sizes `subst` gives fn's), inline."""
-    return b.inline(substitute_dims(fn.body, subst), args, substitute_type(fn.result, subst))
+class _Site:
+    """A marked call of f whose derivative a rule gives: its arguments, f's size
+    variables in the caller's terms, and its `Lanes` when it is made lane by lane."""
+
+    def __init__(self, b: Builder, r: _Rule, primals: tuple[Value, ...], lanes: Lanes | None):
+        self.b, self.r, self.primals, self.lanes = b, r, primals, lanes
+        levels: tuple[Level, ...] = lanes.levels if lanes else (0,) * len(primals)
+        self.args: tuple[Stored, ...] = tuple(zip(primals, levels))
+        self.depth = lanes.depth if lanes else 0  # the batch axes of the call's value
+        # f's size variables, read off the lanes of the arguments (past their batch axes)
+        self.subst: dict[str, Dim] = {
+            s.name: primals[s.param].type.shape[_array_level(levels[s.param]) + s.axis]
+            for s in r.function.sizes}
+
+    def lane_type(self, t: Type) -> Type:
+        """A type of f's signature in the caller's sizes: the type of one lane's value."""
+        return substitute_type(t, self.subst)
+
+    def tangent(self, i: int, d: Deriv) -> Stored:
+        """The tangent `d` of argument i as one value: a zero is one lane's zero."""
+        primal, level = self.args[i]
+        if d is ZERO or not level:
+            t = tangent_type(self.lane_type(self.r.function.params[i][1]), REALS)
+            return REALS.materialise(self.b, d, t), 0
+        return REALS.materialise(self.b, d, tangent_type(primal.type, REALS)), level
+
+    def cotangents(self) -> tuple[Type, Level]:
+        """How the cotangents of f's real parameters are stored: as the arguments are."""
+        items = [(tangent_type(self.args[i][0].type, REALS), self.args[i][1]) for i in self.r.real]
+        if len(items) == 1:
+            return items[0]
+        return TupleType(tuple(t for t, _ in items)), tuple(level for _, level in items)
+
+    def apply(self, fn: UFunction, args: tuple[Stored, ...], result: tuple[Type, Level],
+              pick: int | None = None) -> Value:
+        """`fn` (its item `pick` when it returns a tuple) applied to `args`, inline: once,
+        or lane by lane when the call has `Lanes`, its result stored as `result` says."""
+        body = substitute_dims(fn.body, self.subst)
+        values = tuple(v for v, _ in args)
+        if self.lanes is None:
+            made = self.b.inline(body, values, substitute_type(fn.result, self.subst))
+            return made if pick is None else self.b.get(made, pick)
+        if pick is not None:
+            body = seq(body, Get(pick), Drop(1, 1))
+        lanes = vectorise_lanes(body, tuple((v.type, level) for v, level in args), result,
+                                self.lanes.masked)
+        return self.b.inline(lanes, values, result[0])
+
+
+def _array_level(level: Level) -> int:
+    assert isinstance(level, int), "a size variable is read off an array parameter"
+    return level
 
 
 def substitute_dims(term: Term, subst: dict[str, Dim]) -> Term:

@@ -128,7 +128,7 @@ class Tangents:
                 if all(d is ZERO for d in tangents):
                     stack.append((value, ZERO))
                     return
-                dot = self.rules.tangent(self.b, name, primals, tangents)
+                dot = self.rules.tangent(self.b, term, primals, tangents, value)
                 if term.hint:
                     self.b.name(dot, term.hint + "_dot")
                 stack.append((value, dot))

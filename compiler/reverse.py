@@ -297,9 +297,9 @@ class Adjoint:
                     self._loop_adjoint(step, ct, cotangents)
                 case _AssociativeFoldStep():
                     self._associative_fold_adjoint(step, ct, cotangents)
-                case _CustomStep(term, args, _):
+                case _CustomStep(term, args, out):
                     assert self.rules is not None
-                    for arg, d in zip(args, self.rules.cotangents(self.b, term.name, args, ct)):
+                    for arg, d in zip(args, self.rules.cotangents(self.b, term, args, out, ct)):
                         self.accumulate(cotangents, arg, d)
                 case _:
                     assert_never(step)

@@ -33,7 +33,9 @@ result. Writing `Γ = A1..An` for a context (bottom first):
                                         the call of user function `name`, which has a
                                         derivative rule, on the top n entries; its meaning
                                         is body: Γ, A1..An ⊢ (same), B, which reads only
-                                        the top n entries of Γ, A1..An (and its own)
+                                        the top n entries of Γ, A1..An (and its own);
+                                        `lanes` (after vectorisation): the call is made
+                                        once per lane of a comprehension, see `Lanes`
 
 Bodies see the whole enclosing context (closures are free) and leave it
 below their result; the instruction keeps only that result. `Var` indices
@@ -134,11 +136,38 @@ class Loop(Instr):
     associative: bool = field(default=False, kw_only=True)
 
 
+Level = int | tuple["Level", ...]
+"""How many leading batch axes a value has: an int for an array, one per item of a tuple."""
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """A `Custom` call that vectorisation batched: made once per lane of a nest of
+    comprehensions, all lanes at once. Each argument is stored as vectorisation
+    stores values (compiler/vectorise.py): `levels[i]` leading batch axes (axis j
+    for nest depth j + 1, length 1 where the argument is the same along it), then
+    the lane's value. The result has `depth` = max(levels) batch axes, at their
+    full lengths. The rule applies to each lane; `masked`: the call is in a
+    branch that some lanes do not take (their indices may be out of range)."""
+
+    levels: tuple[Level, ...]
+    masked: bool = False
+
+    @property
+    def depth(self) -> int:
+        return max((_deepest(level) for level in self.levels), default=0)
+
+
+def _deepest(level: Level) -> int:
+    return level if isinstance(level, int) else max((_deepest(x) for x in level), default=0)
+
+
 @dataclass(frozen=True)
 class Custom(Instr):
     name: str
     n: int
     body: "Term"
+    lanes: Lanes | None = field(default=None, kw_only=True)
 
 
 Term = Var | Prim | Seq | Tuple | Get | Drop | If | Build | Map | Reduce | Loop | Custom
@@ -200,7 +229,8 @@ def shift(term: Term, offset: int) -> Term:
             return Loop(shift(body, offset), stacked, associative=term.associative,
                         hint=term.hint, span=term.span)
         case Custom(name, n, body):
-            return Custom(name, n, shift(body, offset), hint=term.hint, span=term.span)
+            return Custom(name, n, shift(body, offset), lanes=term.lanes, hint=term.hint,
+                          span=term.span)
         case Prim() | Tuple() | Get() | Drop():
             return term
         case _:

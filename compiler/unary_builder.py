@@ -27,7 +27,7 @@ from .prim_types import result_type
 from .primitives import Params, Primitive
 from .types import BOOL, ArrayType, Stacking, TupleType, Type, loop_result_type
 from .unary_check import join_types
-from .unary import Custom, Drop, Get, If, Loop, Prim, Term, Tuple, Var, seq, shift
+from .unary import Custom, Drop, Get, If, Lanes, Loop, Prim, Term, Tuple, Var, seq, shift
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,12 @@ class Builder:
         return value
 
     def custom(self, name: str, args: tuple[Value, ...], body: Term, result: Type,
-               hint: str | None = None, span: Span = NO_SPAN) -> Value:
+               hint: str | None = None, span: Span = NO_SPAN, lanes: Lanes | None = None) -> Value:
         """The call of user function `name`, which has a derivative rule, on `args`:
-        `Custom(name, k, body)`, `body` running on the arguments alone as for `inline`."""
+        `Custom(name, k, body)`, `body` running on the arguments alone as for `inline`
+        (`lanes`: batched, see `Lanes`)."""
         self._read(args)
-        marker = Custom(name, len(args), shift(body, len(self.types)), hint=hint,
+        marker = Custom(name, len(args), shift(body, len(self.types)), lanes=lanes, hint=hint,
                         span=self._where(span))
         value = self._made(marker, result)
         if args:

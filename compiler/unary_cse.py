@@ -157,7 +157,8 @@ class _Sharing:
         local = [inner.arg(i) for i in range(len(types))]
         _Sharing(inner, _Table()).run(own, local)
         body = inner.finish(local[-1])
-        return self.b.custom(term.name, args, body, local[-1].type, hint=term.hint, span=term.span)
+        return self.b.custom(term.name, args, body, local[-1].type, hint=term.hint, span=term.span,
+                             lanes=term.lanes)
 
 
 def _canonical(term: Term, height: int, stack: list[Value]) -> Hashable:
@@ -176,7 +177,7 @@ def _canonical(term: Term, height: int, stack: list[Value]) -> Hashable:
         case Loop(body, stacked):
             return ("loop", stacked, _canonical(body, height, stack))
         case Custom(name, n, body):
-            return ("custom", name, n, _canonical(body, height, stack))
+            return ("custom", name, n, term.lanes, _canonical(body, height, stack))
         case Build(lo, hi, body):
             return ("build", lo, hi, _canonical(body, height, stack))
         case Map(n, body):

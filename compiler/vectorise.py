@@ -62,8 +62,11 @@ The instructions, at nest depth K:
                          `associative` fold's items are lifted to the state's
                          layout too, so that b combines any two states
     Custom(f, n, b)      unbatched arguments: `Custom` of b vectorised at depth 0
-                         (b reads only the arguments); batched ones: an
-                         UnsupportedError (the user's rule would need batching)
+                         (b reads only the arguments); batched ones: `Custom` of
+                         b vectorised at depth K, its result broadcast to the
+                         arguments' full batch shape, marked with `Lanes` (each
+                         argument's level): forward and reverse mode apply the
+                         user's rule lane by lane, `vectorise_lanes` of it
 
 A batch axis of length 1 is a broadcast one; the state needs no other record
 of which axes are full. Where the rewrites of `Reduce`, `Loop` and `If` put
@@ -82,12 +85,12 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from . import primitives as P
-from .errors import NO_SPAN, Span, UnsupportedError
+from .errors import NO_SPAN, Span
 from .prim_types import result_type
 from .primitives import Params, Primitive, param, params
 from .types import ArrayType, Dim, DType, TupleType, Type
-from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple, UFunction,
-                    UProgram, Var, seq)
+from .unary import (Build, Custom, Drop, Get, If, Lanes, Level, Loop, Map, Prim, Reduce, Seq, Term,
+                    Tuple, UFunction, UProgram, Var, seq)
 from .unary_check import join_types
 
 
@@ -352,6 +355,24 @@ class Emitter:
         lifted = self.lift(pos, target.level, s.element.rank)
         return self.broadcast(lifted, target.batch_shape)
 
+    def fit(self, pos: int, target: Batched) -> int:
+        """The array at `pos` stored as `target`, of the same lane type: summed over
+        the batch axes that `target` lacks or has of length 1, broadcast along those
+        it has in full (a cotangent of a value that is the same in many lanes is the
+        sum of theirs)."""
+        s = self.stack[pos]
+        assert isinstance(s, Batched) and s.element.shape == target.element.shape
+        shape = s.type.shape
+        summed = tuple(j for j in range(s.level) if shape[j] != Dim(1)
+                       and (j >= target.level or target.type.shape[j] == Dim(1)))
+        if summed:
+            pos = self.raw(P.SUM, params(axes=summed), (pos,), 0)
+        kept = tuple(shape[j] if j < s.level and j not in summed else Dim(1)
+                     for j in range(target.level))
+        if self.stack[pos].type.shape != kept + s.element.shape:
+            pos = self.raw(P.RESHAPE, params(shape=kept + s.element.shape), (pos,), target.level)
+        return self.broadcast(self.retag(pos, target.level), target.batch_shape)
+
     def select(self, cond: int, a: int, b: int) -> int:
         """`where(cond, a, b)` lane by lane; tuples item by item."""
         s = self.stack[a]
@@ -546,19 +567,92 @@ def _items_like(xs: Entry, state: Batched, length: Dim) -> Batched:
 
 
 def _custom(em: Emitter, instr: Custom) -> None:
-    """A call with a derivative rule on unbatched arguments: a `Custom` of its body
-    vectorised on its own, outside the nest (so the rule, made for one call, still
-    applies). Batched arguments would need the rule batched too: refused."""
-    if any(_is_batched(s) for s in em.stack[len(em.stack) - instr.n:]):
-        raise UnsupportedError(
-            f"`{instr.name}` has a custom derivative rule, and calling it inside a "
-            "comprehension (`for`, `map`, ...) on values that vary with the index is not "
-            "supported yet", instr.span,
-            hint=f"call `{instr.name}` once on whole arrays outside the comprehension")
-    body = em.child(Nest(0, em.nest.masked))
-    walk(body, instr.body)
-    assert len(body.stack) == len(em.stack) + 1 and not _is_batched(body.stack[-1])
-    em.push(Custom(instr.name, instr.n, body.term(), span=em.span), body.stack[-1])
+    """A call with a derivative rule: a `Custom` of its body vectorised on its own.
+    On unbatched arguments, outside the nest, as it is (the rule, made for one call,
+    applies as it is). On batched ones, at the nest's depth, marked with `Lanes`:
+    how its arguments are batched, so that the rule is applied lane by lane
+    (`vectorise_lanes`); its result is stored at the full batch shape of its
+    arguments, as the per-lane derivatives will be. A call batched already (a rule's
+    code run lane by lane) gets the new batch axes in front of its own: every
+    argument is first lifted to the new level, so that its old ones line up."""
+    n = instr.n
+    args = em.stack[len(em.stack) - n:]
+    if not any(_is_batched(s) for s in args):
+        body = em.child(Nest(0, em.nest.masked))
+        walk(body, instr.body)
+        assert len(body.stack) == len(em.stack) + 1 and not _is_batched(body.stack[-1])
+        em.push(dataclasses.replace(instr, body=body.term(), span=em.span), body.stack[-1])
+        return
+    base = len(em.stack)
+    depth = max(_deepest(s) for s in args)
+    term, masked = instr.body, em.nest.masked
+    if instr.lanes is None:
+        levels = tuple(_levels(s) for s in args)
+    else:
+        for k in range(n):
+            mark = len(em.stack)
+            em.finish(em.itemwise(base - n + k, lambda pos: em.lift(
+                pos, depth, em.stack[pos].element.rank)), mark)  # type: ignore[union-attr]
+        term = shift_vars(term, base - n, n)  # the body reads the lifted copies
+        levels = tuple(_deeper(level, depth) for level in instr.lanes.levels)
+        masked = masked or instr.lanes.masked
+    leaves = [x for s in em.stack[len(em.stack) - n:] for x in _leaves(s)]
+    body = em.child()
+    walk(body, term)
+    result = _full(body.stack[-1], leaves, depth)
+    body.finish(body.coerce(body.top, result), len(em.stack))
+    em.push(dataclasses.replace(instr, body=body.term(), lanes=Lanes(levels, masked), span=em.span),
+            result)
+    em.finish(em.top, base)
+
+
+def vectorise_lanes(term: Term, args: Sequence[tuple[Type, Level]], result: tuple[Type, Level],
+                    masked: bool = False) -> Term:
+    """`term`, written for one lane and running on its arguments alone (`A1..Ak ⊢
+    A1..Ak, B`, as a function's body), run on every lane at once: whole-array code
+    `A1..Ak ⊢ A1..Ak, B'`. Argument i is stored with `args[i] = (type, level)` batch
+    axes as vectorisation stores values (an int level covers every item of a tuple);
+    the result is stored as `result` says, summed over the lanes along which it is
+    the same: so a rule's cotangent of an argument read by many lanes is the sum of
+    their cotangents. `masked`: some lanes are not taken (see `Nest`)."""
+    states = [_state(t, level) for t, level in args]
+    em = Emitter(list(states), Nest(max((_deepest(s) for s in states), default=0), masked))
+    walk(em, term)
+    em.finish(em.itemwise(em.top, em.fit, _state(*result)), len(args))
+    return em.term()
+
+
+def _state(t: Type, level: Level) -> Entry:
+    if isinstance(t, TupleType):
+        items = level if isinstance(level, tuple) else (level,) * len(t.items)
+        return BatchedTuple(tuple(_state(x, lv) for x, lv in zip(t.items, items)))
+    assert isinstance(t, ArrayType) and isinstance(level, int)
+    return Batched(t, level)
+
+
+def _levels(s: Entry) -> Level:
+    return tuple(_levels(x) for x in s.items) if isinstance(s, BatchedTuple) else s.level
+
+
+def _deeper(level: Level, by: int) -> Level:
+    return tuple(_deeper(x, by) for x in level) if isinstance(level, tuple) else level + by
+
+
+def _leaves(s: Entry) -> list[Batched]:
+    return [x for item in s.items for x in _leaves(item)] if isinstance(s, BatchedTuple) else [s]
+
+
+def _deepest(s: Entry) -> int:
+    return max((x.level for x in _leaves(s)), default=0)
+
+
+def _full(s: Entry, leaves: Sequence[Batched], level: int) -> Entry:
+    """`s` stored with `level` batch axes at the lengths `leaves` broadcast to."""
+    if isinstance(s, BatchedTuple):
+        return BatchedTuple(tuple(_full(x, leaves, level) for x in s.items))
+    element = s.element
+    return Batched(ArrayType(element.dtype, _batch_shape(leaves, level) + element.shape,
+                             element.weak), level)
 
 
 def _is_batched(s: Entry) -> bool:
