@@ -18,7 +18,8 @@ concrete sizes. The paper's unit costs, per element of the result:
     logsumexp, softmax over n inputs         (3n, 2n, n, n)   max, shift, exp, sum, log
 
 A loop costs its trip count times its body (plus 3 moves per step for the
-state, as the paper's scans); an `if` the dearer branch. `cost(∇e) <= 4 * 3^p
+state, as the paper's scans); an `if` the branch taken where the sizes decide
+its condition, else the dearer branch. `cost(∇e) <= 4 * 3^p
 * cost(e)` (p the array nesting depth) is the cheap-gradient theorem that
 tests/test_cost.py checks on random programs.
 
@@ -38,9 +39,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
+import numpy as np
+
+from . import prim_eval
 from . import primitives as P
 from .simplify import atom_type, binding_types
-from .target import (Apply, Bind, Block, Call, IfElse, Lambda, Lit, LoopE, MakeTuple, Name, Project,
+from .target import (Apply, Atom, Bind, Block, Call, IfElse, Lambda, Lit, LoopE, MakeTuple, Name, Project,
                      TargetFunction)
 from .types import ArrayType, TupleType, Type
 
@@ -126,8 +130,7 @@ COSTED: frozenset[P.Primitive] = frozenset(
 
 def function_cost(fn: TargetFunction, sizes: Mapping[str, int]) -> Cost:
     """The cost of one call of `fn` with its size variables at `sizes`."""
-    types = binding_types(fn)
-    return _block(fn.body, types, sizes)
+    return _Costing(binding_types(fn), sizes).block(fn.body)
 
 
 def _elements(t: Type | None, sizes: Mapping[str, int]) -> int:
@@ -138,36 +141,115 @@ def _elements(t: Type | None, sizes: Mapping[str, int]) -> int:
     return math.prod(d.evaluate(dict(sizes)) for d in t.shape)
 
 
-def _block(block: Block, types: dict[str, Type], sizes: Mapping[str, int]) -> Cost:
-    total = Cost()
+KNOWN_LIMIT = 4096
+"""The most elements a value the sizes decide may have for the model to compute it
+(`2 ** arange(63)`, the rounds of a scan, is 63)."""
+
+
+class _Costing:
+    """The cost of blocks of one function, at concrete sizes. Values the sizes alone
+    decide (literals, sizes, `arange`, arithmetic on them: no parameter reaches
+    them) are computed as the model goes, `known`, so that an `if` whose condition
+    they decide costs the branch taken, and a loop over known items whose body has
+    such an `if` is costed step by step: the scans of an associative `reduce`
+    (compiler/scans.py) loop over 63 doubling rounds and skip those past
+    ceil(log2 n). Any other `if` costs its dearer branch."""
+
+    def __init__(self, types: dict[str, Type], sizes: Mapping[str, int]):
+        self.types, self.sizes = types, sizes
+        self.known: dict[str, object] = {}
+
+    def block(self, block: Block) -> Cost:
+        total = Cost()
+        for bind in block.bindings:
+            total = total + self.bind(bind)
+        return total
+
+    def value(self, atom: Atom) -> object | None:
+        """The atom's value, where the sizes decide it."""
+        if isinstance(atom, Lit):
+            return atom.value
+        return self.known.get(atom.id) if isinstance(atom, Name) else None
+
+    def learn(self, name: str, value: object | None) -> None:
+        if value is None:
+            self.known.pop(name, None)  # a loop's names are bound again each step
+        else:
+            self.known[name] = value
+
+    def bind(self, bind: Bind) -> Cost:
+        expr = bind.expr
+        out = _elements(self.types.get(bind.name), self.sizes)
+        learned: object | None = None
+        match expr:
+            case Name() | Lit():
+                learned, cost = self.value(expr), Cost(1)
+            case MakeTuple() | Project():
+                cost = Cost(1)
+            case Call(prim, ps, args):
+                learned = self.evaluate(prim, ps, args)
+                arg_types = [atom_type(a, self.types) for a in args]
+                cost = _call(prim, ps, arg_types, [_elements(t, self.sizes) for t in arg_types],
+                             out, self.sizes)
+            case IfElse(cond, then, orelse):
+                decided = self.value(cond)
+                if decided is not None:
+                    taken = then if bool(decided) else orelse
+                    cost = Cost(1) + self.block(taken)
+                    learned = self.value(taken.result)
+                else:
+                    a, b = self.block(then), self.block(orelse)
+                    cost = Cost(1) + (a if a.total >= b.total else b)
+            case LoopE(init, xs, acc, x, body, _):
+                cost = self.loop(init, xs, acc, x, body)
+            case Lambda(_, body):
+                cost = self.block(body)
+            case Apply():
+                cost = Cost(1)
+            case _:
+                assert_never(expr)
+        self.learn(bind.name, learned)
+        return cost
+
+    def evaluate(self, prim: P.Primitive, ps, args: tuple[Atom, ...]) -> object | None:
+        values = [self.value(a) for a in args]
+        if any(v is None for v in values) or prim in _NOT_EVALUATED:
+            return None
+        try:
+            value = prim_eval.apply(prim, ps, values, self.sizes)
+        except Exception:  # noqa: BLE001 — a value the model cannot compute is not known
+            return None
+        return value if np.size(value) <= KNOWN_LIMIT else None
+
+    def loop(self, init: Atom, xs: Atom, acc: str, x: str, body: Block) -> Cost:
+        xs_type = atom_type(xs, self.types)
+        steps = (xs_type.shape[0].evaluate(dict(self.sizes))
+                 if isinstance(xs_type, ArrayType) and xs_type.shape else 0)
+        items = self.value(xs)
+        if items is None or np.ndim(items) == 0 or not _has_if(body) or steps > KNOWN_LIMIT:
+            self.learn(acc, None)
+            self.learn(x, None)
+            return (self.block(body) + Cost(3)).scale(steps)
+        total, state = Cost(), self.value(init)
+        for item in np.asarray(items):
+            self.learn(acc, state)
+            self.learn(x, item)
+            total = total + self.block(body) + Cost(3)
+            state = self.value(body.result)
+        return total
+
+
+_NOT_EVALUATED = {P.INDEX_ADD, P.GATHER_ADD}  # they write into their first argument
+
+
+def _has_if(block: Block) -> bool:
     for bind in block.bindings:
-        total = total + _bind(bind, types, sizes)
-    return total
-
-
-def _bind(bind: Bind, types: dict[str, Type], sizes: Mapping[str, int]) -> Cost:
-    expr = bind.expr
-    out = _elements(types.get(bind.name), sizes)
-    match expr:
-        case Name() | Lit() | MakeTuple() | Project():
-            return Cost(1)
-        case Call(prim, ps, args):
-            arg_sizes = [_elements(atom_type(a, types), sizes) for a in args]
-            return _call(prim, ps, [atom_type(a, types) for a in args], arg_sizes, out, sizes)
-        case IfElse(_, then, orelse):
-            a, b = _block(then, types, sizes), _block(orelse, types, sizes)
-            return Cost(1) + (a if a.total >= b.total else b)
-        case LoopE(_, xs, _, _, body, _):
-            xs_type = atom_type(xs, types)
-            steps = (xs_type.shape[0].evaluate(dict(sizes))
-                     if isinstance(xs_type, ArrayType) and xs_type.shape else 0)
-            return (_block(body, types, sizes) + Cost(3)).scale(steps)
-        case Lambda(_, body):
-            return _block(body, types, sizes)
-        case Apply():
-            return Cost(1)
-        case _:
-            assert_never(expr)
+        match bind.expr:
+            case IfElse():
+                return True
+            case LoopE(body=body) | Lambda(body=body) if _has_if(body):
+                return True
+    return False
 
 
 def _call(prim: P.Primitive, ps, arg_types, arg_sizes: list[int], out: int, sizes) -> Cost:
