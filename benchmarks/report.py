@@ -207,7 +207,7 @@ def render(results: dict, plot_dir: Path, plots: bool = True) -> str:
         "",
         f"Measured {results['created']} with `--sizes {results['sizes']}` on {env['cpus']} CPU cores "
         f"({env['machine']}, {env['platform']}); {versions}."
-        + (f" BLAS environment: {env['blas_env']}." if env.get("blas_env") else "")
+        + (f" Threading environment: {env['blas_env']}." if env.get("blas_env") else "")
         + (f" Allocator: {env['allocator']}." if env.get("allocator") else "")
         + (f" Load average (1, 5, 15 min) at start {_loads(env.get('load_average'))}, at end "
            f"{_loads(env.get('load_average_at_end'))}: with more than {env['cpus']} the machine was "

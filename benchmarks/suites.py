@@ -179,5 +179,10 @@ def environment() -> dict:
 
     return {"load_average": os.getloadavg(), "machine": platform.machine(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "blas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                    "OMP_NUM_THREADS") if k in os.environ}}
+            "blas_env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}}
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                    "OPENBLAS_L2_SIZE", "XLA_FLAGS")
+"""The environment that decides how many threads NumPy's BLAS, PyTorch and XLA use: recorded
+with the results, since the page compares tools on one thread each."""
