@@ -134,7 +134,13 @@ class _FunctionPrinter:
         self.types = binding_types(fn)
         self.namer = Namer(function_names(fn))
         self.rename: dict[str, str] = {}  # an IR name printed as another variable
-        self.inlined = _inlined_temporaries(fn.body)
+        # a tuple-valued IR name (a loop's state, its result) held in one variable per
+        # item: the text of each item
+        self.unpacked: dict[str, list[str]] = {}
+        # a loop's sequence printed in `for x in xs` (NumPy: evaluated once; portable code
+        # indexes it at each step, and a tuple is read item by item: named)
+        self.inlined = _inlined_temporaries(fn.body, lambda xs: not backend.portable and isinstance(
+            atom_type(xs, self.types), ArrayType))
         self.returned = _returned_names(fn.body)
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
@@ -266,6 +272,8 @@ class _FunctionPrinter:
         match atom:
             case Name(id) if id in self.pending:
                 return self.pending.pop(id)[0]
+            case Name(id) if id in self.unpacked:
+                return Arg(tuple_text(self.unpacked[id]))
             case Name(id):
                 return Arg(identifier(self.rename.get(id, id)))
             case Lit(value):
@@ -298,6 +306,8 @@ class _FunctionPrinter:
                 return result
             case MakeTuple(items):
                 return self._fitted(items, lambda printed: Arg(tuple_text([a.text for a in printed])))
+            case Project(Name(id), k) if id in self.unpacked:
+                return Arg(self.unpacked[id][k])
             case Project(tup, k):
                 return Arg(f"{self._arg(tup).operand}[{k}]")
             case _:
@@ -337,6 +347,12 @@ class _FunctionPrinter:
         """`target = bind.expr` (target: by default the binding's own name); an
         inlined temporary waits, printed, for the expression that reads it."""
         expr = bind.expr
+        match expr:
+            case Project(Name(id), k) if target is None and id in self.unpacked:
+                item = self.unpacked[id][k]
+                if item.isidentifier():  # an item of a tuple state: its variable, by another name
+                    self.rename[bind.name] = item
+                    return
         if target is None and bind.name in self.inlined:
             printed = self._printed_binding(bind)
             if len(printed.text) <= INLINE_WIDTH:
@@ -363,9 +379,9 @@ class _FunctionPrinter:
                 self._indented(lambda: self._assign(orelse, target))
                 self._conditional_expression(start, target)
             case LoopE(stacked=False):
-                self._fold(expr, target)
+                self._fold(expr, target, bind.name)
             case LoopE():
-                self._scan(expr, target)
+                self._scan(expr, target, bind.name)
             case Lambda() | Apply():
                 raise AssertionError(f"lower: {type(expr).__name__} in {self.fn.name} is left; "
                                      "simplify (beta-reduce) the function before lowering")
@@ -400,8 +416,13 @@ class _FunctionPrinter:
         value = self._printed_binding(last).text if direct else self._atom(block.result)
         if direct and not isinstance(last.expr, MakeTuple):  # a tuple of the results: no one line
             self._mark(last.span)
+        tuple_display = (direct and isinstance(last.expr, MakeTuple)) or (
+            isinstance(block.result, Name) and block.result.id in self.unpacked)
         if target is None:
             self._line(f"return {value}")
+        elif ", " in target:  # a tuple state's variables: `a, b = x, y`
+            if value != f"({target})":
+                self._line(f"{target} = {value[1:-1] if tuple_display else value}")
         elif value != target:
             self._line(f"{identifier(target)} = {value}")
 
@@ -434,23 +455,52 @@ class _FunctionPrinter:
         self._line(f"{x} = {_row(self._atom(loop.xs), sequence, step)}")
         self.depth -= 1
 
-    def _fold(self, loop: LoopE, target: str) -> None:
-        # the state lives in the result's variable: target = init; target = body(target, x)
-        self._line(f"{target} = {self._atom(loop.init)}")
-        self.rename[loop.acc] = target
-        self._loop_header(loop, None)
-        self._indented(lambda: self._assign(loop.body, target))
+    def _state_variables(self, loop: LoopE, base: str) -> str | None:
+        """A loop state that is a tuple of two or more items is held in one variable
+        per item, `base_0, base_1, ...` (`acc_0 * w`, not `acc[0] * w`): their
+        names, to assign together, or None for a state held in one variable."""
+        state = atom_type(loop.init, self.types)
+        if not isinstance(state, TupleType) or len(state.items) < 2:
+            return None
+        self.unpacked[loop.acc] = [self.namer.fresh(f"{base}_{k}") for k in range(len(state.items))]
+        return ", ".join(self.unpacked[loop.acc])
 
-    def _scan(self, loop: LoopE, target: str) -> None:
+    def _items_text(self, atom: Atom) -> str:
+        """A tuple value to unpack: `x, y` for the display `(x, y)` of a tuple made
+        in place, the variable's name for a tuple held in one."""
+        held = isinstance(atom, Name) and atom.id not in self.pending and atom.id not in self.unpacked
+        text = self._atom(atom)
+        return text if held or not (text.startswith("(") and text.endswith(")")) else text[1:-1]
+
+    def _fold(self, loop: LoopE, target: str, name: str) -> None:
+        # the state lives in the result's variable: target = init; target = body(target, x)
+        # (a tuple: in a variable per item, which the result is too)
+        variables = self._state_variables(loop, target)
+        if variables is None:
+            self.rename[loop.acc] = target
+        self._line(f"{variables} = {self._items_text(loop.init)}" if variables
+                   else f"{target} = {self._atom(loop.init)}")
+        self._loop_header(loop, None)
+        self._indented(lambda: self._assign(loop.body, variables or target))
+        if variables is not None:
+            self.unpacked[name] = self.unpacked[loop.acc]
+
+    def _scan(self, loop: LoopE, target: str, name: str) -> None:
         """NumPy: each step's state (its stacked items) written into a preallocated
         row; portable code appends it to a list and stacks the list after the loop.
-        An item that is not stacked is the last state's, left in `acc`."""
+        An item that is not stacked is the last state's, left in `acc` (a tuple
+        state: in a variable per item, and the result is held item by item too)."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
         acc, step = identifier(loop.acc), self.namer.fresh("step")
-        if isinstance(loop.stacked, bool):
+        variables = self._state_variables(loop, acc)
+        if variables is not None:
+            assert isinstance(state, TupleType)
+            leaves = [(label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
+                      for label, leaf in _leaves(self.unpacked[loop.acc][k], item)]
+        elif isinstance(loop.stacked, bool):
             leaves = [(label, leaf, True) for label, leaf in _leaves(acc, state)]
         else:
             assert isinstance(state, TupleType)
@@ -462,11 +512,12 @@ class _FunctionPrinter:
         portable = self.backend.portable
         for array, (_, leaf) in zip(arrays, stacked):
             self._line(f"{array} = []" if portable else f"{array} = {self._zeros(stacked_type(leaf, length))}")
-        self._line(f"{acc} = {self._atom(loop.init)}")
+        self._line(f"{variables} = {self._items_text(loop.init)}" if variables
+                   else f"{acc} = {self._atom(loop.init)}")
         self._loop_header(loop, step)
 
         def body() -> None:
-            self._assign(loop.body, acc)
+            self._assign(loop.body, variables or acc)
             for array, (label, _) in zip(arrays, stacked):
                 self._line(f"{array}.append({label})" if portable else f"{array}[{step}] = {label}")
         self._indented(body)
@@ -476,7 +527,14 @@ class _FunctionPrinter:
                 self._line(f"{array} = {self.ns}.stack({array}, axis=0) if {array} else {zeros}")
         if arrays != [target]:
             names = iter(arrays)
-            self._line(f"{target} = {_nest([next(names) if s else label for label, _, s in leaves], state)}")
+            texts = [next(names) if s else label for label, _, s in leaves]
+            if variables is None:
+                self._line(f"{target} = {_nest(texts, state)}")
+                return
+            assert isinstance(state, TupleType)
+            remaining = iter(texts)
+            self.unpacked[name] = [_nest([next(remaining) for _ in _leaves("", item)], item)
+                                   for item in state.items]
 
     def _zeros(self, t: ArrayType) -> str:
         """`np.zeros(shape)` (with the dtype unless f64); portable: with dtype and device."""
@@ -490,11 +548,12 @@ INLINE_WIDTH = 80
 CONDITIONAL_WIDTH = 100  # the widest line an if statement is folded into
 
 
-def _inlined_temporaries(body: Block) -> set[str]:
+def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) -> set[str]:
     """The temporaries (`t12`) printed inside the one expression that reads them
     (`z = X @ w + b`, not `t1 = X @ w; z = t1 + b`): calls, tuples and projections
     read exactly once in the function, by a call, tuple, projection, an `if`'s
-    condition or the result of their own block. NumPy then frees, or reuses in place, the array of such a
+    condition, a loop's initial state or (where `sequence_inlined`) its
+    sequence, or the result of their own block. NumPy then frees, or reuses in place, the array of such a
     value as soon as it is read, instead of keeping every intermediate alive."""
     reads: Counter[str] = Counter()
     inlined: set[str] = set()
@@ -514,7 +573,8 @@ def _inlined_temporaries(body: Block) -> set[str]:
                     block(then)
                     block(orelse)
                 case LoopE(init, xs, _, _, body, _):
-                    _count((init, xs), reads)
+                    _count((init,), reads, here)  # printed in `acc = init`
+                    _count((xs,), reads, *((here,) if sequence_inlined(xs) else ()))
                     block(body)
                 case Lambda(_, body):
                     block(body)

@@ -26,8 +26,7 @@ def rnn_last(Wx, Wh, b, xs):
     if xs.shape != (t, d):
         raise ValueError(f"rnn_last: argument xs should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
-    t1 = np.zeros((h,))
-    t7 = t1
+    t7 = np.zeros((h,))
     for x in xs:
         t7 = np.tanh(Wx @ x + Wh @ t7 + b)
     return t7
@@ -57,9 +56,8 @@ def rnn_states(Wx, Wh, b, xs):
     if xs.shape != (t, d):
         raise ValueError(f"rnn_states: argument xs should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs.shape}")
     # examples/rnn.catad:8  scan(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
-    t1 = np.zeros((h,))
     t7 = np.zeros((t, h))
-    acc = t1
+    acc = np.zeros((h,))
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
@@ -104,27 +102,24 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     t18 = np.zeros((d,))
     t19 = np.arange(t)
     t21 = np.int64(t - 1)
-    t64 = (rnn_last_bar, t18, t1, t18, t1)
     t65_0 = np.zeros((t, d))
     t65_1 = np.zeros((t, h))
     t65_2 = np.zeros((t, d))
     t65_3 = np.zeros((t, h))
-    acc_1 = t64
+    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t18, t1, t18, t1
     for step_1, x_1 in enumerate(t19):
         t22 = t21 - x_1
         t29 = t1 if t22 == t9 else t7[t22 - np.int64(1)]
         t36 = t7[t22]
-        t40 = acc_1[0] * (1.0 - t36 * t36)
-        acc_1 = (t40 @ Wh, t40 @ Wx, t40, xs[t22], t29)
-        t65_0[step_1] = acc_1[1]
-        t65_1[step_1] = acc_1[2]
-        t65_2[step_1] = acc_1[3]
-        t65_3[step_1] = acc_1[4]
-    t65 = (acc_1[0], t65_0, t65_1, t65_2, t65_3)
-    t67 = t65[2]
-    t70 = t67.T
-    xs_bar = t65[1][t21 - t19]
-    return (t14, (t70 @ t65[3], t70 @ t65[4], np.sum(t67, axis=0), xs_bar))
+        t40 = acc_1_0 * (1.0 - t36 * t36)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t40 @ Wh, t40 @ Wx, t40, xs[t22], t29
+        t65_0[step_1] = acc_1_1
+        t65_1[step_1] = acc_1_2
+        t65_2[step_1] = acc_1_3
+        t65_3[step_1] = acc_1_4
+    t70 = t65_1.T
+    xs_bar = t65_0[t21 - t19]
+    return (t14, (t70 @ t65_2, t70 @ t65_3, np.sum(t65_1, axis=0), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -163,27 +158,24 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     t13 = np.arange(t)
     t15 = np.int64(t - 1)
     t20 = np.int64(0)
-    t60 = (t1, t12, t1, t12, t1)
     t61_0 = np.zeros((t, d))
     t61_1 = np.zeros((t, h))
     t61_2 = np.zeros((t, d))
     t61_3 = np.zeros((t, h))
-    acc_1 = t60
+    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t12, t1, t12, t1
     for step_1, x_1 in enumerate(t13):
         t16 = t15 - x_1
         t25 = t1 if t16 == t20 else t7[t16 - np.int64(1)]
         t32 = t7[t16]
-        t36 = (acc_1[0] + rnn_states_bar[t16]) * (1.0 - t32 * t32)
-        acc_1 = (t36 @ Wh, t36 @ Wx, t36, xs[t16], t25)
-        t61_0[step_1] = acc_1[1]
-        t61_1[step_1] = acc_1[2]
-        t61_2[step_1] = acc_1[3]
-        t61_3[step_1] = acc_1[4]
-    t61 = (acc_1[0], t61_0, t61_1, t61_2, t61_3)
-    t63 = t61[2]
-    t66 = t63.T
-    xs_bar = t61[1][t15 - t13]
-    return (t7, (t66 @ t61[3], t66 @ t61[4], np.sum(t63, axis=0), xs_bar))
+        t36 = (acc_1_0 + rnn_states_bar[t16]) * (1.0 - t32 * t32)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t36 @ Wh, t36 @ Wx, t36, xs[t16], t25
+        t61_0[step_1] = acc_1_1
+        t61_1[step_1] = acc_1_2
+        t61_2[step_1] = acc_1_3
+        t61_3[step_1] = acc_1_4
+    t66 = t61_1.T
+    xs_bar = t61_0[t15 - t13]
+    return (t7, (t66 @ t61_2, t66 @ t61_3, np.sum(t61_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
@@ -223,13 +215,10 @@ def rnn_last_jvp(Wx, Wh, b, xs, Wx_dot, Wh_dot, b_dot, xs_dot):
         raise ValueError(f"rnn_last_jvp: argument xs_dot should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs_dot.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t3 = (t1, t1)
-    t4 = np.arange(t)
-    t27 = t3
-    for x in t4:
-        t5 = t27[0]
+    t27_0, t27_1 = t1, t1
+    for x in np.arange(t):
         t7 = xs[x]
-        t21 = np.tanh(Wx @ t7 + Wh @ t5 + b)
-        t20 = Wx_dot @ t7 + Wx @ xs_dot[x] + (Wh_dot @ t5 + Wh @ t27[1]) + b_dot
-        t27 = (t21, t20 * (1.0 - t21 * t21))
-    return t27
+        t21 = np.tanh(Wx @ t7 + Wh @ t27_0 + b)
+        t20 = Wx_dot @ t7 + Wx @ xs_dot[x] + (Wh_dot @ t27_0 + Wh @ t27_1) + b_dot
+        t27_0, t27_1 = t21, t20 * (1.0 - t21 * t21)
+    return (t27_0, t27_1)
