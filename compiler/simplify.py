@@ -518,10 +518,13 @@ def scalar_fill(expr: Expr, facts: Facts) -> Expr | None:
 
 
 def _strong_literal(atom: Atom, facts: Facts) -> Lit | None:
-    """The Python literal of `atom` when it is a strong scalar constant (`float64(2.0)`)."""
+    """The Python literal of `atom` when it is a strong scalar constant (`float64(2.0)`,
+    or a constant size, `int64(1)`: the reverse sweep of a loop reads `t - 1`)."""
     match facts.definition(atom):
         case Call(P.CONST, ps, ()) if not dict(ps).get("weak", True):
             return Lit(_python(param(ps, "value"), param(ps, "dtype")))
+        case Call(P.SIZE, ps, ()) if param(ps, "dim").is_constant:
+            return Lit(param(ps, "dim").const)
     return None
 
 

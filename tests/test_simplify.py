@@ -206,6 +206,17 @@ def test_a_strong_constant_is_a_literal_where_the_other_argument_decides_the_typ
     assert got == block(let("r", call("mul", "x", 2.0)), result="r")
 
 
+def test_a_constant_size_is_a_literal_where_the_other_argument_decides_the_type():
+    # k - int64(1) -> k - 1, k == int64(0) -> k == 0   (k: i64); an f32 beside it keeps it
+    one, zero = call("size", dim=Dim(1)), call("size", dim=Dim(0))
+    got = simplified(let("o", one), let("z", zero), let("r", call("sub", "k", "o")),
+                     let("c", call("eq", "r", "z")), let("w", call("where", "c", "s", "g")), result="w")
+    assert got == block(let("r", call("sub", "k", 1)), let("c", call("eq", "r", 0)),
+                        let("w", call("where", "c", "s", "g")), result="w")
+    kept = simplified(let("o", one), let("r", call("mul", "f", "o")), result="r")
+    assert kept == block(let("o", one), let("r", call("mul", "f", "o")), result="r")
+
+
 def test_ones_and_zeros_of_no_shape_are_strong_constants():
     # ones(()) -> float64(1.0); -float64(1.0) -> float64(-1.0); ones((n,)) stays
     got = simplified(let("o", call("ones", dtype=DType.F64, shape=())), let("r", call("neg", "o")),

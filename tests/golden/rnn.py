@@ -97,8 +97,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t7[step] = acc
     t8 = np.int64(t)
-    t9 = np.int64(0)
-    t14 = t1 if t8 == t9 else t7[t8 - np.int64(1)]
+    t14 = t1 if t8 == 0 else t7[t8 - 1]
     t18 = np.zeros((d,))
     t19 = np.arange(t)
     t21 = np.int64(t - 1)
@@ -109,7 +108,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t18, t1, t18, t1
     for step_1, x_1 in enumerate(t19):
         t22 = t21 - x_1
-        t29 = t1 if t22 == t9 else t7[t22 - np.int64(1)]
+        t29 = t1 if t22 == 0 else t7[t22 - 1]
         t36 = t7[t22]
         t40 = acc_1_0 * (1.0 - t36 * t36)
         acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t40 @ Wh, t40 @ Wx, t40, xs[t22], t29
@@ -157,7 +156,6 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     t12 = np.zeros((d,))
     t13 = np.arange(t)
     t15 = np.int64(t - 1)
-    t20 = np.int64(0)
     t61_0 = np.zeros((t, d))
     t61_1 = np.zeros((t, h))
     t61_2 = np.zeros((t, d))
@@ -165,7 +163,7 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t12, t1, t12, t1
     for step_1, x_1 in enumerate(t13):
         t16 = t15 - x_1
-        t25 = t1 if t16 == t20 else t7[t16 - np.int64(1)]
+        t25 = t1 if t16 == 0 else t7[t16 - 1]
         t32 = t7[t16]
         t36 = (acc_1_0 + rnn_states_bar[t16]) * (1.0 - t32 * t32)
         acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t36 @ Wh, t36 @ Wx, t36, xs[t16], t25
