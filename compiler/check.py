@@ -147,7 +147,7 @@ def _check_program(program: ast.Program) -> TProgram:
     signatures = {name: dataclasses.replace(_signature(fn), result_role=roles.get(name))
                   for name, fn in functions.items()}
     calls = {name: _callees(fn, functions) for name, fn in functions.items()}
-    return TProgram(tuple(_FunctionChecker(signatures, calls, sig).function()
+    return TProgram(tuple(_FunctionChecker(signatures, calls, sig, derived).function()
                           for sig in signatures.values()),
                     tuple((f, kind, name) for f, (kind, name, _) in rules.items()))
 
@@ -464,8 +464,10 @@ class _FunctionChecker:
     """Checks the body of one function against the signatures of all."""
 
     def __init__(self, signatures: Mapping[str, _Signature],
-                 calls: Mapping[str, frozenset[str]], sig: _Signature):
+                 calls: Mapping[str, frozenset[str]], sig: _Signature,
+                 derived: Mapping[str, ast.DerivedFunction] | None = None):
         self.signatures = signatures
+        self.derived = derived or {}  # declared by a transformation: not callable from a body
         self.calls = calls
         self.sig = sig
         self.size_names = frozenset(name for name, _ in sig.size_spans)
@@ -643,6 +645,14 @@ class _FunctionChecker:
         span = e.span if e.func_span == NO_SPAN else e.func_span
         if isinstance(b := scope.get(e.func), _Value):
             raise TypeMismatchError(f"`{e.func}` is a value of type {b.type}, not a function", span)
+        if e.func in self.derived:
+            decl = self.derived[e.func]
+            raise UnsupportedError(
+                f"`{e.func}` is a derived function (`{decl.call.func}`), and a function body "
+                "cannot call a derived function yet", span,
+                notes=((f"`{e.func}` is declared here", _name_span(decl)),),
+                hint="call it from Python, on the compiled module; or write the derivative you "
+                     "need as a function")
         raise UnknownNameError(f"unknown function `{e.func}`", span,
                                hint=_suggest(e.func, [*self.signatures, *LIBRARY]))
 

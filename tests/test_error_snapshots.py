@@ -50,6 +50,10 @@ CASES = {
                                "fn f(x: f64) -> f64 {\n    g + x\n}\n"),
     "name_value_as_function": "fn f(x: f64) -> f64 {\n    x(2.0)\n}\n",
     # -- derived functions: did you mean --
+    "derived_called_from_a_body": ("fn loss(w: f64[n], x: f64[n]) -> f64 { sum((w - x) * (w - x)) }\n"
+                                   "fn loss_grad = grad(loss, wrt = w);\n"
+                                   "fn step(w: f64[n], x: f64[n]) -> f64[n] {\n"
+                                   "    w - 0.1 * loss_grad(w, x)\n}\n"),
     "derived_misspelt_transformation": "fn f(x: f64) -> f64 { x * x }\nfn g = gard(f, wrt = x);\n",
     "derived_misspelt_rule": ("fn f(x: f64) -> f64 { x }\n"
                               "fn r = custom_vpj(f, |x, y_bar| y_bar);\n"),
