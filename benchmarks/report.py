@@ -19,7 +19,8 @@ TARGETS = {
     "memory_ratio": 3.0,        # gradient peak memory / objective peak memory
 }
 
-TOOL_ORDER = ("catad", "manual", "jax", "pytorch", "autograd", "sympy", "catad-torch", "catad-dask")
+TOOL_ORDER = ("catad", "manual", "jax", "pytorch", "autograd", "sympy", "catad-torch", "catad-jax",
+              "catad-dask")
 
 
 def _ms(seconds: float | None) -> str:

@@ -25,7 +25,11 @@ CUDA), JAX, CuPy and Dask arrays. The code keeps to the array API standard
   `add.at`, PyTorch `index_put_`, JAX `.at[].add`) and a one-hot product for
   the rest;
 - no array is written into or iterated over (JAX arrays are immutable,
-  `array_api_strict` arrays are not iterable): see `Backend.portable`.
+  `array_api_strict` arrays are not iterable): see `Backend.portable`;
+- traceable by `jax.jit`: no Python `if` or `int()` on a value. An `if` is
+  `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced),
+  an index beside slices `_int(i)` (a Python int; a traced JAX index is kept),
+  and the entry's checks read shapes only.
 
 `_namespace` refuses, with a `TypeError` naming both arguments, inputs from
 two array libraries or on two devices, and a dtype the library cannot make
@@ -131,12 +135,14 @@ def _popcount_le(app: Application) -> str:
 
 
 def _scalar_indices(app: Application, first: int) -> tuple[Arg, ...]:
-    """The index arguments from `first` on, as Python ints (`int(i)`) where the key
-    also has slices: the standard takes 0-d integer arrays only in keys of arrays."""
-    indices = app.args[first:]
-    if all(item[0] == "at" for item in app.params["spec"]):
-        return indices
-    return tuple(i if i.text.lstrip("-").isdigit() else Arg(f"int({i.text})") for i in indices)
+    """The index arguments from `first` on, through `_int(i)` where the key also has
+    slices or `...`: the standard takes 0-d integer arrays only in keys of arrays
+    alone, so `_int` makes them Python ints, but for a JAX array traced by
+    `jax.jit` (it has no value yet; JAX takes it in any key)."""
+    indices, spec, t = app.args[first:], app.params["spec"], app.arg_types[0]
+    if all(item[0] == "at" for item in spec) and isinstance(t, ArrayType) and len(spec) == t.rank:
+        return indices  # no slices, and no `...`
+    return tuple(i if i.text.lstrip("-").isdigit() else Arg(f"_int({i.text})") for i in indices)
 
 
 def _index(app: Application) -> str:
@@ -148,9 +154,15 @@ def _index(app: Application) -> str:
     return f"{x.operand}[{', '.join(items)}]"
 
 
+def _index_helper(app: Application) -> str | None:
+    """`int` where the printed key converts an index (`_int(i)`)."""
+    return "int" if any(i.text.startswith("_int(") for i in _scalar_indices(app, 1)) else None
+
+
 def _index_add(app: Application) -> str:
-    """`_index_add(xp, target, value, (int(i), slice(lo, hi)))`"""
-    items = index_items(app.params["spec"], app.arg_types[0], _scalar_indices(app, 2),
+    """`_index_add(xp, target, value, (i, slice(lo, hi)))`: the helper makes the
+    indices Python ints where the library needs them."""
+    items = index_items(app.params["spec"], app.arg_types[0], app.args[2:],
                         lambda lo, hi: f"slice({lo or None}, {hi or None})")
     return f"_index_add({app.helper_args}{app.args[0]}, {app.args[1]}, {tuple_text(items)})"
 
@@ -226,7 +238,7 @@ ARRAY_API_FORMS: dict[Primitive, Form] = {
                                             f"axis={app.params['axis']}")),
     P.CONCAT: call_form(lambda app: app.call("concat", f"[{', '.join(map(str, app.args))}]",
                                              f"axis={app.params['axis']}")),
-    P.INDEX: call_form(_index),
+    P.INDEX: Form(_index, _index_helper, ATOM),
     P.INDEX_ADD: call_form(_index_add, helper="index_add"),
     P.GATHER: call_form(_gather, helper="gather"),
     P.GATHER_ADD: call_form(_gather_add, helper="gather_add"),
@@ -355,6 +367,30 @@ def _embedded(xp, value, key, target):
         value = xp.concat(parts, axis=axis) if len(parts) > 1 else value
     return value'''),
     Helper("namespace", _NAMESPACE),
+    Helper("int", '''\
+def _int(i):
+    """An index i (a 0-d integer array) as a Python int, for a key that also has
+    slices (the standard takes arrays only in keys of arrays); a JAX array traced
+    by jax.jit has no value yet and is kept (JAX takes it in any key)."""
+    if array_api_compat.is_jax_array(i):
+        import jax
+        try:
+            return int(i)
+        except jax.errors.ConcretizationTypeError:
+            return i
+    return int(i)'''),
+    Helper("cond", '''\
+def _cond(cond, then, orelse):
+    """then() if cond else orelse(), one branch run, as a Python if; under
+    jax.jit, where cond is traced and has no value yet, jax.lax.cond (both
+    branches traced, one run)."""
+    if array_api_compat.is_jax_array(cond):
+        import jax
+        try:
+            cond = bool(cond)
+        except jax.errors.ConcretizationTypeError:
+            return jax.lax.cond(cond, then, orelse)
+    return then() if cond else orelse()'''),
     Helper("gather", '''\
 def _gather(xp, x, key):
     """x[key] for integer arrays key on the leading axes of x (NumPy's fancy
@@ -410,10 +446,12 @@ def _logsumexp(xp, x, axis):
 def _index_add(xp, target, value, key):
     """A copy of target with value added into target[key] (key: ints and slices)."""
     key = (*key, ...)
-    if array_api_compat.is_jax_array(target):
+    if array_api_compat.is_jax_array(target):  # takes 0-d arrays, traced ones too, beside slices
         return target.at[key].add(value)
     if array_api_compat.is_dask_array(target):  # Dask assigns to slices only: embed value in zeros
         return target + _embedded(xp, value, key[:-1], target)
+    # the standard takes 0-d arrays only in keys of arrays alone (no slices, no ...)
+    key = tuple(index if isinstance(index, slice) or index is ... else int(index) for index in key)
     out = xp.asarray(target, copy=True)
     out[key] = out[key] + value
     return out''', ("embedded",)),

@@ -371,6 +371,8 @@ class _FunctionPrinter:
         match expr:
             case Name() | Lit() | Call() | MakeTuple() | Project():
                 raise AssertionError("printed above")
+            case IfElse(cond, then, orelse) if self.backend.portable:
+                self._portable_if(cond, then, orelse, target)
             case IfElse(cond, then, orelse):
                 start = len(self.lines)
                 self._line(f"if {self._atom(cond)}:")
@@ -403,6 +405,33 @@ class _FunctionPrinter:
         if any(" if " in part or "lambda" in part for part in (cond, a, b)) or len(text) > CONDITIONAL_WIDTH:
             return
         self.lines[start:] = [text]
+
+    def _portable_if(self, cond: Atom, then: Block, orelse: Block, target: str) -> None:
+        """Portable code: `target = _cond(cond, then_1, else_1)`, each branch a local
+        function returning its value, `_cond` a Python if that becomes
+        `jax.lax.cond` where the condition is traced (under `jax.jit`); when each
+        branch is one expression, `target = _cond(cond, lambda: a, lambda: b)`."""
+        self.used.add("cond")
+        condition = self._atom(cond)
+        pad = INDENT * self.depth
+        heads = []  # the line of each branch's def, named once it is known to stay
+        for block in (then, orelse):
+            heads.append(len(self.lines))
+            self._line("def ():")
+            self._indented(lambda: self._assign(block, None))
+        start = heads[0]
+        lines = self.lines[start:]
+        shapes = (f"{pad}def ", f"{pad}{INDENT}return ", f"{pad}def ", f"{pad}{INDENT}return ")
+        if len(lines) == 4 and all(line.startswith(shape) for line, shape in zip(lines, shapes)):
+            a, b = lines[1][len(shapes[1]):], lines[3][len(shapes[3]):]
+            text = f"{pad}{target} = _cond({condition}, lambda: {a}, lambda: {b})"
+            if not any("lambda" in part for part in (a, b)) and len(text) <= CONDITIONAL_WIDTH:
+                self.lines[start:] = [text]
+                return
+        names = [self.namer.fresh(hint) for hint in ("then", "orelse")]
+        for head, name in zip(heads, names):
+            self.lines[head] = f"{pad}def {name}():"
+        self._line(f"{target} = _cond({condition}, {', '.join(names)})")
 
     def _assign(self, block: Block, target: str | None) -> None:
         """The bindings of `block`, then `target = result` (`return result` when

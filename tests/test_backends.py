@@ -7,6 +7,7 @@ TypeError at the function's entry. GPU runs are in docs/backends.md."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,87 @@ def test_the_command_line_writes_the_portable_module(tmp_path, capsys):
 def test_an_unknown_backend_is_a_value_error_naming_the_backends():
     with pytest.raises(ValueError, match=r"unknown backend 'cuda'; the backends are numpy, array-api"):
         catad.to_python(LOGISTIC, backend="cuda")
+
+
+# ---- under jax.jit: the generated code traced by JAX and compiled by XLA -------------
+
+
+def _jit_call(function, args):
+    """`jax.jit(function)(*args)` on JAX float64 arrays, Python numbers passed as
+    static arguments (as the benchmarks' catad-jax tool passes them), as NumPy."""
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    static = tuple(k for k, a in enumerate(args) if isinstance(a, (bool, int, float)))
+    converted = tuple(a if k in static else jax.numpy.asarray(np.asarray(a)) for k, a in enumerate(args))
+    return to_numpy(jax.jit(function, static_argnums=static)(*converted))
+
+
+def _assert_close(got, expected, rtol=1e-10):
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for a, b in zip(got, expected):
+            _assert_close(a, b, rtol)
+        return
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_examples_and_their_vjps_run_under_jax_jit(modules, case):
+    file, fn = case.split(".")
+    args, _ = inputs(np.random.default_rng(1))[case]
+    reference, portable = modules[case]
+    expected = getattr(reference, fn)(*args)
+    _assert_close(_jit_call(getattr(portable, fn), args), expected)
+    if hasattr(reference, "derived"):
+        w = np.random.default_rng(2).standard_normal(np.shape(expected))
+        _assert_close(_jit_call(portable.derived, (*args, w)), reference.derived(*args, w))
+
+
+BENCHMARKS = pytest.importorskip("benchmarks.problems", reason="the benchmark models are in benchmarks/")
+
+
+@pytest.mark.parametrize("problem", sorted(BENCHMARKS.PROBLEMS))
+def test_benchmark_gradients_run_under_jax_jit_and_agree_with_numpy(problem):
+    """Each benchmark model's value_and_grad from the array-api module, traced by
+    jax.jit (Python ifs and int() on traced values would fail there), gives the
+    NumPy module's numbers."""
+    p = BENCHMARKS.PROBLEMS[problem]
+    source = BENCHMARKS.model_source(p)
+    numpy_module = catad.compile(source, p.model)
+    portable = catad.compile(source, p.model, backend="array-api")
+    for size in p.sizes["tiny"]:  # XLA compiles the small LSTM's unrolled loops for minutes
+        args = tuple(p.make_inputs(size, np.random.default_rng(3)).values())
+        expected = getattr(numpy_module, p.gradient)(*args)
+        _assert_close(_jit_call(getattr(portable, p.gradient), args), expected)
+        _assert_close(_jit_call(getattr(portable, p.objective), args), getattr(numpy_module, p.objective)(*args))
+
+
+BRANCHING = """\
+fn f(xs: f64[t, n], v: f64[n]) -> f64 {
+    let ends = scan(0.0, arange(t), |acc, i| {
+        let previous = if i == 0 { v } else { xs[i - 1] };
+        acc + sum(previous * xs[i])
+    });
+    sum(ends) + sum(xs[:, n - 1])
+}
+
+fn g = value_and_grad(f);
+"""
+
+
+def test_a_branch_on_a_traced_value_and_an_index_beside_slices_run_everywhere():
+    """A scalar `if` prints as `_cond` (a Python if, jax.lax.cond under jax.jit);
+    an index beside slices as `_int(i)` (a Python int, a JAX array as it is): the
+    gradient gives NumPy's numbers on every library, and under jax.jit."""
+    text = catad.to_python(BRANCHING, backend="array-api")
+    assert "_cond(" in text and "_int(" in text, text
+    functions = text[text.index("\ndef f("):]
+    assert re.search(r"\n +if (?!\w+\.ndim|\w+\.shape)", functions) is None, functions  # checks of shapes only
+    numpy_module = catad.compile(BRANCHING)
+    portable = catad.compile(BRANCHING, backend="array-api")
+    rng = np.random.default_rng(4)
+    args = (rng.standard_normal((4, 3)), rng.standard_normal(3))
+    expected = numpy_module.g(*args)
+    for library, convert in sorted(LIBRARIES.items()):
+        _assert_close(to_numpy(portable.g(*map(convert, args))), expected)
+    _assert_close(_jit_call(portable.g, args), expected)

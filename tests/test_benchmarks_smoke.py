@@ -28,6 +28,21 @@ def test_catad_gradient_agrees_with_manual(name):
     assert catad["gradient_peak_bytes"] > 0
 
 
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_catad_jax_gradient_agrees_with_manual(name):
+    """catad's array-api module under jax.jit (the catad-jax tool)."""
+    from benchmarks.tools import catad_jax_tool
+
+    reason = catad_jax_tool.unavailable()
+    if reason:
+        pytest.skip(reason)
+    rows = run_problem(PROBLEMS[name], "tiny", ("catad-jax", "manual"), budget_s=0.0)
+    assert {r["tool"] for r in rows} == {"catad-jax", "manual"}
+    for row in rows:
+        assert row["valid"], row
+    assert next(r for r in rows if r["tool"] == "catad-jax")["setup_s"] > 0
+
+
 def test_a_wrong_gradient_is_flagged():
     grads = (np.array([1.0, 2.0]),)
     assert relative_error(1.0, grads, 1.0, grads) == 0.0

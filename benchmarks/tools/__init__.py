@@ -22,8 +22,8 @@ class Prepared:
 
 def tool_modules():
     """The tool modules in report order: catad first, the reference second."""
-    from benchmarks.tools import (autograd_tool, catad_dask_tool, catad_tool, catad_torch_tool, jax_tool,
-                                  manual_tool, sympy_tool, torch_tool)
+    from benchmarks.tools import (autograd_tool, catad_dask_tool, catad_jax_tool, catad_tool, catad_torch_tool,
+                                  jax_tool, manual_tool, sympy_tool, torch_tool)
 
     return (catad_tool, manual_tool, jax_tool, torch_tool, autograd_tool, sympy_tool, catad_torch_tool,
-            catad_dask_tool)
+            catad_jax_tool, catad_dask_tool)

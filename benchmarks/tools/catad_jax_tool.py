@@ -1,0 +1,69 @@
+"""catad's array API module (`--backend array-api`) run on JAX CPU arrays in
+float64, each function compiled by `jax.jit` (XLA): the same generated code as
+the `catad` row, traced once. Timed with block_until_ready; the setup time is
+catad's compile and the gradient's first call (its trace and XLA compile)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks.problems import Problem, catad_module
+from benchmarks.tools import Prepared
+from benchmarks.tools.catad_tool import gradients
+
+NAME = "catad-jax"
+
+
+def unavailable() -> str | None:
+    try:
+        import array_api_compat  # noqa: F401
+        import jax  # noqa: F401
+    except ImportError as err:
+        return f"{err.name} is not installed (pip install '.[bench]')"
+    return None
+
+
+def to_numpy(value):
+    if isinstance(value, tuple):
+        return tuple(to_numpy(v) for v in value)
+    return np.asarray(value)
+
+
+def _folding(function):
+    """`function` with what does not depend on its traced arguments computed while
+    jax.jit traces it (`jax.ensure_compile_time_eval`): sizes, loop indices and
+    the conditions on them are then known, so the generated code's indices are
+    Python ints and its ifs Python ifs (a quarter of the LSTM gradient's trace
+    time and half its XLA compile time, which otherwise has a `lax.cond` per step)."""
+    import functools
+
+    import jax
+
+    @functools.wraps(function)
+    def folding(*args):
+        with jax.ensure_compile_time_eval():
+            return function(*args)
+    return folding
+
+
+def prepare(problem: Problem, inputs: dict) -> Prepared:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    start = time.perf_counter()
+    module = catad_module(problem.model, backend="array-api")
+    # arrays are traced; Python numbers (GMM's gamma and wm) are static, as in the jax tool
+    args = tuple(jax.device_put(np.asarray(v)) if isinstance(v, np.ndarray) else v
+                 for v in inputs.values())
+    static = tuple(i for i, v in enumerate(inputs.values()) if not isinstance(v, np.ndarray))
+    objective = jax.jit(_folding(getattr(module, problem.objective)), static_argnums=static)
+    gradient = jax.jit(_folding(getattr(module, problem.gradient)), static_argnums=static)
+    jax.block_until_ready(gradient(*args))
+    setup = time.perf_counter() - start
+    jax.block_until_ready(objective(*args))
+    return Prepared(lambda: jax.block_until_ready(objective(*args)),
+                    lambda: jax.block_until_ready(gradient(*args)),
+                    lambda result: gradients(problem, to_numpy(result)), setup)
