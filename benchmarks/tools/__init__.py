@@ -5,6 +5,7 @@ size is skipped)."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,6 +19,16 @@ class Prepared:
     gradient: Callable[[], object]           # value and gradients, finished when it returns
     to_numpy: Callable[[object], tuple[float, tuple[np.ndarray, ...]]]  # gradient()'s result
     setup_s: float | None = None             # compile or trace time spent in prepare
+
+
+def missing(*modules: str, install: str = "pip install '.[bench]'") -> str | None:
+    """Why a tool cannot run here: the first of `modules` that does not import."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return f"{name} is not installed ({install})"
+    return None
 
 
 def tool_modules():

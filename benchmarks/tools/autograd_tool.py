@@ -5,17 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
+from benchmarks.tools import Prepared, missing
 
 NAME = "autograd"
 
 
 def unavailable() -> str | None:
-    try:
-        import autograd  # noqa: F401
-    except ImportError:
-        return "autograd is not installed (pip install autograd)"
-    return None
+    return missing("autograd", install="pip install autograd")
 
 
 def _loop(step, state, xs):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
+from benchmarks.tools import Prepared, missing
 from benchmarks.tools.catad_tool import prepared
 
 NAME = "catad-dask"
@@ -22,12 +22,7 @@ gradient took 4 minutes at l = 2, c = 128 (25 at l = 4) without telling anything
 
 
 def unavailable() -> str | None:
-    try:
-        import array_api_compat  # noqa: F401
-        import dask.array  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed (pip install '.[bench]')"
-    return None
+    return missing("array_api_compat", "dask.array")
 
 
 def chunked(inputs: dict) -> tuple:

@@ -10,25 +10,14 @@ import time
 import numpy as np
 
 from benchmarks.problems import Problem, catad_module
-from benchmarks.tools import Prepared
-from benchmarks.tools.catad_tool import gradients
+from benchmarks.tools import Prepared, missing
+from benchmarks.tools.catad_tool import gradients, to_numpy
 
 NAME = "catad-jax"
 
 
 def unavailable() -> str | None:
-    try:
-        import array_api_compat  # noqa: F401
-        import jax  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed (pip install '.[bench]')"
-    return None
-
-
-def to_numpy(value):
-    if isinstance(value, tuple):
-        return tuple(to_numpy(v) for v in value)
-    return np.asarray(value)
+    return missing("array_api_compat", "jax")
 
 
 def _folding(function):

@@ -27,6 +27,13 @@ def prepare(problem: Problem, inputs: dict) -> Prepared:
     return prepared(problem, "numpy", tuple(inputs.values()))
 
 
+def to_numpy(value):
+    """A result of another array library (tuples item by item) as NumPy arrays."""
+    if isinstance(value, tuple):
+        return tuple(to_numpy(v) for v in value)
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
 def prepared(problem: Problem, backend: str, args: tuple,
              run=lambda result: result, to_numpy=lambda result: result) -> Prepared:
     """The problem's objective and gradient compiled for `backend`, on `args`; `run`

@@ -6,25 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
-from benchmarks.tools.catad_tool import prepared
+from benchmarks.tools import Prepared, missing
+from benchmarks.tools.catad_tool import prepared, to_numpy
 
 NAME = "catad-torch"
 
 
 def unavailable() -> str | None:
-    try:
-        import array_api_compat  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed (pip install '.[bench]')"
-    return None
-
-
-def to_numpy(value):
-    if isinstance(value, tuple):
-        return tuple(to_numpy(v) for v in value)
-    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+    return missing("array_api_compat", "torch")
 
 
 def prepare(problem: Problem, inputs: dict) -> Prepared:

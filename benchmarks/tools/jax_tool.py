@@ -8,17 +8,13 @@ import time
 import numpy as np
 
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
+from benchmarks.tools import Prepared, missing
 
 NAME = "jax"
 
 
 def unavailable() -> str | None:
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        return "jax is not installed (pip install jax jaxlib)"
-    return None
+    return missing("jax", install="pip install jax jaxlib")
 
 
 def _scan(step, state, xs):

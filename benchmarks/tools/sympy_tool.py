@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
+from benchmarks.tools import Prepared, missing
 
 NAME = "sympy"
 BUDGET_S = 20.0
@@ -17,11 +17,7 @@ _build_times: dict[str, tuple[int, float]] = {}   # problem -> (size, seconds) o
 
 
 def unavailable() -> str | None:
-    try:
-        import sympy  # noqa: F401
-    except ImportError:
-        return "sympy is not installed"
-    return None
+    return missing("sympy", install="pip install sympy")
 
 
 def derive_lse(n: int):

@@ -7,17 +7,13 @@ import numpy as np
 
 from benchmarks.manual import LOG_2PI
 from benchmarks.problems import Problem
-from benchmarks.tools import Prepared
+from benchmarks.tools import Prepared, missing
 
 NAME = "pytorch"
 
 
 def unavailable() -> str | None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "torch is not installed (pip install torch==2.13.0)"
-    return None
+    return missing("torch", install="pip install torch==2.13.0")
 
 
 def _objectives(torch):
