@@ -311,7 +311,9 @@ class _Program:
         self.order = [item.name for item in items]
         rules = {rule: f for f, _, rule in stages.typed.rules}  # a rule function -> the function it is for
         functions = [item.name for item in items if isinstance(item, ast.Function) or item.name in rules]
-        self.rule_of = _rules_followed(stages.typed, rules)
+        made_from = {item.name: _names_in(item.call) for item in items
+                     if isinstance(item, ast.DerivedFunction) and item.name not in rules}
+        self.rule_of = _rules_followed(stages.typed, rules, made_from)
         unary = {fn.name: fn for fn in stages.vectorised.functions}
         self.modes: dict[str, tuple[str, str]] = {}  # function -> (its jvp, its vjp), wrt every real parameter
         for name in functions:
@@ -384,11 +386,13 @@ class _Program:
         return reals or tuple(range(len(params)))
 
 
-def _rules_followed(typed: TProgram, rules: Mapping[str, str]) -> dict[str, str]:
-    """For each function with a user's rule, or that calls one directly or not:
-    that rule (by its name)."""
+def _rules_followed(typed: TProgram, rules: Mapping[str, str],
+                    made_from: Mapping[str, set[str]]) -> dict[str, str]:
+    """For each function with a user's rule, or that calls one directly or not
+    (through a derived function too, which "calls" the functions it is made
+    from: `made_from`): that rule (by its name)."""
     ruled = {f: rule for rule, f in rules.items()}
-    callees = {fn.name: _callees(fn.body) for fn in typed.functions}
+    callees = {**made_from, **{fn.name: _callees(fn.body) for fn in typed.functions}}
     followed: dict[str, str] = {}
     for name in callees:
         seen, todo = set(), [name]
@@ -401,6 +405,17 @@ def _rules_followed(typed: TProgram, rules: Mapping[str, str]) -> dict[str, str]
                 seen.add(callee)
                 todo.extend(callees.get(callee, ()))
     return followed
+
+
+def _names_in(call: ast.Call) -> set[str]:
+    """The functions a transformation is applied to, through nested ones."""
+    found: set[str] = set()
+    for arg in call.args:
+        if isinstance(arg, ast.Name):
+            found.add(arg.id)
+        elif isinstance(arg, ast.Call):
+            found |= _names_in(arg)
+    return found
 
 
 def _callees(node: Any) -> set[str]:

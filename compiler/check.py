@@ -17,7 +17,14 @@ affine in the size variables (`n - 1`, `2 * n`, not `n * m`).
   with i an i64; indexing takes i64 scalars and slices with size bounds.
 * Calls of user functions unify the callee's parameter types with the
   argument types: size variables take the arguments' dims, everything else
-  must then be equal. Recursion, direct or mutual, is refused.
+  must then be equal. Recursion, direct or mutual, is refused, also through
+  a derived function (which depends on the functions it is made from).
+* A call of a derived function (`loss_grad(w, x)` with `fn loss_grad =
+  grad(loss, wrt = w);`) is checked the same way against the signature of the
+  function derive made (`ProgramChecker.add_derived`): the bodies that call
+  one, directly or not, are checked after it is made, in the dependency order
+  of `ProgramChecker.order` (compiler/pipeline.py runs it); the others first,
+  as one program.
 * Where a value must have a given type (a result, an argument, a loop state,
   a branch), its shape must be that type's and its dtype the same or a safe
   promotion (bool -> i64 -> f64, f32 -> f64; a weak literal takes any dtype of
@@ -28,7 +35,7 @@ affine in the size variables (`n - 1`, `2 * n`, not `n * m`).
 * A derivative rule `fn r = custom_vjp(f, |x.., y_bar| e);` (or `custom_jvp(f,
   |x.., x_dot..| e)`) is checked as the function `fn r(x: .., y_bar: ..) -> .. { e }`,
   its types taken from f's signature (compiler/custom_rules.py), and recorded
-  in `TProgram.rules`; other derived functions are made later, by derive.
+  in `TProgram.rules`; other derived functions are made by derive.
 
 Every mistake is a `CatadError` with the span of the offending node.
 """
@@ -117,39 +124,164 @@ def check_source(text: str, path: str = "<string>") -> TProgram:
 
 
 def _check_program(program: ast.Program) -> TProgram:
-    functions: dict[str, ast.Function] = {}
-    derived: dict[str, ast.DerivedFunction] = {}
-    for item in program.functions:
-        if item.name in LIBRARY:
-            raise UnknownNameError(f"`{item.name}` is a library function; give your function "
-                                   "another name", _name_span(item))
-        first = functions.get(item.name) or derived.get(item.name)
-        if first is not None:
-            raise UnknownNameError(f"the function `{item.name}` is defined twice", _name_span(item),
-                                   notes=(("first defined here", _name_span(first)),))
-        if isinstance(item, ast.DerivedFunction):
-            derived[item.name] = item  # made from the unary form by compiler/derive.py
-        else:
-            functions[item.name] = item
-    rules: dict[str, tuple[str, str, ast.Function]] = {}  # f -> (kind, rule name, rule)
-    roles: dict[str, _Role] = {}
-    for decl in derived.values():
-        if decl.call.func in RULE_DECLARATIONS:
-            f, kind, rule, roles[decl.name] = _rule_function(decl, functions, derived)
-            if f in rules:
-                raise UnsupportedError(f"`{f}` has two derivative rules; a function may have one",
-                                       _name_span(decl),
-                                       notes=(("the first rule", _name_span(derived[rules[f][1]])),))
-            rules[f] = (kind, decl.name, rule)
-    made = {name: rule for _, name, rule in rules.values()}
-    functions = {item.name: made.get(item.name, item) for item in program.functions
-                 if item.name in functions or item.name in made}
-    signatures = {name: dataclasses.replace(_signature(fn), result_role=roles.get(name))
-                  for name, fn in functions.items()}
-    calls = {name: _callees(fn, functions) for name, fn in functions.items()}
-    return TProgram(tuple(_FunctionChecker(signatures, calls, sig, derived).function()
-                          for sig in signatures.values()),
-                    tuple((f, kind, name) for f, (kind, name, _) in rules.items()))
+    checker = ProgramChecker(program)
+    if checker.later:  # bodies that call derived functions: made by the whole front end
+        from .pipeline import front_end  # the pipeline imports this module
+
+        return front_end(program).typed
+    return TProgram(tuple(checker.function(name) for name in checker.first), checker.rules)
+
+
+class ProgramChecker:
+    """The declarations of a program, and its function bodies checked one by one.
+
+    The declarations are read at once: names, derivative rules, the signatures
+    of the functions written with a body, and which functions call which
+    (`calls`; a derived function "calls" the functions it is made from, and the
+    rules of the functions those call). `first`: the functions that call no
+    derived function, directly or not, in source order: their bodies can be
+    checked at once. `later`: the others, whose bodies need the signatures of
+    derived functions, known only once derive has made them (`add_derived`);
+    `order` gives them, and the derived functions (`transforms`), callees first."""
+
+    def __init__(self, program: ast.Program):
+        self.program = program
+        functions: dict[str, ast.Function] = {}
+        derived: dict[str, ast.DerivedFunction] = {}
+        for item in program.functions:
+            if item.name in LIBRARY:
+                raise UnknownNameError(f"`{item.name}` is a library function; give your function "
+                                       "another name", _name_span(item))
+            first = functions.get(item.name) or derived.get(item.name)
+            if first is not None:
+                raise UnknownNameError(f"the function `{item.name}` is defined twice",
+                                       _name_span(item),
+                                       notes=(("first defined here", _name_span(first)),))
+            if isinstance(item, ast.DerivedFunction):
+                derived[item.name] = item  # made from the unary form by compiler/derive.py
+            else:
+                functions[item.name] = item
+        rules: dict[str, tuple[str, str, ast.Function]] = {}  # f -> (kind, rule name, rule)
+        roles: dict[str, _Role] = {}
+        for decl in derived.values():
+            if decl.call.func in RULE_DECLARATIONS:
+                f, kind, rule, roles[decl.name] = _rule_function(decl, functions, derived)
+                if f in rules:
+                    raise UnsupportedError(f"`{f}` has two derivative rules; a function may have "
+                                           "one", _name_span(decl),
+                                           notes=(("the first rule",
+                                                   _name_span(derived[rules[f][1]])),))
+                rules[f] = (kind, decl.name, rule)
+        made = {name: rule for _, name, rule in rules.values()}
+        self.functions = {item.name: made.get(item.name, item) for item in program.functions
+                          if item.name in functions or item.name in made}
+        self.derived = derived
+        self.transforms = {name: decl for name, decl in derived.items() if name not in made}
+        self.rules = tuple((f, kind, name) for f, (kind, name, _) in rules.items())
+        self.signatures = {name: dataclasses.replace(_signature(fn), result_role=roles.get(name))
+                           for name, fn in self.functions.items()}
+        callable_ = {**self.functions, **self.transforms}
+        self.calls: dict[str, frozenset[str]] = {
+            name: _callees(fn, callable_) for name, fn in self.functions.items()}
+        ruled = {f: rule for f, _, rule in self.rules}
+        for name, decl in self.transforms.items():
+            self.calls[name] = _made_from(decl.call, callable_, self.calls, ruled)
+        needs = _reaching(self.calls, set(self.transforms))
+        self.first = tuple(name for name in self.functions if name not in needs)
+        self.later = tuple(name for name in self.functions if name in needs)
+
+    def function(self, name: str) -> TFunction:
+        """The typed function `name`; the signatures of the derived functions it calls
+        must have been added."""
+        return _FunctionChecker(self.signatures, self.calls, self.signatures[name],
+                                self.derived).function()
+
+    def add_derived(self, name: str, params: tuple[tuple[str, Type], ...], result: Type,
+                    sizes: tuple[SizeBinding, ...]) -> None:
+        """The signature of the derived function `name`, as derive made it."""
+        self.signatures[name] = _Signature(self.transforms[name], params, result, sizes,
+                                           tuple((b.name, NO_SPAN) for b in sizes))
+
+    def order(self) -> list[str]:
+        """The `later` functions and the derived functions, each after what it calls or
+        is made from: the later functions first, in source order, with what they need,
+        then the other derived functions in source order. A call that closes a cycle
+        (through a derived function: the others are found while checking `first`) is
+        refused, and so is a derived function made from itself through others."""
+        for name in self.later:
+            for call in sorted((node for node in _nodes(self.functions[name].body)
+                                if isinstance(node, ast.Call) and node.func in self.calls),
+                               key=lambda node: (node.span.line, node.span.column)):
+                _refuse_recursion(self.calls, name, call, self.derived)
+        position = {item.name: k for k, item in enumerate(self.program.functions)}
+        done = set(self.first)
+        out: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            if name in visiting:  # only derived functions: a call closing a cycle is refused above
+                chain = visiting[visiting.index(name):] + [name]
+                decl = self.transforms[visiting[-1]]
+                raise UnsupportedError(
+                    "recursive derived function: the chain " + " -> ".join(chain) + " is a cycle",
+                    _reference(decl.call, name) or _name_span(decl),
+                    notes=tuple((f"`{d}` is made from `{_base_name(self.transforms[d].call)}` here",
+                                 _name_span(self.transforms[d])) for d in chain[:-2]),
+                    hint="a derived function is made from a function written with a body, or "
+                         "from another derived function")
+            visiting.append(name)
+            for callee in sorted(self.calls[name], key=position.__getitem__):
+                visit(callee)
+            visiting.pop()
+            done.add(name)
+            out.append(name)
+
+        for name in (*self.later, *self.transforms):
+            visit(name)
+        return out
+
+
+def _made_from(call: ast.Call, names: Mapping[str, object], calls: Mapping[str, frozenset[str]],
+               ruled: Mapping[str, str]) -> frozenset[str]:
+    """What a derived function needs made first: the functions and derived functions
+    named in its transformation (nested ones too), and the derivative rules of the
+    functions those call, directly or not (derive uses them)."""
+    bases: set[str] = set()
+    stack: list[ast.Expr] = list(call.args)
+    while stack:
+        arg = stack.pop()
+        if isinstance(arg, ast.Name) and arg.id in names:
+            bases.add(arg.id)
+        elif isinstance(arg, ast.Call):
+            stack.extend(arg.args)
+    needed = set(bases)
+    seen: set[str] = set()
+    todo = list(bases)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in ruled:
+            needed.add(ruled[name])
+            todo.append(ruled[name])
+        todo.extend(calls.get(name, ()))
+    return frozenset(needed)
+
+
+def _reaching(calls: Mapping[str, frozenset[str]], targets: set[str]) -> set[str]:
+    """The names from which a chain of calls reaches one of `targets`."""
+    reach: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, callees in calls.items():
+            if name not in reach and callees & (targets | reach):
+                reach.add(name)
+                changed = True
+    return reach
 
 
 def _name_span(fn: ast.Function | ast.DerivedFunction) -> Span:
@@ -354,8 +486,8 @@ def _size_expr(expr: ast.Expr, name_dim: Callable[[ast.Name], Dim], what: str) -
 
 # ---- calls between functions ---------------------------------------------------
 
-def _callees(fn: ast.Function, functions: Mapping[str, ast.Function]) -> frozenset[str]:
-    """The user functions that `fn` calls."""
+def _callees(fn: ast.Function, functions: Mapping[str, object]) -> frozenset[str]:
+    """The user functions (and derived functions) that `fn` calls."""
     return frozenset(node.func for node in _nodes(fn.body)
                      if isinstance(node, ast.Call) and node.func in functions)
 
@@ -369,6 +501,49 @@ def _nodes(root: ast.Node) -> Iterator[ast.Node]:
             stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
         elif isinstance(item, tuple):
             stack.extend(item)
+
+
+def _refuse_recursion(calls: Mapping[str, frozenset[str]], caller: str, call: ast.Call,
+                      derived: Mapping[str, ast.DerivedFunction]) -> None:
+    """Raise the error for `call` in the body of `caller` when it closes a cycle."""
+    chain = _cycle(calls, caller, call.func)
+    if chain is None:
+        return
+    cycle = (f"`{caller}` calls itself" if chain == [caller]
+             else "the chain " + " -> ".join([caller, *chain]) + " is a cycle")
+
+    def is_rule(name: str) -> bool:
+        return name in derived and derived[name].call.func in RULE_DECLARATIONS
+
+    notes = []
+    for name, after in zip(chain, chain[1:] + [caller]):
+        if name in derived and not is_rule(name):
+            base = _base_name(derived[name].call)
+            uses = (f", and uses `{after}`, the derivative rule of "
+                    f"`{_base_name(derived[after].call)}`" if is_rule(after) else "")
+            notes.append((f"`{name}` is made from `{base}` here{uses}", _name_span(derived[name])))
+    through = " (a derived function calls what it is made from)" if notes else ""
+    raise UnsupportedError(f"recursive call: {cycle}", call.span, notes=tuple(notes),
+                           hint="catad functions cannot call themselves, directly or "
+                                f"through others{through}; write loops with fold or scan")
+
+
+def _reference(call: ast.Call, name: str) -> Span | None:
+    """Where a transformation names the function `name`, if it does."""
+    for arg in call.args:
+        if isinstance(arg, ast.Name) and arg.id == name:
+            return arg.span
+        if isinstance(arg, ast.Call) and (span := _reference(arg, name)) is not None:
+            return span
+    return None
+
+
+def _base_name(call: ast.Call) -> str:
+    """The function a transformation is applied to, through nested ones."""
+    arg = call.args[0] if call.args else None
+    while isinstance(arg, ast.Call) and arg.args:
+        arg = arg.args[0]
+    return arg.id if isinstance(arg, ast.Name) else call.func
 
 
 def _cycle(calls: Mapping[str, frozenset[str]], caller: str, callee: str) -> list[str] | None:
@@ -467,7 +642,7 @@ class _FunctionChecker:
                  calls: Mapping[str, frozenset[str]], sig: _Signature,
                  derived: Mapping[str, ast.DerivedFunction] | None = None):
         self.signatures = signatures
-        self.derived = derived or {}  # declared by a transformation: not callable from a body
+        self.derived = derived or {}  # declared by a transformation (for messages)
         self.calls = calls
         self.sig = sig
         self.size_names = frozenset(name for name, _ in sig.size_spans)
@@ -541,7 +716,7 @@ class _FunctionChecker:
                 return TVar(t, e.id, span=e.span)
             case _Size():
                 return TSize(I64, Dim.of(e.id), span=e.span)
-        if e.id in self.signatures or e.id in LIBRARY:
+        if e.id in self.signatures or e.id in self.derived or e.id in LIBRARY:
             raise TypeMismatchError(f"`{e.id}` is a function, not a value", e.span,
                                     hint=f"call it: {e.id}(...)")
         raise UnknownNameError(f"unknown name `{e.id}`", e.span, hint=_suggest(e.id, scope))
@@ -645,14 +820,7 @@ class _FunctionChecker:
         span = e.span if e.func_span == NO_SPAN else e.func_span
         if isinstance(b := scope.get(e.func), _Value):
             raise TypeMismatchError(f"`{e.func}` is a value of type {b.type}, not a function", span)
-        if e.func in self.derived:
-            decl = self.derived[e.func]
-            raise UnsupportedError(
-                f"`{e.func}` is a derived function (`{decl.call.func}`), and a function body "
-                "cannot call a derived function yet", span,
-                notes=((f"`{e.func}` is declared here", _name_span(decl)),),
-                hint="call it from Python, on the compiled module; or write the derivative you "
-                     "need as a function")
+        assert e.func not in self.derived, f"no signature for the derived function {e.func!r}"
         raise UnknownNameError(f"unknown function `{e.func}`", span,
                                hint=_suggest(e.func, [*self.signatures, *LIBRARY]))
 
@@ -678,15 +846,22 @@ class _FunctionChecker:
 
     def user_call(self, e: ast.Call, scope: Scope) -> TExpr:
         callee = self.signatures[e.func]
-        caller = self.sig.node.name
-        chain = _cycle(self.calls, caller, e.func)
-        if chain is not None:
-            cycle = (f"`{caller}` calls itself" if chain == [caller]
-                     else "the chain " + " -> ".join([caller, *chain]) + " is a cycle")
-            raise UnsupportedError(f"recursive call: {cycle}", e.span,
-                                   hint="catad functions cannot call themselves, directly or "
-                                        "through others; write loops with fold or scan")
-        defined = ((f"`{e.func}` is defined here", _name_span(callee.node)),)
+        _refuse_recursion(self.calls, self.sig.node.name, e, self.derived)
+        decl = callee.node
+        if isinstance(decl, ast.DerivedFunction):  # no parameters written: the declaration
+            listing = ", ".join(f"{name}: {t}" for name, t in callee.params)
+            defined = ((f"`{e.func}` is declared here, as `{decl.call.func}` of "
+                        f"`{_base_name(decl.call)}`: it takes ({listing}) and returns "
+                        f"{callee.result}", _name_span(decl)),)
+
+            def declares(k: int, what: str) -> tuple[str, Span]:
+                return (f"`{e.func}` (declared here) takes {what} as argument {k + 1}",
+                        _name_span(decl))
+        else:
+            defined = ((f"`{e.func}` is defined here", _name_span(decl)),)
+
+            def declares(k: int, what: str) -> tuple[str, Span]:
+                return f"`{e.func}` declares {what} here", decl.params[k].span
         if e.kwargs:
             raise TypeMismatchError(f"`{e.func}` takes positional arguments only",
                                     e.kwargs[0].span, notes=defined)
@@ -699,17 +874,15 @@ class _FunctionChecker:
                 error = ShapeError if _mismatch(arg.type, t) == "shape" else TypeMismatchError
                 raise error(f"argument {k + 1} (`{name}`) of `{e.func}` must have type {t}, but "
                             f"it has type {arg.type}", node.span,
-                            notes=((f"`{e.func}` declares `{name}` here",
-                                    callee.node.params[k].span),))
+                            notes=(declares(k, f"`{name}`"),))
         subst = {b.name: args[b.param].type.shape[b.axis] for b in callee.sizes}
         sizes = ", ".join(f"{b.name} = {subst[b.name]} (from `{callee.params[b.param][0]}`)"
                           for b in callee.sizes)
         coerced = tuple(
             self.coerce(arg, substitute_type(t, subst),
                         f"argument {k + 1} (`{name}`) of `{e.func}`", node,
-                        notes=((f"`{e.func}` declares `{name}: {t}` here"
-                                + (f"; at this call {sizes}" if sizes else ""),
-                                callee.node.params[k].span),))
+                        notes=(_also(declares(k, f"`{name}: {t}`"),
+                                     f"; at this call {sizes}" if sizes else ""),))
             for k, ((name, t), arg, node) in enumerate(zip(callee.params, args, e.args)))
         return TCall(substitute_type(callee.result, subst), e.func, coerced,
                      tuple(subst.items()), span=e.span)
@@ -878,6 +1051,10 @@ class _FunctionChecker:
             return default
         bound = self.size(expr, scope, "a slice bound")
         return dim + bound if bound.is_constant and bound.const < 0 else bound
+
+
+def _also(note: tuple[str, Span], more: str) -> tuple[str, Span]:
+    return note[0] + more, note[1]
 
 
 def _name_patterns(pattern: ast.Pattern) -> Iterator[ast.NamePattern]:

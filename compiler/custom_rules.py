@@ -45,15 +45,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
 from .forward import tangent_type
 from .reverse import vjp_function
-from .to_unary import substitute_params
 from .types import Dim, TupleType, Type, substitute_type
-from .unary import (Build, Custom, Drop, Get, If, Lanes, Level, Loop, Map, Prim, Reduce, Seq, Term,
-                    Tuple, UFunction, Var, seq, shift)
+from .unary import (Custom, Drop, Get, Lanes, Level, UFunction, Var, seq, shift,
+                    substitute_dims)
 from .unary_builder import Builder, Value
 from .unary_check import check_term
 from .vectorise import vectorise_lanes
@@ -74,15 +72,30 @@ class CustomRules:
 
     def __init__(self, rules: Iterable[tuple[str, str, str]], functions: Mapping[str, UFunction]):
         """`rules`: (function, kind, rule function) as in `UProgram.rules`; `functions`:
-        every function by name, in the form the transformations run on (vectorised)."""
-        self._rules: dict[str, _Rule] = {}
-        for name, kind, rule in rules:
-            assert kind in KINDS, kind
-            f = functions[name]
-            real = tuple(i for i, (_, t) in enumerate(f.params) if REALS.carries(t))
-            self._rules[name] = _Rule(kind, f, functions[rule], real)
+        every function by name, in the form the transformations run on (vectorised).
+        `functions` may grow after (the front end makes functions in dependency
+        order): a rule is used once both its function and its rule function are there."""
+        self._pending = list(rules)
+        self._functions = functions
+        self._known: dict[str, _Rule] = {}
         self._derived: dict[str, UFunction] = {}  # f -> the vjp of its rule
         self._deriving: list[str] = []            # jvp rules whose reverse is being made
+
+    @property
+    def _rules(self) -> dict[str, _Rule]:
+        """The rules whose functions are made, by the name of the function."""
+        if self._pending:
+            waiting = []
+            for name, kind, rule in self._pending:
+                assert kind in KINDS, kind
+                if name in self._functions and rule in self._functions:
+                    f = self._functions[name]
+                    real = tuple(i for i, (_, t) in enumerate(f.params) if REALS.carries(t))
+                    self._known[name] = _Rule(kind, f, self._functions[rule], real)
+                else:
+                    waiting.append((name, kind, rule))
+            self._pending = waiting
+        return self._known
 
     def applies(self, name: str, algebra: Algebra) -> bool:
         """Whether a marked call of `name` takes its derivative from a rule."""
@@ -217,26 +230,3 @@ class _Site:
 def _array_level(level: Level) -> int:
     assert isinstance(level, int), "a size variable is read off an array parameter"
     return level
-
-
-def substitute_dims(term: Term, subst: dict[str, Dim]) -> Term:
-    """`term` with the size variables in every `Dim` (bounds, primitive params) substituted."""
-    if not subst:
-        return term
-    match term:
-        case Prim(params=ps):
-            return dataclasses.replace(term, params=substitute_params(ps, subst))
-        case Seq(terms=terms):
-            return dataclasses.replace(term, terms=tuple(substitute_dims(t, subst) for t in terms))
-        case If(then=then, orelse=orelse):
-            return dataclasses.replace(term, then=substitute_dims(then, subst),
-                                       orelse=substitute_dims(orelse, subst))
-        case Build(lo=lo, hi=hi, body=body):
-            return dataclasses.replace(term, lo=lo.substitute(subst), hi=hi.substitute(subst),
-                                       body=substitute_dims(body, subst))
-        case Map(body=body) | Reduce(body=body) | Loop(body=body) | Custom(body=body):
-            return dataclasses.replace(term, body=substitute_dims(body, subst))
-        case Var() | Tuple() | Get() | Drop():
-            return term
-        case _:
-            assert_never(term)

@@ -9,6 +9,16 @@ reverse mode from the vectorised unary form of the function they transform;
 Hessians and Jacobians, which are comprehensions over basis vectors, are
 vectorised again.
 
+The front end (`front_end`) runs check, to_unary, vectorise and derive
+declaration by declaration, in dependency order: first every function that
+calls no derived function (directly or not), in source order, as one
+program; then the others and the derived functions, each after what it calls
+or is made from. A body that calls a derived function is checked against the
+signature of the function derive made, and to_unary inlines that function's
+(vectorised) unary form at the call; so a derived function of it
+differentiates through the derivative (second order). Every stage lists its
+functions in source order.
+
 `compile_stages` runs them all; `catad show --stage ...` prints one of them.
 """
 
@@ -17,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ast
-from .check import RULE_DECLARATIONS, check
+from .check import ProgramChecker
 from .custom_rules import CustomRules
 from .derive import derive
 from .errors import CatadError, Source
@@ -26,11 +36,11 @@ from .parse import parse
 from .simplify import simplify
 from .target import TargetProgram
 from .to_target import to_target_program
-from .to_unary import to_unary
+from .to_unary import to_unary, to_unary_function
 from .typed import TProgram
 from .unary import UProgram
 from .unary_check import check_function
-from .vectorise import vectorise, vectorise_program
+from .vectorise import vectorise
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,8 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
         tree = parse(source)
         if extra:
             tree = ast.Program(tree.functions + extra, span=tree.span)
-        typed = check(tree, source)
-        unary = to_unary(typed)
-        vectorised = _with_derivatives(tree, vectorise_program(unary))
+        front = front_end(tree)
+        typed, unary, vectorised = front.typed, front.unary, front.vectorised
     except CatadError as err:
         raise err.with_source(source)
     if verify:
@@ -72,12 +81,34 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
     return Stages(source, tree, typed, unary, vectorised, target, optimised, python)
 
 
-def _with_derivatives(tree: ast.Program, program: UProgram) -> UProgram:
-    """`program` with the derived functions of `tree` added, all in source order.
-    Derivative rules (`custom_vjp`, `custom_jvp`) are functions of `program` already."""
-    functions = {fn.name: fn for fn in program.functions}
-    custom = CustomRules(program.rules, functions)
-    for item in tree.functions:
-        if isinstance(item, ast.DerivedFunction) and item.call.func not in RULE_DECLARATIONS:
-            functions[item.name] = vectorise(derive(item, functions, custom))
-    return UProgram(tuple(functions[item.name] for item in tree.functions), program.rules)
+@dataclass(frozen=True)
+class FrontEnd:
+    typed: TProgram       # the functions written with a body (and rules), in source order
+    unary: UProgram       # the same, in unary form
+    vectorised: UProgram  # the same vectorised, and the derived functions: in source order
+
+
+def front_end(tree: ast.Program) -> FrontEnd:
+    """Check `tree` and make the unary form of every function, vectorised, and every
+    derived function, in dependency order (see the module's docstring). Mistakes
+    raise `CatadError`; derivative rules (`custom_vjp`, `custom_jvp`) are functions
+    of the program."""
+    checker = ProgramChecker(tree)
+    typed = {name: checker.function(name) for name in checker.first}
+    unary = dict(zip(typed, to_unary(TProgram(tuple(typed.values()), checker.rules)).functions))
+    made = {name: vectorise(fn) for name, fn in unary.items()}
+    custom = CustomRules(checker.rules, made)
+    for name in checker.order():
+        if name in checker.transforms:
+            made[name] = vectorise(derive(checker.transforms[name], made, custom))
+            checker.add_derived(name, made[name].params, made[name].result, made[name].sizes)
+        else:
+            typed[name] = checker.function(name)
+            program = TProgram(tuple(typed.values()), checker.rules)
+            derived = {n: fn for n, fn in made.items() if n in checker.transforms}
+            unary[name] = to_unary_function(program, typed[name], derived)
+            made[name] = vectorise(unary[name])
+    order = [item.name for item in tree.functions]
+    return FrontEnd(TProgram(tuple(typed[n] for n in order if n in typed), checker.rules),
+                    UProgram(tuple(unary[n] for n in order if n in unary), checker.rules),
+                    UProgram(tuple(made[n] for n in order), checker.rules))

@@ -26,11 +26,14 @@ translating `e` one entry higher. Writing `h` for the height and `e↑k` for
                              its size variables substituted) ; Drop(1, n)
     f(a1..an), f with a      a1 ; .. ; an↑(n-1) ; Custom(f, n, body of f↑n) ; Drop(1, n)
     derivative rule
+    g(a1..an), g a derived   a1 ; .. ; an↑(n-1) ; g's UNF body (made by derive, vectorised)
+    function                 shifted up h entries, its size variables substituted ; Drop(1, n)
 
 Calls are inlined; a call of a function with a derivative rule is marked with
-`Custom`, so that forward and reverse mode can use the rule. Every `Drop`
-keeps exactly the top entry, so the value a term leaves is pushed by its last
-instruction that is not a `Drop`: that instruction gets the name the source
+`Custom`, so that forward and reverse mode can use the rule; a derived function
+is inlined from its UNF, which must be made first (compiler/pipeline.py).
+Every `Drop` keeps exactly the top entry, so the value a term leaves is pushed
+by its last instruction that is not a `Drop`: that instruction gets the name the source
 gives the value as its `hint`: a let's name, or the callee's parameter name
 for a call argument (never a name the checker made up, such as `%t1`). Every
 instruction carries the span of the typed node it came from.
@@ -39,16 +42,18 @@ instruction carries the span of the typed node it came from.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
 from .errors import Span
-from .primitives import CONST, SIZE, Params, params, substitute_dims
+from .primitives import CONST, SIZE, Params, params
+from .primitives import substitute_dims as substitute_param_dims
 from .typed import (TCall, TConst, TExpr, TFor, TFunction, TGet, TIf, TLambda, TLet, TLoop, TMap,
                     TPrim, TProgram, TReduce, TSize, TTuple, TVar)
 from .types import ArrayType, Dim, Type
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
-                    UFunction, UProgram, Var, seq)
+                    UFunction, UProgram, Var, seq, shift, substitute_dims)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Env:
     height: int                       # number of entries on the stack
     subst: dict[str, Dim] = dataclasses.field(default_factory=dict)  # size variables -> caller's
     calls: tuple[str, ...] = ()       # functions being inlined, outermost first
+    derived: Mapping[str, UFunction] = dataclasses.field(default_factory=dict)
+    # derived functions by name, as derive made them (vectorised): inlined at calls
 
     def push(self, count: int = 1) -> "Env":
         """The env after `count` unnamed entries are pushed."""
@@ -77,13 +84,19 @@ class Env:
         return d.substitute(self.subst) if self.subst else d
 
 
-def to_unary(program: TProgram) -> UProgram:
-    """Translate every function of `program`; calls are inlined."""
-    return UProgram(tuple(_function(program, f) for f in program.functions), program.rules)
+def to_unary(program: TProgram, derived: Mapping[str, UFunction] | None = None) -> UProgram:
+    """Translate every function of `program`; calls are inlined, those of the
+    `derived` functions too."""
+    return UProgram(tuple(to_unary_function(program, f, derived) for f in program.functions),
+                    program.rules)
 
 
-def _function(program: TProgram, f: TFunction) -> UFunction:
-    env = Env(program, {}, 0, calls=(f.name,)).bind(*(name for name, _ in f.params))
+def to_unary_function(program: TProgram, f: TFunction,
+                      derived: Mapping[str, UFunction] | None = None) -> UFunction:
+    """Translate `f`, one of `program`'s functions; the functions it calls must be
+    in `program`, or made already in `derived`."""
+    env = Env(program, {}, 0, calls=(f.name,), derived=derived or {}).bind(
+        *(name for name, _ in f.params))
     return UFunction(f.name, f.params, f.result, translate(f.body, env), f.sizes, span=f.span)
 
 
@@ -143,6 +156,8 @@ def translate(expr: TExpr, env: Env) -> Term:
 
 
 def _call(call: TCall, env: Env) -> Term:
+    if call.function in env.derived:
+        return _derived_call(call, env)
     callee = env.program.function(call.function)
     assert call.function not in env.calls, f"recursive call of {call.function!r} reached to_unary"
     assert {b.name for b in callee.sizes} <= {var for var, _ in call.subst}, call.subst
@@ -151,11 +166,23 @@ def _call(call: TCall, env: Env) -> Term:
             for term, (param_name, _) in zip(_operands(call.args, env), callee.params)]
     callee_env = Env(env.program, {}, env.height,
                      {var: env.dim(d) for var, d in call.subst},
-                     env.calls + (call.function,))
+                     env.calls + (call.function,), env.derived)
     body = translate(callee.body, callee_env.bind(*(name for name, _ in callee.params)))
     if any(f == call.function for f, _, _ in env.program.rules):
         body = Custom(call.function, n, body, span=call.span)
     return seq(*args, body, *_drop(n, call.span))
+
+
+def _derived_call(call: TCall, env: Env) -> Term:
+    """A call of a derived function: its (vectorised) unary body, inlined above the
+    arguments, its size variables the caller's."""
+    callee = env.derived[call.function]
+    assert {b.name for b in callee.sizes} <= {var for var, _ in call.subst}, call.subst
+    n = len(call.args)
+    args = [_named(term, param_name)
+            for term, (param_name, _) in zip(_operands(call.args, env), callee.params)]
+    body = substitute_dims(callee.body, {var: env.dim(d) for var, d in call.subst})
+    return seq(*args, shift(body, env.height), *_drop(n, call.span))
 
 
 def _lambda(fn: TLambda, env: Env) -> Term:
@@ -195,4 +222,4 @@ def _source_name(name: str) -> str | None:
 
 def substitute_params(ps: Params, subst: dict[str, Dim]) -> Params:
     """`ps` with every `Dim` inside (nested in tuples too) substituted by `subst`."""
-    return substitute_dims(ps, subst) if subst else ps
+    return substitute_param_dims(ps, subst) if subst else ps

@@ -57,11 +57,11 @@ meaning and do not take part in equality.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import assert_never
 
 from .errors import NO_SPAN, Span
-from .primitives import Params, Primitive
+from .primitives import Params, Primitive, substitute_dims as substitute_params
 from .typed import SizeBinding
 from .types import Dim, Stacking, Type
 
@@ -232,6 +232,29 @@ def shift(term: Term, offset: int) -> Term:
             return Custom(name, n, shift(body, offset), lanes=term.lanes, hint=term.hint,
                           span=term.span)
         case Prim() | Tuple() | Get() | Drop():
+            return term
+        case _:
+            assert_never(term)
+
+
+def substitute_dims(term: Term, subst: dict[str, Dim]) -> Term:
+    """`term` with the size variables in every `Dim` (bounds, primitive params) substituted."""
+    if not subst:
+        return term
+    match term:
+        case Prim(params=ps):
+            return replace(term, params=substitute_params(ps, subst))
+        case Seq(terms=terms):
+            return replace(term, terms=tuple(substitute_dims(t, subst) for t in terms))
+        case If(then=then, orelse=orelse):
+            return replace(term, then=substitute_dims(then, subst),
+                           orelse=substitute_dims(orelse, subst))
+        case Build(lo=lo, hi=hi, body=body):
+            return replace(term, lo=lo.substitute(subst), hi=hi.substitute(subst),
+                           body=substitute_dims(body, subst))
+        case Map(body=body) | Reduce(body=body) | Loop(body=body) | Custom(body=body):
+            return replace(term, body=substitute_dims(body, subst))
+        case Var() | Tuple() | Get() | Drop():
             return term
         case _:
             assert_never(term)

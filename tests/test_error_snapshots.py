@@ -49,11 +49,26 @@ CASES = {
     "name_function_as_value": ("fn g(x: f64) -> f64 { x }\n"
                                "fn f(x: f64) -> f64 {\n    g + x\n}\n"),
     "name_value_as_function": "fn f(x: f64) -> f64 {\n    x(2.0)\n}\n",
-    # -- derived functions: did you mean --
-    "derived_called_from_a_body": ("fn loss(w: f64[n], x: f64[n]) -> f64 { sum((w - x) * (w - x)) }\n"
+    # -- calls of derived functions: checked at the call --
+    "derived_call_arity": ("fn loss(w: f64[n], x: f64[n]) -> f64 { sum((w - x) * (w - x)) }\n"
+                           "fn loss_grad = grad(loss, wrt = w);\n"
+                           "fn step(w: f64[n], x: f64[n]) -> f64[n] {\n"
+                           "    w - 0.1 * loss_grad(w)\n}\n"),
+    "derived_call_argument_type": ("fn loss(w: f64[n], k: i64) -> f64 { sum(w * w) * f64(k) }\n"
                                    "fn loss_grad = grad(loss, wrt = w);\n"
-                                   "fn step(w: f64[n], x: f64[n]) -> f64[n] {\n"
-                                   "    w - 0.1 * loss_grad(w, x)\n}\n"),
+                                   "fn step(w: f64[n], k: f64) -> f64[n] {\n"
+                                   "    w - 0.1 * loss_grad(w, k)\n}\n"),
+    "derived_call_argument_shape": ("fn loss(w: f64[n], x: f64[n]) -> f64 { sum((w - x) * (w - x)) }\n"
+                                    "fn loss_grad = grad(loss, wrt = w);\n"
+                                    "fn step(w: f64[n], x: f64[m]) -> f64[n] {\n"
+                                    "    w - 0.1 * loss_grad(w, x)\n}\n"),
+    "derived_call_recursion": ("fn f(x: f64) -> f64 {\n    x * g_grad(x)\n}\n"
+                               "fn g(x: f64) -> f64 { sin(f(x)) }\n"
+                               "fn g_grad = grad(g, wrt = x);\n"),
+    "derived_made_from_itself": ("fn f(x: f64) -> f64 { x * x }\n"
+                                 "fn a = grad(b, wrt = x);\n"
+                                 "fn b = jvp(a, wrt = x);\n"),
+    # -- derived functions: did you mean --
     "derived_misspelt_transformation": "fn f(x: f64) -> f64 { x * x }\nfn g = gard(f, wrt = x);\n",
     "derived_misspelt_rule": ("fn f(x: f64) -> f64 { x }\n"
                               "fn r = custom_vpj(f, |x, y_bar| y_bar);\n"),
