@@ -269,7 +269,7 @@ def render(results: dict, plot_dir: Path, plots: bool = True) -> str:
         if plots:
             _plot_scaling(scaling, plot_dir / "compile_scaling.png")
             lines += ["![compile time against depth](benchmarks/compile_scaling.png)", ""]
-    lines += [_NOTES_TEXT, "", _GRADBENCH_TEXT]
+    lines += [_notes_text(results.get("sizes", "small")), "", _GRADBENCH_TEXT]
     return "\n".join(lines) + "\n"
 
 
@@ -305,7 +305,8 @@ module on other libraries: `catad-torch` (PyTorch CPU tensors), `catad-jax` (und
 compiled by XLA; its first call, in `setup_s`, traces the unrolled Python loops: minutes for the
 LSTM) and `catad-dask` (chunked Dask arrays, the data-parallel problems only)."""
 
-_NOTES_TEXT = """\
+def _notes_text(sizes: str) -> str:
+    return f"""\
 ## Running
 
 ```sh
@@ -315,20 +316,20 @@ python -m benchmarks --suite gmm --sizes full --out gmm.json
 python -m benchmarks.report results.json        # regenerate this page from saved results
 ```
 
-The page's numbers come from `docs/benchmarks/results_small.json`, measured with every tool on
+The page's numbers come from `docs/benchmarks/results_{sizes}.json`, measured with every tool on
 one thread (the machine was shared with other jobs, where multi-threaded BLAS and PyTorch
 timings swung by 10-100x):
 `OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-python -m benchmarks --suite all --sizes small --budget 2 --keep-freed-memory` (freed buffers
-kept for reuse, for every tool alike: see `benchmarks/allocator.py`). `--sizes full` has not been
-run yet.
+python -m benchmarks --suite all --sizes {sizes} --budget 2 --keep-freed-memory` (freed buffers
+kept for reuse, for every tool alike: see `benchmarks/allocator.py`).
 
 A tool that is not installed is skipped with its reason printed. `tests/test_benchmarks_smoke.py`
 runs the harness at the smallest sizes with catad and the manual gradients only (CI, no extra).
 
 What changed in the compiler to reach these numbers, what each change bought, and why the
 missed targets are missed: [performance.md](performance.md)."""
+
 
 _GRADBENCH_TEXT = """\
 ## GradBench
