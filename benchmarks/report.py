@@ -119,7 +119,7 @@ def _plot_problem(rows, sizes, tools, path: Path, problem: str) -> None:
         axes[1].bar(xs, ratio, width, label=tool)
     for ax, title in ((axes[0], "gradient time (ms, log)"), (axes[1], "gradient / objective")):
         ax.set_xticks([j + width * (len(tools) - 1) / 2 for j in range(len(sizes))])
-        ax.set_xticklabels(sizes, fontsize=7)
+        ax.set_xticklabels(sizes, fontsize=7, rotation=25 if len(sizes) > 3 else 0, ha="right" if len(sizes) > 3 else "center")
         ax.set_title(f"{problem}: {title}")
     axes[0].set_yscale("log")
     axes[1].axhline(3.0, color="grey", linestyle="--", linewidth=0.8)
