@@ -82,10 +82,6 @@ class Namer:
             if name not in self._taken:
                 return self._take(name)
 
-    def reserve(self, name: str) -> None:
-        """Mark `name` (already allocated elsewhere) as taken."""
-        self._taken.add(identifier(name))
-
     def _take(self, name: str) -> str:
         self._taken.add(identifier(name))
         return name
