@@ -27,8 +27,7 @@ array_api_compat = pytest.importorskip("array_api_compat", reason="the array-api
 def _library(name: str):
     module = importlib.util.find_spec(name)
     if module is None:
-        extra = "bench" if name.startswith("jax") else "test"
-        pytest.skip(f"{name} is not installed (pip install '.[{extra}]' installs it)")
+        pytest.skip(f"{name} is not installed (pip install '.[test]' installs it)")
     return importlib.import_module(name)
 
 
