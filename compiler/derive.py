@@ -13,7 +13,8 @@ with respect to (`wrt`, default: every real parameter). Each becomes a
                             -> (value, tangent)
     hessian(f, wrt = x)     x a vector: the matrix of second
                             derivatives, one Hessian-vector product per row;
-                            x a scalar: the second derivative, one jvp
+                            x a matrix f64[p, q]: f64[p, q, p, q], one per
+                            element; x a scalar: the second derivative, one jvp
     jacobian(f, wrt = x)    x and the result vectors (or scalars): forward mode
                             (one jvp per input) when the input is the smaller,
                             reverse mode (one vjp per output) otherwise; a
@@ -41,10 +42,10 @@ from .differentiability import require_differentiable
 from .errors import DerivativeError, Span, UnknownNameError
 from .forward import jvp_function
 from .polynomial import require_polynomial
-from .primitives import ARANGE, ASTYPE, CONST, EQ, TRANSPOSE, params
+from .primitives import AND, ARANGE, ASTYPE, CONST, EQ, EXPAND_DIMS, TRANSPOSE, params
 from .reverse import vjp_function
 from .types import ArrayType, DType, Dim, TupleType
-from .unary import Build, Drop, Get, Prim, UFunction, Var, seq, shift
+from .unary import Build, Drop, Get, Prim, Term, UFunction, Var, seq, shift
 from .unary_cse import share_subexpressions
 
 TRANSFORMS = ("grad", "value_and_grad", "vjp", "jvp", "hessian", "jacobian")
@@ -220,7 +221,7 @@ def _jvp(r: _Request, name: str, algebra: Algebra) -> UFunction:
 def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
     """The jvp of the gradient, so judged like `jvp(grad(f))`: refused where the
     gradient depends on x only through comparisons (f piecewise linear)."""
-    x = _scalar_or_vector(r, "hessian")
+    x = _scalar_or_vector(r, "hessian", most=2)
     gradient = _grad(_Request("grad", r.base, r.wrt, r.span, r.custom), f"{name}_grad", algebra)
     _require_meaningful(gradient, r.wrt, f"hessian of {r.base.name} with respect to "
                         f"{r.base.params[x][0]}", algebra, r.span, derived=True,
@@ -229,6 +230,8 @@ def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
                        rules=r.custom)
     if not r.base.params[x][1].shape:
         return _at_unit_tangent(hvp, r.base, name, r.span)
+    if r.base.params[x][1].rank == 2:
+        return _over_matrix_basis(hvp, r.base, x, name, r.span)
     return _over_basis(hvp, r.base, x, name, r.span, transpose=False)
 
 
@@ -269,14 +272,17 @@ def _project(fn: UFunction, k: int) -> UFunction:
                      fn.sizes, span=fn.span)
 
 
-def _scalar_or_vector(r: _Request, what: str) -> int:
+def _scalar_or_vector(r: _Request, what: str, most: int = 1) -> int:
+    """The one parameter of `wrt`, of rank at most `most` (2: a matrix too)."""
     if len(r.wrt) != 1:
         raise DerivativeError(f"`{what}` takes exactly one parameter in `wrt`", r.span)
     t = r.base.params[r.wrt[0]][1]
-    if not (isinstance(t, ArrayType) and t.rank <= 1):
-        raise DerivativeError(f"`{what}` needs a scalar or vector parameter, but "
+    kinds = "a scalar, vector or matrix" if most == 2 else "a scalar or vector"
+    if not (isinstance(t, ArrayType) and t.rank <= most):
+        raise DerivativeError(f"`{what}` needs {kinds} parameter, but "
                               f"`{r.base.params[r.wrt[0]][0]}` is {t}", r.span,
-                              hint="take it with respect to a scalar (f64) or a vector (f64[n]), "
+                              hint=f"take it with respect to {kinds} "
+                                   "(f64, f64[n]" + (", f64[n, m]" if most == 2 else "") + "), "
                                    "or use jvp or vjp for directional derivatives")
     return r.wrt[0]
 
@@ -293,6 +299,35 @@ def _at_unit_tangent(fn: UFunction, base: UFunction, name: str, span: Span) -> U
                Drop(1, n + 1))
     assert isinstance(fn.result, TupleType)
     return UFunction(name, base.params, fn.result.items[1], body, base.sizes, span=span)
+
+
+def _over_matrix_basis(fn: UFunction, base: UFunction, x: int, name: str, span: Span) -> UFunction:
+    """`for i in 0..p { for j in 0..q { fn(params..., E_ij)[1] } }`: `fn` takes base's
+    parameters and a tangent of the matrix parameter x (p x q); E_ij is one at
+    (i, j), zero elsewhere, so the result is f64[p, q, *fn's row]."""
+    n = len(base.params)
+    direction = base.params[x][1]
+    assert isinstance(direction, ArrayType) and direction.rank == 2
+    p, q = direction.shape
+    dtype = fn.params[-1][1].dtype  # of the tangent fn takes (bool over Z2)
+
+    def hot(extent: Dim, index: int, axis: int) -> Term:  # (arange(extent) == index), new axis
+        return seq(Prim(ARANGE, params(lo=Dim(0), hi=extent), 0), Var(index),
+                   Prim(EQ, (), 2), Drop(1, 2),
+                   Prim(EXPAND_DIMS, params(axis=axis), 1), Drop(1, 1))
+
+    # the inner body's context: params (0..n-1), i (n), j (n + 1)
+    one_hot = seq(hot(p, n, 1), hot(q, n + 1, 0), Prim(AND, (), 2), Drop(1, 2),
+                  Prim(ASTYPE, params(dtype=dtype), 1), Drop(1, 1))
+    copies = seq(*(Var(k) for k in range(n)))
+    # stack: params, i, j, params', E_ij  -> run fn's body above params, i, j
+    inner = seq(copies, one_hot, shift(fn.body, n + 2), Get(1), Drop(1, 1), Drop(1, n + 1))
+    term = Build(Dim(0), p, Build(Dim(0), q, inner, span=span), span=span)
+    assert isinstance(fn.result, TupleType)
+    row = fn.result.items[1]
+    assert isinstance(row, ArrayType)
+    return UFunction(name, base.params, ArrayType(row.dtype, (p, q, *row.shape)), term, base.sizes,
+                     span=span)
 
 
 def _over_basis(fn: UFunction, base: UFunction, x: int | None, name: str, span: Span, *,

@@ -78,8 +78,10 @@ CASES = {
     "derived_misspelt_wrt_keyword": "fn loss(x: f64) -> f64 { x * x }\nfn g = grad(loss, wtr = x);\n",
     "derived_integer_wrt": ("fn loss(x: f64, k: i64) -> f64 { x * f64(k) }\n"
                             "fn g = grad(loss, wrt = k);\n"),
-    "derived_hessian_of_matrix": ("fn loss(X: f64[n, m]) -> f64 { sum(X * X) }\n"
+    "derived_hessian_of_tensor": ("fn loss(X: f64[n, m, k]) -> f64 { sum(X * X) }\n"
                                   "fn g = hessian(loss, wrt = X);\n"),
+    "derived_jacobian_of_matrix": ("fn f(X: f64[n, m]) -> f64[n] { sum(X * X, axis = 1) }\n"
+                                   "fn g = jacobian(f, wrt = X);\n"),
     "derived_rule_unknown_function": ("fn f(x: f64) -> f64 { x }\n"
                                       "fn r = custom_vjp(ff, |x, y_bar| y_bar);\n"),
     "derived_rule_wrong_arity": "fn f(x: f64) -> f64 { x }\nfn r = custom_vjp(f, |x| x);\n",

@@ -116,3 +116,40 @@ def test_hessian_is_symmetric_and_matches_the_gradient(program, sizes, seed):
         column = smooth_difference(module.f_gx, args, direction, tolerance)
         if column is not None:
             np.testing.assert_allclose(column, hessian[:, i], rtol=0, atol=tolerance)
+
+
+MATRIX_HESSIANS = """\
+fn mlp(W: f64[p, q], x: f64[q]) -> f64 {
+    sum(tanh(W @ x)) + sum(W * W * W)
+}
+fn quad(A: f64[p, q], B: f64[q, p]) -> f64 {
+    sum((A @ B) * (A @ B)) + prod(A[0])
+}
+fn mlp_hessian = hessian(mlp, wrt = W);
+fn mlp_grad = grad(mlp, wrt = W);
+fn quad_hessian = hessian(quad, wrt = A);
+fn quad_grad = grad(quad, wrt = A);
+"""
+
+
+def test_a_hessian_with_respect_to_a_matrix_is_the_derivative_of_its_gradient():
+    """hessian(f, wrt = W) for W: f64[p, q] is f64[p, q, p, q]: H[i, j] is the
+    derivative of the gradient along the unit matrix E_ij (central differences),
+    and H[i, j, k, l] == H[k, l, i, j]."""
+    import catad
+
+    module = catad.compile(MATRIX_HESSIANS, "matrix_hessians.catad")
+    rng = np.random.default_rng(3)
+    W, x = rng.normal(size=(2, 3)), rng.normal(size=3)
+    A, B = rng.normal(size=(3, 2)), rng.normal(size=(2, 3))
+    for hess, grad, arg, rest in ((module.mlp_hessian, module.mlp_grad, W, (x,)),
+                                  (module.quad_hessian, module.quad_grad, A, (B,))):
+        H = hess(arg, *rest)
+        assert H.shape == arg.shape * 2
+        np.testing.assert_allclose(H, H.transpose(2, 3, 0, 1), atol=1e-12)
+        for i in range(arg.shape[0]):
+            for j in range(arg.shape[1]):
+                E = np.zeros_like(arg)
+                E[i, j] = 1e-6
+                column = (grad(arg + E, *rest) - grad(arg - E, *rest)) / 2e-6
+                np.testing.assert_allclose(H[i, j], column, atol=1e-6)
