@@ -15,10 +15,11 @@ with respect to (`wrt`, default: every real parameter). Each becomes a
                             derivatives, one Hessian-vector product per row;
                             x a matrix f64[p, q]: f64[p, q, p, q], one per
                             element; x a scalar: the second derivative, one jvp
-    jacobian(f, wrt = x)    x and the result vectors (or scalars): forward mode
-                            (one jvp per input) when the input is the smaller,
-                            reverse mode (one vjp per output) otherwise; a
-                            scalar dimension is left out of the result
+    jacobian(f, wrt = x)    x a scalar, vector or matrix, the result a vector
+                            (or scalar): forward mode (one jvp per input
+                            element) when the input is the smaller, reverse
+                            mode (one vjp per output) otherwise; the result's
+                            axes first; a scalar dimension is left out
 
 They nest: `jvp(grad(f, wrt = x), wrt = x)` is a Hessian-vector product.
 Calls of functions with a user's derivative rule (`custom_vjp`, `custom_jvp`),
@@ -31,6 +32,7 @@ vectorisation pass turns them into whole-array code.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -236,21 +238,29 @@ def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
 
 
 def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
-    x = _scalar_or_vector(r, "jacobian")
+    x = _scalar_or_vector(r, "jacobian", most=2)
     out = r.base.result
     if not (isinstance(out, ArrayType) and out.rank <= 1):
         raise DerivativeError(f"jacobian needs a function with a scalar or vector result; "
                               f"{r.base.name} returns {out}", r.span)
-    n_in = r.base.params[x][1].shape[0] if r.base.params[x][1].shape else Dim(1)
+    shape_in = r.base.params[x][1].shape
+    n_in = math.prod(d.const for d in shape_in) if all(d.is_constant for d in shape_in) else None
     n_out = out.shape[0] if out.shape else Dim(1)
-    forward = not out.shape or (n_in.is_constant and n_out.is_constant and n_in.const <= n_out.const)
+    forward = n_in is not None and n_out.is_constant and n_in <= n_out.const
     if not out.shape:
         return _grad(r, name, algebra)
-    if not r.base.params[x][1].shape:  # a scalar input: one jvp
+    if not shape_in:  # a scalar input: one jvp
         tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
         return _at_unit_tangent(tangent, r.base, name, r.span)
     if forward:
         tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
+        if len(shape_in) == 2:  # f64[p, q, m] over the unit matrices, turned to f64[m, p, q]
+            made = _over_matrix_basis(tangent, r.base, x, name, r.span)
+            assert isinstance(made.result, ArrayType)
+            p, q, m = made.result.shape
+            return UFunction(name, made.params, ArrayType(made.result.dtype, (m, p, q)),
+                             seq(made.body, Prim(TRANSPOSE, params(perm=(2, 0, 1)), 1), Drop(1, 1)),
+                             made.sizes, span=r.span)
         return _over_basis(tangent, r.base, x, name, r.span, transpose=True)
     cotangent = vjp_function(r.base, r.wrt, f"{name}_vjp", algebra=algebra, cotangent_param=True,
                              span=r.span, rules=r.custom)

@@ -80,7 +80,7 @@ CASES = {
                             "fn g = grad(loss, wrt = k);\n"),
     "derived_hessian_of_tensor": ("fn loss(X: f64[n, m, k]) -> f64 { sum(X * X) }\n"
                                   "fn g = hessian(loss, wrt = X);\n"),
-    "derived_jacobian_of_matrix": ("fn f(X: f64[n, m]) -> f64[n] { sum(X * X, axis = 1) }\n"
+    "derived_jacobian_of_tensor": ("fn f(X: f64[n, m, k]) -> f64[n] { sum(X * X, axis = (1, 2)) }\n"
                                    "fn g = jacobian(f, wrt = X);\n"),
     "derived_rule_unknown_function": ("fn f(x: f64) -> f64 { x }\n"
                                       "fn r = custom_vjp(ff, |x, y_bar| y_bar);\n"),

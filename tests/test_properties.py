@@ -153,3 +153,36 @@ def test_a_hessian_with_respect_to_a_matrix_is_the_derivative_of_its_gradient():
                 E[i, j] = 1e-6
                 column = (grad(arg + E, *rest) - grad(arg - E, *rest)) / 2e-6
                 np.testing.assert_allclose(H[i, j], column, atol=1e-6)
+
+
+MATRIX_JACOBIANS = """\
+fn f(X: f64[p, q], v: f64[q]) -> f64[p] {
+    tanh(X @ v) * sum(X * X, axis = 1)
+}
+fn g(X: f64[2, 3], v: f64[3]) -> f64[8] {
+    let y = X @ v;
+    concat((y, exp(y), sin(y), y * y), axis = 0)
+}
+fn f_jac = jacobian(f, wrt = X);
+fn g_jac = jacobian(g, wrt = X);
+"""
+
+
+def test_a_jacobian_with_respect_to_a_matrix_in_either_mode():
+    """jacobian(f, wrt = X) for X: f64[p, q] and a result f64[m] is f64[m, p, q],
+    J[:, i, j] the derivative along the unit matrix E_ij: f's sizes are symbolic, so
+    reverse mode (one vjp per output); g's input (6) is smaller than its output (8),
+    so forward mode (one jvp per unit matrix, then transposed)."""
+    import catad
+
+    module = catad.compile(MATRIX_JACOBIANS, "matrix_jacobians.catad")
+    rng = np.random.default_rng(4)
+    for fn, jac, shape in ((module.f, module.f_jac, (3, 4)), (module.g, module.g_jac, (2, 3))):
+        X, v = rng.normal(size=shape), rng.normal(size=shape[1])
+        J = jac(X, v)
+        assert J.shape == (len(fn(X, v)), *shape)
+        for i in range(shape[0]):
+            for j in range(shape[1]):
+                E = np.zeros(shape)
+                E[i, j] = 1e-6
+                np.testing.assert_allclose(J[:, i, j], (fn(X + E, v) - fn(X - E, v)) / 2e-6, atol=1e-6)
