@@ -47,7 +47,7 @@ from .polynomial import require_polynomial
 from .primitives import AND, ARANGE, ASTYPE, CONST, EQ, EXPAND_DIMS, TRANSPOSE, params
 from .reverse import vjp_function
 from .types import ArrayType, DType, Dim, TupleType
-from .unary import Build, Drop, Get, Prim, Term, UFunction, Var, seq, shift
+from .unary import Build, Drop, Get, Prim, UFunction, Var, seq, shift
 from .unary_cse import share_subexpressions
 
 TRANSFORMS = ("grad", "value_and_grad", "vjp", "jvp", "hessian", "jacobian")
@@ -232,8 +232,6 @@ def _hessian(r: _Request, name: str, algebra: Algebra) -> UFunction:
                        rules=r.custom)
     if not r.base.params[x][1].shape:
         return _at_unit_tangent(hvp, r.base, name, r.span)
-    if r.base.params[x][1].rank == 2:
-        return _over_matrix_basis(hvp, r.base, x, name, r.span)
     return _over_basis(hvp, r.base, x, name, r.span, transpose=False)
 
 
@@ -254,13 +252,6 @@ def _jacobian(r: _Request, name: str, algebra: Algebra) -> UFunction:
         return _at_unit_tangent(tangent, r.base, name, r.span)
     if forward:
         tangent = jvp_function(r.base, r.wrt, f"{name}_jvp", algebra=algebra, rules=r.custom)
-        if len(shape_in) == 2:  # f64[p, q, m] over the unit matrices, turned to f64[m, p, q]
-            made = _over_matrix_basis(tangent, r.base, x, name, r.span)
-            assert isinstance(made.result, ArrayType)
-            p, q, m = made.result.shape
-            return UFunction(name, made.params, ArrayType(made.result.dtype, (m, p, q)),
-                             seq(made.body, Prim(TRANSPOSE, params(perm=(2, 0, 1)), 1), Drop(1, 1)),
-                             made.sizes, span=r.span)
         return _over_basis(tangent, r.base, x, name, r.span, transpose=True)
     cotangent = vjp_function(r.base, r.wrt, f"{name}_vjp", algebra=algebra, cotangent_param=True,
                              span=r.span, rules=r.custom)
@@ -311,61 +302,39 @@ def _at_unit_tangent(fn: UFunction, base: UFunction, name: str, span: Span) -> U
     return UFunction(name, base.params, fn.result.items[1], body, base.sizes, span=span)
 
 
-def _over_matrix_basis(fn: UFunction, base: UFunction, x: int, name: str, span: Span) -> UFunction:
-    """`for i in 0..p { for j in 0..q { fn(params..., E_ij)[1] } }`: `fn` takes base's
-    parameters and a tangent of the matrix parameter x (p x q); E_ij is one at
-    (i, j), zero elsewhere, so the result is f64[p, q, *fn's row]."""
-    n = len(base.params)
-    direction = base.params[x][1]
-    assert isinstance(direction, ArrayType) and direction.rank == 2
-    p, q = direction.shape
-    dtype = fn.params[-1][1].dtype  # of the tangent fn takes (bool over Z2)
-
-    def hot(extent: Dim, index: int, axis: int) -> Term:  # (arange(extent) == index), new axis
-        return seq(Prim(ARANGE, params(lo=Dim(0), hi=extent), 0), Var(index),
-                   Prim(EQ, (), 2), Drop(1, 2),
-                   Prim(EXPAND_DIMS, params(axis=axis), 1), Drop(1, 1))
-
-    # the inner body's context: params (0..n-1), i (n), j (n + 1)
-    one_hot = seq(hot(p, n, 1), hot(q, n + 1, 0), Prim(AND, (), 2), Drop(1, 2),
-                  Prim(ASTYPE, params(dtype=dtype), 1), Drop(1, 1))
-    copies = seq(*(Var(k) for k in range(n)))
-    # stack: params, i, j, params', E_ij  -> run fn's body above params, i, j
-    inner = seq(copies, one_hot, shift(fn.body, n + 2), Get(1), Drop(1, 1), Drop(1, n + 1))
-    term = Build(Dim(0), p, Build(Dim(0), q, inner, span=span), span=span)
-    assert isinstance(fn.result, TupleType)
-    row = fn.result.items[1]
-    assert isinstance(row, ArrayType)
-    return UFunction(name, base.params, ArrayType(row.dtype, (p, q, *row.shape)), term, base.sizes,
-                     span=span)
-
-
 def _over_basis(fn: UFunction, base: UFunction, x: int | None, name: str, span: Span, *,
                 transpose: bool, out: ArrayType | None = None) -> UFunction:
     """`for i in 0..d { fn(params..., e_i)[1] }`: `fn` takes base's parameters and one
-    direction (a tangent of parameter x, or a cotangent of the output when x is None)."""
+    direction (a tangent of parameter x, or a cotangent of the output when x is None).
+    A matrix direction (p x q) runs over the unit matrices E_ij, `for i in 0..p { for j
+    in 0..q { .. } }`. The result has the direction's axes first, then fn's row's;
+    `transpose`: the row's first (a Jacobian made in forward mode)."""
     n = len(base.params)
     direction = base.params[x][1] if x is not None else out
-    assert isinstance(direction, ArrayType) and direction.rank == 1
-    extent = direction.shape[0]
+    assert isinstance(direction, ArrayType) and direction.rank in (1, 2)
+    k = direction.rank
     dtype = fn.params[-1][1].dtype  # of the tangent or cotangent fn takes (bool over Z2)
-    # Build body context: params..., i
-    one_hot = seq(
-        Prim(ARANGE, params(lo=Dim(0), hi=extent), 0),
-        Var(n),
-        Prim(EQ, (), 2), Drop(1, 2),
-        Prim(ASTYPE, params(dtype=dtype), 1), Drop(1, 1),
-    )
+    # the innermost body's context: params (0..n-1), one index per axis (n..n+k-1);
+    # e = (arange(d_0) == i)[:, None] & (arange(d_1) == j)[None, :] (no new axis for a vector)
+    hots = []
+    for axis, extent in enumerate(direction.shape):
+        hots.append(seq(Prim(ARANGE, params(lo=Dim(0), hi=extent), 0), Var(n + axis),
+                        Prim(EQ, (), 2), Drop(1, 2)))
+        if k == 2:
+            hots.append(seq(Prim(EXPAND_DIMS, params(axis=1 - axis), 1), Drop(1, 1)))
+    both = (Prim(AND, (), 2), Drop(1, 2)) if k == 2 else ()
+    one_hot = seq(*hots, *both, Prim(ASTYPE, params(dtype=dtype), 1), Drop(1, 1))
     copies = seq(*(Var(i) for i in range(n)))
-    # stack: params, i, params', e_i  -> run fn's body above params, i
-    body = seq(copies, one_hot, shift(fn.body, n + 1), Get(1), Drop(1, 1), Drop(1, n + 1))
-    rows = Build(Dim(0), extent, body, span=span)
+    # stack: params, indices, params', e  -> run fn's body above params, indices
+    term = seq(copies, one_hot, shift(fn.body, n + k), Get(1), Drop(1, 1), Drop(1, n + 1))
+    for extent in reversed(direction.shape):
+        term = Build(Dim(0), extent, term, span=span)
     assert isinstance(fn.result, TupleType)
     row = fn.result.items[1]
     assert isinstance(row, ArrayType)
-    result = ArrayType(row.dtype, (extent, *row.shape))
-    term = rows
-    if transpose:
-        term = seq(rows, Prim(TRANSPOSE, params(perm=(1, 0)), 1), Drop(1, 1))
-        result = ArrayType(row.dtype, (row.shape[0], extent))
+    result = ArrayType(row.dtype, (*direction.shape, *row.shape))
+    if transpose:  # the row's axes first
+        perm = (*range(k, k + row.rank), *range(k))
+        term = seq(term, Prim(TRANSPOSE, params(perm=perm), 1), Drop(1, 1))
+        result = ArrayType(row.dtype, tuple(result.shape[a] for a in perm))
     return UFunction(name, base.params, result, term, base.sizes, span=span)
