@@ -156,33 +156,26 @@ def translate(expr: TExpr, env: Env) -> Term:
 
 
 def _call(call: TCall, env: Env) -> Term:
-    if call.function in env.derived:
-        return _derived_call(call, env)
-    callee = env.program.function(call.function)
+    """The arguments, then the callee's body above them (its size variables the
+    caller's), then the arguments dropped. A user function's body is translated
+    here; a derived function's is its unary form, as derive made it."""
+    derived = env.derived.get(call.function)
+    callee = derived or env.program.function(call.function)
     assert call.function not in env.calls, f"recursive call of {call.function!r} reached to_unary"
     assert {b.name for b in callee.sizes} <= {var for var, _ in call.subst}, call.subst
     n = len(call.args)
     args = [_named(term, param_name)
             for term, (param_name, _) in zip(_operands(call.args, env), callee.params)]
-    callee_env = Env(env.program, {}, env.height,
-                     {var: env.dim(d) for var, d in call.subst},
-                     env.calls + (call.function,), env.derived)
-    body = translate(callee.body, callee_env.bind(*(name for name, _ in callee.params)))
-    if any(f == call.function for f, _, _ in env.program.rules):
-        body = Custom(call.function, n, body, span=call.span)
+    subst = {var: env.dim(d) for var, d in call.subst}
+    if derived is not None:
+        body = shift(substitute_dims(derived.body, subst), env.height)
+    else:
+        callee_env = Env(env.program, {}, env.height, subst, env.calls + (call.function,),
+                         env.derived)
+        body = translate(callee.body, callee_env.bind(*(name for name, _ in callee.params)))
+        if any(f == call.function for f, _, _ in env.program.rules):
+            body = Custom(call.function, n, body, span=call.span)
     return seq(*args, body, *_drop(n, call.span))
-
-
-def _derived_call(call: TCall, env: Env) -> Term:
-    """A call of a derived function: its (vectorised) unary body, inlined above the
-    arguments, its size variables the caller's."""
-    callee = env.derived[call.function]
-    assert {b.name for b in callee.sizes} <= {var for var, _ in call.subst}, call.subst
-    n = len(call.args)
-    args = [_named(term, param_name)
-            for term, (param_name, _) in zip(_operands(call.args, env), callee.params)]
-    body = substitute_dims(callee.body, {var: env.dim(d) for var, d in call.subst})
-    return seq(*args, shift(body, env.height), *_drop(n, call.span))
 
 
 def _lambda(fn: TLambda, env: Env) -> Term:
