@@ -1515,7 +1515,8 @@ def _state_items_needed(loop: LoopE, read: set[int], facts: Facts) -> set[int] |
 def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # let r = loop((a, b), xs, |acc, x| (f(acc.0, x), g(acc, x))); r.1
     #   -> let r2 = loop(b, xs, ...g...); (zeros, r2)       (an item of the state that neither
-    #   the result nor the other items read is dropped)
+    #   the result nor the other items read is dropped; one item left is the state itself,
+    #   not a tuple of one)
     match bind.expr:
         case LoopE(init, xs, acc, x, body, stacked):
             t = expr_type(bind.expr, facts.types)
@@ -1528,6 +1529,7 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             if not all(isinstance(item, ArrayType) for item in t.items):
                 return None
             kept = sorted(needed)
+            single = len(kept) == 1
             fresh = facts.namer.temporary
             made: list[Bind] = []
             init_def = facts.definition(init)
@@ -1540,16 +1542,20 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                     made.append(Bind(name, Project(init, k), bind.span))
                     init_items.append(Name(name))
             new_init = fresh()
-            made.append(Bind(new_init, MakeTuple(tuple(init_items)), bind.span))
+            made.append(Bind(new_init, init_items[0] if single else MakeTuple(tuple(init_items)), bind.span))
             position = {k: j for j, k in enumerate(kept)}
+
+            def item_of(tuple_name: str, k: int) -> Expr:
+                return Name(tuple_name) if single else Project(Name(tuple_name), position[k])
             new_body = []
             for b in body.bindings:
                 match b.expr:
                     case Project(Name(a), k) if a == acc:
                         if k in position:
-                            new_body.append(Bind(b.name, Project(Name(acc), position[k]), b.span))
+                            new_body.append(Bind(b.name, item_of(acc, k), b.span))
                     case MakeTuple(items) if Name(b.name) == body.result:
-                        new_body.append(Bind(b.name, MakeTuple(tuple(items[k] for k in kept)), b.span))
+                        new_body.append(Bind(b.name, items[kept[0]] if single
+                                             else MakeTuple(tuple(items[k] for k in kept)), b.span))
                     case _:
                         new_body.append(b)
             reduced = remove_dead_bindings(Block(tuple(new_body), body.result))
@@ -1559,8 +1565,7 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             items: list[Atom] = []
             for k, item in enumerate(t.items):
                 name = fresh()
-                made.append(Bind(name, Project(Name(loop), position[k]) if k in position else _zeros(item),
-                                 bind.span))
+                made.append(Bind(name, item_of(loop, k) if k in position else _zeros(item), bind.span))
                 items.append(Name(name))
             return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     return None
