@@ -22,9 +22,19 @@ symbolically zero (`ZERO`) costs nothing.
 
 Control flow: `If` recomputes the taken branch inside a second `If` that runs
 its adjoint (both branches' derivatives, selected by the same condition).
-`Loop` runs forward as a scan that stores every state (O(T) memory), then a
-reverse loop recomputes each step's body from its stored state and runs its
-adjoint, carrying the state's cotangent and those of the values the body reads.
+`Loop` runs forward as a scan that stores every state and every step's
+*residuals*, then a reverse loop runs each step's adjoint, carrying the
+state's cotangent and those of the values the body reads. Writing the body as
+s_t = f(s_{t-1}, x_t) with intermediates v_1 .. v_k, the adjoint of step t
+needs some of the v_i at that step; a residual is a v_i that changes from
+step to step and costs a nonlinear op or a contraction to recompute
+(`_worth_storing`), the outputs of an inner loop's residuals included. The
+forward scan stacks them (O(T) memory per residual) as extra items of its
+state; the reverse step replays the body from s_{t-1} = states[t - 1] (init
+at t = 0), reading each residual at row t instead of computing it, so what it
+recomputes is cheap (arithmetic, views of the state and of outside values).
+Residuals that no reverse step reads are dropped from the scan by the
+simplifier (`unused_state_items`).
 
 An `associative` fold (a `reduce` whose body is not a known monoid) takes the
 paper's rule for `reduce` instead, with no loop over the items. Write
@@ -197,7 +207,7 @@ class Adjoint:
                     return b.prim(prim, ps, *args, hint=term.hint, span=term.span)
 
                 varies = self._varies(*args)
-                out = self._residual(apply, term.hint) if varies and _worth_storing(prim) else apply()
+                out = self._residual(apply, term) if varies and _worth_storing(prim) else apply()
                 self.steps.append(_PrimStep(term, args, out))
                 self._made(out, varies)
                 stack.append(out)
@@ -248,7 +258,7 @@ class Adjoint:
                 states, residuals = self._scan(body, context, term)
                 varies = self._varies(*context[-2:], *_reads(body, context))
                 if varies:  # an inner loop's residuals are the enclosing body's too
-                    residuals = tuple(self._residual(lambda r=r: r) for r in residuals)
+                    residuals = tuple(self._residual(lambda r=r: r, term) for r in residuals)
                 out = _loop_result(b, stack[-2], states, _length(stack[-1]), stacked)
                 self.steps.append(_LoopStep(term, context, states, residuals, out))
                 self._made(out, varies)
@@ -276,15 +286,17 @@ class Adjoint:
             assert self.per_step is not None
             self.per_step.add(out.pos)
 
-    def _residual(self, compute: Callable[[], Value], hint: str | None = None) -> Value:
-        """A residual of a loop's body: `compute()` and collect it (the forward sweep),
-        or read it from what the forward loop stored (`replay`)."""
+    def _residual(self, compute: Callable[[], Value], term: Prim | Loop) -> Value:
+        """A residual of a loop's body, made by `term`: `compute()` and collect it (the
+        forward sweep), or read it from what the forward loop stored (`replay`)."""
         if self.replay is None:
             self.residuals.append(compute())
             return self.residuals[-1]
+        outer_span, self.b.span = self.b.span, term.span
         out = next(self.replay)
-        if hint:
-            self.b.name(out, hint)
+        self.b.span = outer_span
+        if isinstance(term, Prim) and term.hint:
+            self.b.name(out, term.hint)
         return out
 
     def _scan(self, body: Term, context: tuple[Value, ...], term: Loop) -> tuple[Value, tuple[Value, ...]]:
