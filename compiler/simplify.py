@@ -1340,6 +1340,49 @@ def rows_into_zeros(expr: Expr, facts: Facts) -> Expr | None:
     return None
 
 
+def _whole_slices(spec: tuple, shape: tuple[Dim, ...]) -> bool:
+    """Every item of `spec` takes its whole axis of `shape`."""
+    return all(item == ("slice", Dim(0), d) for item, d in zip(spec, shape))
+
+
+def _reads_a_row(expr: Expr, name: str, facts: Facts) -> bool:
+    """`expr` is `name[t]`: one whole row of the array `name`."""
+    match expr:
+        case Call(P.INDEX, ps, (Name(n), _)) if n == name:
+            spec, t = param(ps, "spec"), facts.type_of(Name(n))
+            return isinstance(t, ArrayType) and spec[:1] == (("at",),) and _whole_slices(spec[1:], t.shape[1:])
+    return False
+
+
+def row_of_scatter(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let s = index_add(zeros((n, ..)), v, i.., spec=(0:n, rest..)); .. s[t] ..
+    #   -> .. index_add(zeros((..)), v[t], i.., spec=(rest..)) ..
+    # (a row of values added along a whole leading axis is the row of the values added;
+    # when every read of s is a row, as a reverse loop reads the cotangent of a loop's
+    # stacked states, the (n, ..) array of mostly zeros is never made)
+    match bind.expr:
+        case Call(P.INDEX, _, (Name(scattered), row)) if _reads_a_row(bind.expr, scattered, facts):
+            match facts.definition(Name(scattered)):
+                case Call(P.INDEX_ADD, ps, (target, value, *indices)) if _is(target, facts, 0):
+                    spec, t, v = param(ps, "spec"), facts.type_of(target), facts.type_of(value)
+                    if not (isinstance(t, ArrayType) and isinstance(v, ArrayType) and t.rank >= 1
+                            and spec[:1] == (("slice", Dim(0), t.shape[0]),)):
+                        return None
+                    region = expr_type(Call(P.INDEX, params(spec=spec), (target, *indices)), facts.types)
+                    if not (isinstance(region, ArrayType) and v.shape == region.shape):
+                        return None  # (the values broadcast along the leading axis)
+                    if not all(_reads_a_row(r.expr, scattered, facts) for r in facts.readers.get(scattered, [])):
+                        return None
+                    zeros, values = facts.namer.temporary(), facts.namer.temporary()
+                    row_spec = (("at",),) + tuple(("slice", Dim(0), d) for d in v.shape[1:])
+                    return _typed_bindings(
+                        [(zeros, _zeros(ArrayType(t.dtype, t.shape[1:]))),
+                         (values, Call(P.INDEX, params(spec=row_spec), (value, row))),
+                         (bind.name, Call(P.INDEX_ADD, params(spec=spec[1:]), (Name(zeros), Name(values), *indices)))],
+                        expr_type(bind.expr, facts.types), bind.span, facts)
+    return None
+
+
 # ---- tuples and loops ---------------------------------------------------------------
 
 
@@ -1793,6 +1836,7 @@ RULES: tuple[Rule, ...] = (
     scatter_in_order,
     add_into_scatter,
     rows_into_zeros,
+    row_of_scatter,
     tuple_of_projections,
     hoist_invariants,
     unstack_last_states,

@@ -22,7 +22,7 @@ import catad
 from catad.compiler.cost import ELEMENTWISE_COSTS, function_cost
 from catad.compiler.simplify import binding_types
 from catad.compiler.target import Block, Call, IfElse, LoopE, TargetFunction
-from catad.compiler.types import ArrayType, TupleType
+from catad.compiler.types import ArrayType, Dim, TupleType
 
 ROOT = Path(__file__).resolve().parent.parent
 LSTM = (ROOT / "benchmarks" / "models" / "lstm.catad").read_text(encoding="utf-8")
@@ -80,6 +80,17 @@ def test_the_lstm_reverse_loop_reads_its_gates_instead_of_recomputing_them():
     reverse_code = text[text.index("def lstm_grad("):]
     reverse_code = reverse_code[reverse_code.index("for x_2 in "):]
     assert "_sigmoid(" not in reverse_code and "np.tanh(" not in reverse_code
+
+
+def test_the_lstm_gradient_makes_no_cotangent_of_all_its_states():
+    # the loss reads the stacked states at one layer: their cotangent, zeros but for that
+    # layer, is read by the reverse loop row by row, never made (simplify.row_of_scatter)
+    fn = _function(LSTM, "lstm_grad")
+    (states,) = {t.shape for t in binding_types(fn).values()
+                 if isinstance(t, ArrayType) and t.rank == 4 and t.shape[1:3] == (Dim.of("l"), Dim(2))}
+    made = [b for b in fn.body.bindings if isinstance(b.expr, Call) and b.expr.prim.name == "zeros"
+            and dict(b.expr.params)["shape"] == states]
+    assert not made, made
 
 
 def test_a_value_that_does_not_change_from_step_to_step_is_not_stored():
