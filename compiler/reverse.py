@@ -28,7 +28,8 @@ state's cotangent and those of the values the body reads. Writing the body as
 s_t = f(s_{t-1}, x_t) with intermediates v_1 .. v_k, the adjoint of step t
 needs some of the v_i at that step; a residual is a v_i that changes from
 step to step and costs a nonlinear op or a contraction to recompute
-(`_worth_storing`), the outputs of an inner loop's residuals included. The
+(`_worth_storing`), or the states and residuals of an inner loop (stacked
+over the inner steps: the outer loop keeps the whole tape of a nest). The
 forward scan stacks them (O(T) memory per residual) as extra items of its
 state; the reverse step replays the body from s_{t-1} = states[t - 1] (init
 at t = 0), reading each residual at row t instead of computing it, so what it
@@ -63,10 +64,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
+from .cost import ELEMENTWISE_COSTS
 from .errors import DerivativeError, Span
 from .forward import tangent_type
 from .jvp_rules import algebra_sum
-from .cost import ELEMENTWISE_COSTS
 from .primitives import (ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, LOGSUMEXP, MATMUL, SIZE, SOFTMAX,
                          SUB, ZEROS, Primitive, params)
 from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
@@ -257,8 +258,10 @@ class Adjoint:
                 context = tuple(stack)
                 states, residuals = self._scan(body, context, term)
                 varies = self._varies(*context[-2:], *_reads(body, context))
-                if varies:  # an inner loop's residuals are the enclosing body's too
-                    residuals = tuple(self._residual(lambda r=r: r, term) for r in residuals)
+                if varies:  # an inner loop's states and residuals are the enclosing body's residuals
+                    count = _leaf_count(states.type)
+                    kept = [self._residual(lambda v=v: v, term) for v in (*_leaves(b, states), *residuals)]
+                    states, residuals = _rebuild(b, kept[:count], states.type), tuple(kept[count:])
                 out = _loop_result(b, stack[-2], states, _length(stack[-1]), stacked)
                 self.steps.append(_LoopStep(term, context, states, residuals, out))
                 self._made(out, varies)
@@ -282,6 +285,7 @@ class Adjoint:
         return self.per_step is not None and any(v.pos in self.per_step for v in values)
 
     def _made(self, out: Value, varies: bool) -> None:
+        """Record that `out`, just made, changes from step to step (when it `varies`)."""
         if varies:
             assert self.per_step is not None
             self.per_step.add(out.pos)
@@ -293,8 +297,9 @@ class Adjoint:
             self.residuals.append(compute())
             return self.residuals[-1]
         outer_span, self.b.span = self.b.span, term.span
-        out = next(self.replay)
+        out = next(self.replay, None)
         self.b.span = outer_span
+        assert out is not None, "the body made more residuals than the forward loop stored"
         if isinstance(term, Prim) and term.hint:
             self.b.name(out, term.hint)
         return out
@@ -572,8 +577,10 @@ def _worth_storing(prim: Primitive) -> bool:
     that changes from step to step is stored by the forward loop when recomputing it
     costs a nonlinear op (a special function, in the cost model's terms: exp, tanh,
     sigmoid, ...) or a contraction; anything else (arithmetic, views and moves of the
-    state and of outside values) is recomputed. Only the residuals the reverse sweep
-    reads stay stored: the simplifier drops the others from the forward loop."""
+    state and of outside values) is recomputed. (An inner loop that changes from step
+    to step has its states and residuals stored: `Adjoint.primal`.) Only the residuals
+    the reverse sweep reads stay stored: the simplifier drops the others from the
+    forward loop."""
     cost = ELEMENTWISE_COSTS.get(prim)
     return (cost is not None and cost.nonlinear > 0) or prim in (MATMUL, LOGSUMEXP, SOFTMAX)
 

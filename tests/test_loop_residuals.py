@@ -117,9 +117,10 @@ def test_a_residual_the_reverse_loop_does_not_read_is_not_stored(body):
 
 # ---- derivatives --------------------------------------------------------------------------
 
-MODEL = """
-fn f(w: f64, u: f64[m], x: f64[n]) -> f64 {
-    let xs = x * w + 0.1;
+BODIES = {
+    # gates and tanh stored in a tuple-state fold; an inner scan's residuals stored by the
+    # fold around it
+    "gated-and-nested": """
     let (h, c) = fold((u, u * 0.5), xs, |s, p| {
         let (h, c) = s;
         let forget = sigmoid(h * w + p);
@@ -129,8 +130,23 @@ fn f(w: f64, u: f64[m], x: f64[n]) -> f64 {
         (exp(-0.5 * cell * cell) * h + tanh(cell), cell)
     });
     let nested = fold(u, xs, |t, q| t * 0.5 + sum(scan(t, u, |r, y| tanh(r * y + q) * exp(-r * r))));
-    sum(h * c) + sum(nested * nested)
+    sum(h * c) + sum(nested * nested)""",
+    # a state of nested tuples (flattened into the scan's items beside the residuals)
+    "nested-tuple-state": """
+    let (ab, c) = fold(((w, 0.5), u), xs, |s, p| {
+        let (ab, c) = s;
+        let (a, b) = ab;
+        ((tanh(a * p + b), exp(-b * b) + p), c * sigmoid(a + p))
+    });
+    let (a, b) = ab;
+    a * b + sum(c)""",
+    # three loops deep: the innermost residuals stored by each loop around them
+    "three-deep": """
+    fold(w, xs, |s, p| s * 0.5 + sum(scan(u * s, u, |r, y|
+        r * 0.7 + sum(fold(r * y, u, |q, z| tanh(q * z + p))))))""",
 }
+
+DERIVED = """
 fn g = grad(f, wrt = w);
 fn gu = grad(f, wrt = u);
 fn h = grad(g, wrt = w);
@@ -140,9 +156,13 @@ fn jg = jvp(gu, wrt = w);
 STEP = 1e-5
 
 
-@pytest.fixture(scope="module")
-def model():
-    return catad.compile(MODEL)
+def _source(body: str) -> str:
+    return f"fn f(w: f64, u: f64[m], x: f64[n]) -> f64 {{\n    let xs = x * w + 0.1;{body}\n}}\n{DERIVED}"
+
+
+@pytest.fixture(scope="module", params=sorted(BODIES))
+def model(request):
+    return catad.compile(_source(BODIES[request.param]))
 
 
 def _along_w(fn, w, u, x):
@@ -152,7 +172,7 @@ def _along_w(fn, w, u, x):
 @pytest.mark.parametrize("n", [0, 1, 3])
 def test_derivatives_through_loops_that_store_residuals_match_central_differences(model, n):
     rng = np.random.default_rng(n)
-    w, u, x = 0.7, rng.standard_normal(3), rng.standard_normal(n)
+    w, u, x = 0.7, 0.5 * rng.standard_normal(3), rng.standard_normal(n)
     np.testing.assert_allclose(model.g(w, u, x), _along_w(model.f, w, u, x), rtol=1e-6, atol=1e-7)
     along_u = np.array([(model.f(w, u + STEP * d, x) - model.f(w, u - STEP * d, x)) / (2 * STEP)
                         for d in np.eye(3)])
@@ -163,9 +183,9 @@ def test_derivatives_through_loops_that_store_residuals_match_central_difference
                                rtol=1e-5, atol=1e-6)
 
 
-def test_the_model_stores_residuals():
-    # (so that the test above differentiates through stored residuals: the gates of the
-    # first loop, the inner scan's tanh and exp in the second)
-    fn = _function(MODEL, "g")
-    assert all(isinstance(binding_types(fn)[loop.acc], TupleType) and _stacked_items(fn, loop) > 2
-               for loop in _top_loops(fn)[:2])
+@pytest.mark.parametrize("body", sorted(BODIES))
+def test_the_models_store_residuals(body):
+    # (so that the test above differentiates through stored residuals)
+    fn = _function(_source(BODIES[body]), "g")
+    forward = _top_loops(fn)[0]
+    assert isinstance(binding_types(fn)[forward.acc], TupleType) and _stacked_items(fn, forward) >= 2
