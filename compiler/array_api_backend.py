@@ -376,7 +376,7 @@ def _int(i):
         import jax
         try:
             return int(i)
-        except jax.errors.ConcretizationTypeError:
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
             return i
     return int(i)'''),
     Helper("cond", '''\
@@ -391,6 +391,43 @@ def _cond(cond, then, orelse):
         except jax.errors.ConcretizationTypeError:
             return jax.lax.cond(cond, then, orelse)
     return then() if cond else orelse()'''),
+    Helper("fold", '''\
+def _fold(xp, step, state, xs):
+    """The state after state = step(state, x) for each row x of xs in turn (xs: an
+    array, or a tuple of arrays with as many rows): a Python loop; on JAX,
+    jax.lax.scan, which jax.jit compiles as one loop, the step traced once."""
+    if array_api_compat.is_jax_namespace(xp):
+        import jax
+        return jax.lax.scan(lambda state, x: (step(state, x), None), state, xs)[0]
+    for x in _rows(xs):
+        state = step(state, x)
+    return state''', ("rows",)),
+    Helper("scan", '''\
+def _scan(xp, step, state, xs, no_rows):
+    """The last state, and the rows stacked on a new leading axis, of
+    state, rows = step(state, x) for each row x of xs in turn (rows: a tuple of
+    arrays; no_rows, returned where xs has none: arrays of 0 rows): a Python
+    loop; on JAX, jax.lax.scan, which jax.jit compiles as one loop, the step
+    traced once."""
+    if array_api_compat.is_jax_namespace(xp):
+        import jax
+        return jax.lax.scan(step, state, xs)
+    rows = []
+    for x in _rows(xs):
+        state, row = step(state, x)
+        rows.append(row)
+    if not rows:
+        return state, no_rows
+    return state, tuple(xp.stack(column, axis=0) for column in zip(*rows))''', ("rows",)),
+    Helper("rows", '''\
+def _rows(xs):
+    """The rows of xs one by one: xs[i, ...] of an array (the standard iterates
+    no arrays), a tuple of their rows of a tuple of arrays with as many rows."""
+    if isinstance(xs, tuple):
+        yield from zip(*map(_rows, xs))
+        return
+    for i in range(xs.shape[0]):
+        yield xs[i, ...]'''),
     Helper("gather", '''\
 def _gather(xp, x, key):
     """x[key] for integer arrays key on the leading axes of x (NumPy's fancy
