@@ -395,8 +395,9 @@ def _cond(cond, then, orelse):
 def _fold(xp, step, state, xs):
     """The state after state = step(state, x) for each row x of xs in turn (xs: an
     array, or a tuple of arrays with as many rows): a Python loop; on JAX,
-    jax.lax.scan, which jax.jit compiles as one loop, the step traced once."""
-    if array_api_compat.is_jax_namespace(xp):
+    jax.lax.scan, which jax.jit compiles as one loop, the step traced once (not
+    over no rows, where it could index an empty array)."""
+    if array_api_compat.is_jax_namespace(xp) and _length(xs) > 0:
         import jax
         return jax.lax.scan(lambda state, x: (step(state, x), None), state, xs)[0]
     for x in _rows(xs):
@@ -408,8 +409,8 @@ def _scan(xp, step, state, xs, no_rows):
     state, rows = step(state, x) for each row x of xs in turn (rows: a tuple of
     arrays; no_rows, returned where xs has none: arrays of 0 rows): a Python
     loop; on JAX, jax.lax.scan, which jax.jit compiles as one loop, the step
-    traced once."""
-    if array_api_compat.is_jax_namespace(xp):
+    traced once (not over no rows, where it could index an empty array)."""
+    if array_api_compat.is_jax_namespace(xp) and _length(xs) > 0:
         import jax
         return jax.lax.scan(step, state, xs)
     rows = []
@@ -427,7 +428,12 @@ def _rows(xs):
         yield from zip(*map(_rows, xs))
         return
     for i in range(xs.shape[0]):
-        yield xs[i, ...]'''),
+        yield xs[i, ...]
+
+
+def _length(xs):
+    """The number of rows of xs, an array or a tuple of arrays with as many rows."""
+    return _length(xs[0]) if isinstance(xs, tuple) else xs.shape[0]'''),
     Helper("gather", '''\
 def _gather(xp, x, key):
     """x[key] for integer arrays key on the leading axes of x (NumPy's fancy
