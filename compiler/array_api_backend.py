@@ -29,7 +29,11 @@ CUDA), JAX, CuPy and Dask arrays. The code keeps to the array API standard
 - traceable by `jax.jit`: no Python `if` or `int()` on a value. An `if` is
   `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced),
   an index beside slices `_int(i)` (a Python int; a traced JAX index is kept),
-  and the entry's checks read shapes only.
+  and the entry's checks read shapes only;
+- compiled by `jax.jit` as loops, not unrolled: a `fold` or `scan` is a local
+  step function run by `_fold(xp, step, init, xs)` or `_scan(...)`, a Python
+  loop over the rows of `xs`, and `jax.lax.scan` on JAX (jax is imported only
+  there).
 
 `_namespace` refuses, with a `TypeError` naming both arguments, inputs from
 two array libraries or on two devices, and a dtype the library cannot make

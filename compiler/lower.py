@@ -26,7 +26,10 @@ namespace of the inputs (`xp.sum(x, axis=0)`). The NumPy module looks like this:
 
 `if` becomes a Python if/else assigning one variable (one line,
 `h = a if c else b`, when each branch is one expression); `fold` and `scan` become
-a Python `for` over the leading axis of the sequence, with vectorised bodies.
+a Python `for` over the leading axis of the sequence, with vectorised bodies. The
+portable (array API) module prints a loop's body as a local step function and
+calls a runtime helper, `t7 = _fold(xp, step, init, xs)`, which loops in Python, or
+runs `jax.lax.scan` on JAX so that `jax.jit` compiles one loop (`_fold`, `_scan`).
 
 Temporaries (`t12`) read once, by an expression of their own block, are not
 assigned: they are printed inside that expression, parenthesised by Python's
@@ -51,7 +54,7 @@ from typing import assert_never
 
 from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
-from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_text
+from .backend import Application, Arg, Backend, literal_arg, shape_text, tuple_text
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
@@ -528,9 +531,8 @@ class _FunctionPrinter:
         row. Portable code: `states = <no rows>`, then
         `acc, (states,) = _scan(xp, step, init, xs, (states,))`, the body a local
         function returning the state and the rows to stack (see `_step_function`).
-        An item that is
-        not stacked is the last state's, left in `acc` (a tuple state: in a variable
-        per item, and the result is held item by item too)."""
+        An item that is not stacked is the last state's, left in `acc` (a tuple
+        state: in a variable per item, and the result is held item by item too)."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
@@ -551,16 +553,16 @@ class _FunctionPrinter:
         arrays = [target] if len(leaves) == 1 and leaves[0][0] == acc else [
             self.namer.fresh(f"{target}_{k}") for k in range(len(stacked))]
         if self.backend.portable:
-            rows = tuple_text([label for label, _ in stacked])
+            state_text, rows = f"({variables})" if variables else acc, tuple_text([label for label, _ in stacked])
 
             def body() -> None:
                 self._assign(loop.body, variables or acc)
-                self._line(f"return {f'({variables})' if variables else acc}, {rows}")
+                self._line(f"return {state_text}, {rows}")
             for array, (_, leaf) in zip(arrays, stacked):
                 self._line(f"{array} = {self._zeros(stacked_type(leaf, Dim(0)))}")
             step = self._step_function(loop, acc, variables, body)
-            self._line(f"{f'({variables})' if variables else acc}, {tuple_text(arrays)} = _scan({self.ns}, "
-                       f"{step}, {self._atom(loop.init)}, {self._atom(loop.xs)}, {tuple_text(arrays)})")
+            self._line(f"{state_text}, {tuple_text(arrays)} = _scan({self.ns}, {step}, {self._atom(loop.init)}, "
+                       f"{self._atom(loop.xs)}, {tuple_text(arrays)})")
             self.used.add("scan")
         else:
             step = self.namer.fresh("step")
@@ -687,4 +689,3 @@ def _rows(expr: str, t: Type | None) -> str:
     if not isinstance(t, TupleType):
         return expr
     return f"zip({', '.join(_rows(f'{expr}[{k}]', item) for k, item in enumerate(t.items))})"
-

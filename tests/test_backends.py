@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -366,3 +368,14 @@ def test_under_jax_jit_a_loop_is_one_scan_traced_once(loop_modules):
         traced[length] = str(jax.make_jaxpr(jax.jit(portable.nested_grad))(*args))
     assert traced[2].count("scan[") >= 3, traced[2]  # the forward loops (nested) and the reverse one
     assert len(traced[2].splitlines()) == len(traced[40].splitlines())
+
+
+def test_a_loop_module_run_on_numpy_imports_no_jax(tmp_path):
+    """jax is imported by the loop helpers only on JAX arrays: a fresh process that
+    runs a gradient through loops on NumPy has not imported it."""
+    module = tmp_path / "loops_any.py"
+    module.write_text(catad.to_python(LOOPS + "fn g = value_and_grad(nested);\n", backend="array-api"))
+    script = ("import sys, numpy as np, loops_any\n"
+              "loops_any.g(np.eye(3), np.ones((3, 2)), np.ones(3), np.ones((4, 2)))\n"
+              "assert not any(name.split('.')[0] == 'jax' for name in sys.modules), 'jax imported'\n")
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True)
