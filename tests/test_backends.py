@@ -245,7 +245,7 @@ def test_benchmark_gradients_run_under_jax_jit_and_agree_with_numpy(problem):
     source = BENCHMARKS.model_source(p)
     numpy_module = catad.compile(source, p.model)
     portable = catad.compile(source, p.model, backend="array-api")
-    for size in p.sizes["tiny"]:  # XLA compiles the small LSTM's unrolled loops for minutes
+    for size in p.sizes["tiny"]:  # the tiny sizes: quick to trace and compile
         args = tuple(p.make_inputs(size, np.random.default_rng(3)).values())
         expected = getattr(numpy_module, p.gradient)(*args)
         _assert_close(_jit_call(getattr(portable, p.gradient), args), expected)
