@@ -302,8 +302,7 @@ Peers: `manual` (hand-written NumPy, `benchmarks/manual.py`), `jax` (`jit`, CPU,
 `autograd` (HIPS), `sympy` (`diff` + `lambdify(cse=True)`, only where the scalar expression can
 be derived within its time budget). catad's own rows: `catad` (its NumPy module), and its array-API
 module on other libraries: `catad-torch` (PyTorch CPU tensors), `catad-jax` (under `jax.jit`, so
-compiled by XLA; its first call, in `setup_s`, traces the unrolled Python loops: minutes for the
-LSTM) and `catad-dask` (chunked Dask arrays, the data-parallel problems only)."""
+compiled by XLA, its loops `jax.lax.scan`; its first call, in `setup_s`, traces and compiles it) and `catad-dask` (chunked Dask arrays, the data-parallel problems only)."""
 
 def _notes_text(sizes: str) -> str:
     return f"""\

@@ -29,7 +29,11 @@ CUDA), JAX, CuPy and Dask arrays. The code keeps to the array API standard
 - traceable by `jax.jit`: no Python `if` or `int()` on a value. An `if` is
   `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced),
   an index beside slices `_int(i)` (a Python int; a traced JAX index is kept),
-  and the entry's checks read shapes only.
+  and the entry's checks read shapes only;
+- compiled by `jax.jit` as loops, not unrolled: a `fold` or `scan` is a local
+  step function run by `_fold(xp, step, init, xs)` or `_scan(...)`, a Python
+  loop over the rows of `xs`, and `jax.lax.scan` on JAX (jax is imported only
+  there).
 
 `_namespace` refuses, with a `TypeError` naming both arguments, inputs from
 two array libraries or on two devices, and a dtype the library cannot make
@@ -376,7 +380,7 @@ def _int(i):
         import jax
         try:
             return int(i)
-        except jax.errors.ConcretizationTypeError:
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
             return i
     return int(i)'''),
     Helper("cond", '''\
@@ -391,6 +395,49 @@ def _cond(cond, then, orelse):
         except jax.errors.ConcretizationTypeError:
             return jax.lax.cond(cond, then, orelse)
     return then() if cond else orelse()'''),
+    Helper("fold", '''\
+def _fold(xp, step, state, xs):
+    """The state after state = step(state, x) for each row x of xs in turn (xs: an
+    array, or a tuple of arrays with as many rows): a Python loop; on JAX,
+    jax.lax.scan, which jax.jit compiles as one loop, the step traced once (not
+    over no rows, where it could index an empty array)."""
+    if array_api_compat.is_jax_namespace(xp) and _length(xs) > 0:
+        import jax
+        return jax.lax.scan(lambda state, x: (step(state, x), None), state, xs)[0]
+    for x in _rows(xs):
+        state = step(state, x)
+    return state''', ("rows",)),
+    Helper("scan", '''\
+def _scan(xp, step, state, xs, no_rows):
+    """The last state, and the rows stacked on a new leading axis, of
+    state, rows = step(state, x) for each row x of xs in turn (rows: a tuple of
+    arrays; no_rows, returned where xs has none: arrays of 0 rows): a Python
+    loop; on JAX, jax.lax.scan, which jax.jit compiles as one loop, the step
+    traced once (not over no rows, where it could index an empty array)."""
+    if array_api_compat.is_jax_namespace(xp) and _length(xs) > 0:
+        import jax
+        return jax.lax.scan(step, state, xs)
+    rows = []
+    for x in _rows(xs):
+        state, row = step(state, x)
+        rows.append(row)
+    if not rows:
+        return state, no_rows
+    return state, tuple(xp.stack(column, axis=0) for column in zip(*rows))''', ("rows",)),
+    Helper("rows", '''\
+def _rows(xs):
+    """The rows of xs one by one: xs[i, ...] of an array (the standard iterates
+    no arrays), a tuple of their rows of a tuple of arrays with as many rows."""
+    if isinstance(xs, tuple):
+        yield from zip(*map(_rows, xs))
+        return
+    for i in range(xs.shape[0]):
+        yield xs[i, ...]
+
+
+def _length(xs):
+    """The number of rows of xs, an array or a tuple of arrays with as many rows."""
+    return _length(xs[0]) if isinstance(xs, tuple) else xs.shape[0]'''),
     Helper("gather", '''\
 def _gather(xp, x, key):
     """x[key] for integer arrays key on the leading axes of x (NumPy's fancy

@@ -106,7 +106,8 @@ class Backend:
     `portable`: the code keeps to the array API standard. The namespace and
     device are read off the inputs at each function's entry (`xp`, `_device`),
     arrays are made on that device, and no array is iterated over or written
-    into: a loop indexes its rows (`xs[step, ...]`) and stacks its outputs."""
+    into: a loop's body is a local step function that `_fold` or `_scan` runs
+    over the rows of its sequence (a Python loop, `jax.lax.scan` on JAX)."""
 
     name: str
     alias: str

@@ -26,7 +26,10 @@ namespace of the inputs (`xp.sum(x, axis=0)`). The NumPy module looks like this:
 
 `if` becomes a Python if/else assigning one variable (one line,
 `h = a if c else b`, when each branch is one expression); `fold` and `scan` become
-a Python `for` over the leading axis of the sequence, with vectorised bodies.
+a Python `for` over the leading axis of the sequence, with vectorised bodies. The
+portable (array API) module prints a loop's body as a local step function and
+calls a runtime helper, `t7 = _fold(xp, step, init, xs)`, which loops in Python, or
+runs `jax.lax.scan` on JAX so that `jax.jit` compiles one loop (`_fold`, `_scan`).
 
 Temporaries (`t12`) read once, by an expression of their own block, are not
 assigned: they are printed inside that expression, parenthesised by Python's
@@ -51,7 +54,7 @@ from typing import assert_never
 
 from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
-from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_text
+from .backend import Application, Arg, Backend, literal_arg, shape_text, tuple_text
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
@@ -137,10 +140,9 @@ class _FunctionPrinter:
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
         # item: the text of each item
         self.unpacked: dict[str, list[str]] = {}
-        # a loop's sequence printed in `for x in xs` (NumPy: evaluated once; portable code
-        # indexes it at each step, and a tuple is read item by item: named)
-        self.inlined = _inlined_temporaries(fn.body, lambda xs: not backend.portable and isinstance(
-            atom_type(xs, self.types), ArrayType))
+        # a loop's sequence is evaluated once, printed in `for x in xs` (portable code:
+        # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
+        self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType))
         self.returned = _returned_names(fn.body)
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
@@ -464,25 +466,26 @@ class _FunctionPrinter:
             self._line("pass")
         self.depth -= 1
 
-    def _rows(self, xs: Atom) -> str:
-        """What a `for` runs over: the leading axis of xs (of each array of a tuple)."""
-        return _rows(self._atom(xs), atom_type(xs, self.types))
-
     def _loop_header(self, loop: LoopE, step: str | None) -> None:
-        """`for x in xs:` (`for step, x in enumerate(xs):`); portable code iterates
-        over the steps and indexes the rows: `for step in range(n): x = xs[step, ...]`."""
+        """`for x in xs:` (`for step, x in enumerate(xs):`), over the leading axis of xs
+        (of each array of a tuple)."""
         x = identifier(loop.x)
-        if not self.backend.portable:
-            rows = self._rows(loop.xs)
-            self._line(f"for {x} in {rows}:" if step is None else f"for {step}, {x} in enumerate({rows}):")
-            return
-        sequence = atom_type(loop.xs, self.types)
-        assert sequence is not None, f"loop in {self.fn.name}: unknown sequence type"
-        step = step or self.namer.fresh("step")
-        self._line(f"for {step} in range({dim_text(leading_dim(sequence))}):")
-        self.depth += 1
-        self._line(f"{x} = {_row(self._atom(loop.xs), sequence, step)}")
-        self.depth -= 1
+        rows = _rows(self._atom(loop.xs), atom_type(loop.xs, self.types))
+        self._line(f"for {x} in {rows}:" if step is None else f"for {step}, {x} in enumerate({rows}):")
+
+    def _step_function(self, loop: LoopE, state: str, variables: str | None, body: Callable[[], None]) -> str:
+        """Portable code: the loop's body as a local function `def step(state, x):`,
+        a tuple state unpacked into its `variables` first; `body` prints what it
+        returns. Its name, for `_fold` or `_scan` to call."""
+        name = self.namer.fresh("step")
+        self._line(f"def {name}({state}, {identifier(loop.x)}):")
+
+        def printed() -> None:
+            if variables is not None:
+                self._line(f"{variables} = {state}")
+            body()
+        self._indented(printed)
+        return name
 
     def _state_variables(self, loop: LoopE, base: str) -> str | None:
         """A loop state that is a tuple of two or more items is held in one variable
@@ -502,28 +505,39 @@ class _FunctionPrinter:
         return text if held or not (text.startswith("(") and text.endswith(")")) else text[1:-1]
 
     def _fold(self, loop: LoopE, target: str, name: str) -> None:
-        # the state lives in the result's variable: target = init; target = body(target, x)
-        # (a tuple: in a variable per item, which the result is too)
+        """NumPy: `target = init`, then `for x in xs: target = body`; the state lives in
+        the result's variable (a tuple: in a variable per item, which the result is
+        too). Portable code: `target = _fold(xp, step, init, xs)`, the body a local
+        function (see `_step_function`)."""
         variables = self._state_variables(loop, target)
         if variables is None:
             self.rename[loop.acc] = target
-        self._line(f"{variables} = {self._items_text(loop.init)}" if variables
-                   else f"{target} = {self._atom(loop.init)}")
-        self._loop_header(loop, None)
-        self._indented(lambda: self._assign(loop.body, variables or target))
+        if self.backend.portable:
+            state = target if variables is None else identifier(loop.acc)
+            step = self._step_function(loop, state, variables, lambda: self._assign(loop.body, None))
+            self._line(f"{variables or target} = _fold({self.ns}, {step}, {self._atom(loop.init)}, "
+                       f"{self._atom(loop.xs)})")
+            self.used.add("fold")
+        else:
+            self._line(f"{variables} = {self._items_text(loop.init)}" if variables
+                       else f"{target} = {self._atom(loop.init)}")
+            self._loop_header(loop, None)
+            self._indented(lambda: self._assign(loop.body, variables or target))
         if variables is not None:
             self.unpacked[name] = self.unpacked[loop.acc]
 
     def _scan(self, loop: LoopE, target: str, name: str) -> None:
         """NumPy: each step's state (its stacked items) written into a preallocated
-        row; portable code appends it to a list and stacks the list after the loop.
+        row. Portable code: `states = <no rows>`, then
+        `acc, (states,) = _scan(xp, step, init, xs, (states,))`, the body a local
+        function returning the state and the rows to stack (see `_step_function`).
         An item that is not stacked is the last state's, left in `acc` (a tuple
         state: in a variable per item, and the result is held item by item too)."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
-        acc, step = identifier(loop.acc), self.namer.fresh("step")
+        acc = identifier(loop.acc)
         variables = self._state_variables(loop, acc)
         if variables is not None:
             assert isinstance(state, TupleType)
@@ -538,22 +552,31 @@ class _FunctionPrinter:
         stacked = [(label, leaf) for label, leaf, is_stacked in leaves if is_stacked]
         arrays = [target] if len(leaves) == 1 and leaves[0][0] == acc else [
             self.namer.fresh(f"{target}_{k}") for k in range(len(stacked))]
-        portable = self.backend.portable
-        for array, (_, leaf) in zip(arrays, stacked):
-            self._line(f"{array} = []" if portable else f"{array} = {self._zeros(stacked_type(leaf, length))}")
-        self._line(f"{variables} = {self._items_text(loop.init)}" if variables
-                   else f"{acc} = {self._atom(loop.init)}")
-        self._loop_header(loop, step)
+        if self.backend.portable:
+            state_text, rows = f"({variables})" if variables else acc, tuple_text([label for label, _ in stacked])
 
-        def body() -> None:
-            self._assign(loop.body, variables or acc)
-            for array, (label, _) in zip(arrays, stacked):
-                self._line(f"{array}.append({label})" if portable else f"{array}[{step}] = {label}")
-        self._indented(body)
-        if portable:
+            def body() -> None:
+                self._assign(loop.body, variables or acc)
+                self._line(f"return {state_text}, {rows}")
             for array, (_, leaf) in zip(arrays, stacked):
-                zeros = self._zeros(stacked_type(leaf, length))
-                self._line(f"{array} = {self.ns}.stack({array}, axis=0) if {array} else {zeros}")
+                self._line(f"{array} = {self._zeros(stacked_type(leaf, Dim(0)))}")
+            step = self._step_function(loop, acc, variables, body)
+            self._line(f"{state_text}, {tuple_text(arrays)} = _scan({self.ns}, {step}, {self._atom(loop.init)}, "
+                       f"{self._atom(loop.xs)}, {tuple_text(arrays)})")
+            self.used.add("scan")
+        else:
+            step = self.namer.fresh("step")
+            for array, (_, leaf) in zip(arrays, stacked):
+                self._line(f"{array} = {self._zeros(stacked_type(leaf, length))}")
+            self._line(f"{variables} = {self._items_text(loop.init)}" if variables
+                       else f"{acc} = {self._atom(loop.init)}")
+            self._loop_header(loop, step)
+
+            def body() -> None:
+                self._assign(loop.body, variables or acc)
+                for array, (label, _) in zip(arrays, stacked):
+                    self._line(f"{array}[{step}] = {label}")
+            self._indented(body)
         if arrays != [target]:
             names = iter(arrays)
             texts = [next(names) if s else label for label, _, s in leaves]
@@ -666,11 +689,3 @@ def _rows(expr: str, t: Type | None) -> str:
     if not isinstance(t, TupleType):
         return expr
     return f"zip({', '.join(_rows(f'{expr}[{k}]', item) for k, item in enumerate(t.items))})"
-
-
-def _row(expr: str, t: Type, step: str) -> str:
-    """Row `step` of the sequence `expr` of type `t` (of each array of a tuple):
-    `xs[step, ...]`, `(xs[0][step, ...], xs[1][step, ...])`."""
-    if isinstance(t, ArrayType):
-        return f"{expr}[{step}, ...]"
-    return tuple_text([_row(f"{expr}[{k}]", item, step) for k, item in enumerate(t.items)])

@@ -190,6 +190,9 @@ def _check(term: Term, ctx: Context, subst: dict[str, Dim] | None) -> Context:
             if state != init:  # a weak initial state: the next steps start from the joined one
                 after = _body(term, "body", body, ctx + (state, x), subst)
                 _join_as(term, ctx, state, after, "the state and the body's result")
+            if not isinstance(stacked, bool) and not (
+                    isinstance(state, TupleType) and len(state.items) == len(stacked)):
+                _error(term, ctx, f"stacks items {list(stacked)} of a state of type {format_type(state)}")
             return ctx + (loop_result_type(state, length, stacked),)
         case Custom(n=n, body=body):
             _need(term, ctx, n)

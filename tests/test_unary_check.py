@@ -127,6 +127,8 @@ def test_sizes_known_substitutes_dims():
     (Loop(seq(Var(3), Var(3), Tuple(2)), False), (F64, vec(n)),
      r"the initial state and the body's result have different types f64 and \(f64, f64\)"),
     (Loop(Var(0), True), (F64, F64), "needs arrays"),
+    (Loop(Var(2), (True, False)), (F64, vec(n)), r"stacks items \[True, False\] of a state of type f64"),
+    (Loop(Var(2), (True,)), (TupleType((F64, F64)), vec(n)), r"stacks items \[True\] of a state of type \(f64, f64\)"),
     (Build(Dim(0), n, Var(0)), (F64,), None),  # fine without sizes_known...
 ])
 def test_ill_typed_terms_are_refused(term, ctx, message):
