@@ -22,9 +22,20 @@ symbolically zero (`ZERO`) costs nothing.
 
 Control flow: `If` recomputes the taken branch inside a second `If` that runs
 its adjoint (both branches' derivatives, selected by the same condition).
-`Loop` runs forward as a scan that stores every state (O(T) memory), then a
-reverse loop recomputes each step's body from its stored state and runs its
-adjoint, carrying the state's cotangent and those of the values the body reads.
+`Loop` runs forward as a scan that stores every state and every step's
+*residuals*, then a reverse loop runs each step's adjoint, carrying the
+state's cotangent and those of the values the body reads. Writing the body as
+s_t = f(s_{t-1}, x_t) with intermediates v_1 .. v_k, the adjoint of step t
+needs some of the v_i at that step; a residual is a v_i that changes from
+step to step and costs a nonlinear op or a contraction to recompute
+(`_worth_storing`), or the states and residuals of an inner loop (stacked
+over the inner steps: the outer loop keeps the whole tape of a nest). The
+forward scan stacks them (O(T) memory per residual) as extra items of its
+state; the reverse step replays the body from s_{t-1} = states[t - 1] (init
+at t = 0), reading each residual at row t instead of computing it, so what it
+recomputes is cheap (arithmetic, views of the state and of outside values).
+Residuals that no reverse step reads are dropped from the scan by the
+simplifier (`unused_state_items`).
 
 An `associative` fold (a `reduce` whose body is not a known monoid) takes the
 paper's rule for `reduce` instead, with no loop over the items. Write
@@ -50,13 +61,15 @@ as the marked call and its adjoint is the rule (`custom_rules`); without
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Callable, Iterator, assert_never
 
 from .algebra import REALS, ZERO, Algebra, Deriv
+from .cost import ELEMENTWISE_COSTS
 from .errors import DerivativeError, Span
 from .forward import tangent_type
 from .jvp_rules import algebra_sum
-from .primitives import ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, SIZE, SUB, params
+from .primitives import (ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, LOGSUMEXP, MATMUL, SIZE, SOFTMAX,
+                         SUB, ZEROS, Primitive, params)
 from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
 from .types import ArrayType, Dim, Stacking, TupleType, Type, stacking, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
@@ -100,6 +113,7 @@ class _LoopStep:
     term: Loop
     context: tuple[Value, ...]  # the stack the loop ran on: Γ, init, xs
     states: Value               # every state, stacked (tuples: a tuple of stacks)
+    residuals: tuple[Value, ...]  # the body's residuals, each stacked over the steps
     out: Value
 
 
@@ -160,12 +174,22 @@ def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Alg
 
 @dataclass
 class Adjoint:
-    """Runs a term forward, recording its steps; then emits their adjoints in reverse."""
+    """Runs a term forward, recording its steps; then emits their adjoints in reverse.
+
+    In a loop's body, `per_step` holds the positions of the values that change from
+    step to step (the state, the item, and what is computed from them), and the
+    forward sweep collects the body's `residuals`: those of them worth storing
+    (`_worth_storing`), in the order they are made. With `replay`, the values the
+    forward loop stored for this step, in that order, the sweep reads each residual
+    from it instead of computing it again."""
 
     b: Builder
     algebra: Algebra
     steps: list[_Step] = field(default_factory=list)
     rules: CustomRules | None = None
+    per_step: set[int] | None = None
+    replay: Iterator[Value] | None = None
+    residuals: list[Value] = field(default_factory=list)
 
     # ---- the forward sweep --------------------------------------------------
 
@@ -179,18 +203,26 @@ class Adjoint:
                     self.primal(t, stack)
             case Prim(prim, ps, n):
                 args = tuple(stack[len(stack) - n:])
-                out = b.prim(prim, ps, *args, hint=term.hint, span=term.span)
+
+                def apply() -> Value:
+                    return b.prim(prim, ps, *args, hint=term.hint, span=term.span)
+
+                varies = self._varies(*args)
+                out = self._residual(apply, term) if varies and _worth_storing(prim) else apply()
                 self.steps.append(_PrimStep(term, args, out))
+                self._made(out, varies)
                 stack.append(out)
             case Tuple(n):
                 items = tuple(stack[len(stack) - n:])
                 del stack[len(stack) - n:]
                 out = b.tuple(*items, hint=term.hint)
                 self.steps.append(_TupleStep(items, out))
+                self._made(out, self._varies(*items))
                 stack.append(out)
             case Get(k):
                 out = b.get(stack[-1], k, hint=term.hint)
                 self.steps.append(_GetStep(stack[-1], k, out))
+                self._made(out, self._varies(stack[-1]))
                 stack.append(out)
             case Drop(keep, count):
                 del stack[len(stack) - keep - count:len(stack) - keep]
@@ -207,6 +239,7 @@ class Adjoint:
 
                 out = b.if_(stack[-1], branch(then), branch(orelse), hint=term.hint, span=term.span)
                 self.steps.append(_IfStep(term, context, out))
+                self._made(out, self._varies(context[-1], *_reads(then, context), *_reads(orelse, context)))
                 stack.append(out)
             case Loop(body, False) if term.associative and reassociable(stack[-2].type, stack[-1].type):
                 context = tuple(stack)
@@ -219,18 +252,19 @@ class Adjoint:
                 if term.hint:
                     b.name(out, term.hint)
                 self.steps.append(_AssociativeFoldStep(term, context, prefixes, out))
+                self._made(out, self._varies(*context[-2:], *_reads(body, context)))
                 stack.append(out)
             case Loop(body, stacked):
                 context = tuple(stack)
-
-                def step(lb: Builder, acc: Value, x: Value) -> Value:
-                    local = list(context) + [acc, x]
-                    Adjoint(lb, self.algebra, rules=self.rules).primal(body, local)
-                    return local[-1]
-
-                states = b.loop(stack[-2], stack[-1], step, stacked=True, hint=term.hint, span=term.span)
+                states, residuals = self._scan(body, context, term)
+                varies = self._varies(*context[-2:], *_reads(body, context))
+                if varies:  # an inner loop's states and residuals are the enclosing body's residuals
+                    count = _leaf_count(states.type)
+                    kept = [self._residual(lambda v=v: v, term) for v in (*_leaves(b, states), *residuals)]
+                    states, residuals = _rebuild(b, kept[:count], states.type), tuple(kept[count:])
                 out = _loop_result(b, stack[-2], states, _length(stack[-1]), stacked)
-                self.steps.append(_LoopStep(term, context, states, out))
+                self.steps.append(_LoopStep(term, context, states, residuals, out))
+                self._made(out, varies)
                 stack.append(out)
             case Custom(name, n, body):
                 if self.rules is None or not self.rules.applies(name, self.algebra):
@@ -239,11 +273,78 @@ class Adjoint:
                 args = tuple(stack[len(stack) - n:])
                 out = self.rules.call(b, term, args, len(stack) - n)
                 self.steps.append(_CustomStep(term, args, out))
+                self._made(out, self._varies(*args))
                 stack.append(out)
             case Build() | Map() | Reduce():
                 raise AssertionError("reverse mode runs on vectorised unary form")
             case _:
                 assert_never(term)
+
+    def _varies(self, *values: Value) -> bool:
+        """Whether any of `values` changes from step to step of the loop whose body this is."""
+        return self.per_step is not None and any(v.pos in self.per_step for v in values)
+
+    def _made(self, out: Value, varies: bool) -> None:
+        """Record that `out`, just made, changes from step to step (when it `varies`)."""
+        if varies:
+            assert self.per_step is not None
+            self.per_step.add(out.pos)
+
+    def _residual(self, compute: Callable[[], Value], term: Prim | Loop) -> Value:
+        """A residual of a loop's body, made by `term`: `compute()` and collect it (the
+        forward sweep), or read it from what the forward loop stored (`replay`)."""
+        if self.replay is None:
+            self.residuals.append(compute())
+            return self.residuals[-1]
+        outer_span, self.b.span = self.b.span, term.span
+        out = next(self.replay, None)
+        self.b.span = outer_span
+        assert out is not None, "the body made more residuals than the forward loop stored"
+        if isinstance(term, Prim) and term.hint:
+            self.b.name(out, term.hint)
+        return out
+
+    def _scan(self, body: Term, context: tuple[Value, ...], term: Loop) -> tuple[Value, tuple[Value, ...]]:
+        """The forward loop of `Loop(body)` on `context` (Γ, init, xs) as a scan: every
+        state, and every step's residuals, each stacked over the steps.
+
+        The residuals are extra items of the carried state, which the body never
+        reads: the scan's state is the flat tuple (state's leaves, residuals),
+        initially (init's leaves, zeros), so the simplifier drops the residuals that
+        no reverse step reads (`unused_state_items`). Their types are known only
+        once the body has been built, so it is built once beforehand, on a scratch
+        builder."""
+        b = self.b
+        init, xs = context[-2], context[-1]
+        x_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
+
+        def run(lb: Builder, acc: Value, x: Value) -> tuple[Value, list[Value]]:
+            inner = Adjoint(lb, self.algebra, rules=self.rules, per_step={acc.pos, x.pos})
+            local = list(context) + [acc, x]
+            inner.primal(body, local)
+            return local[-1], inner.residuals
+
+        scratch = b.sub((init.type, x_type))
+        _, found = run(scratch, Value(len(b.types), init.type), Value(len(b.types) + 1, x_type))
+        if not found:
+            states = b.loop(init, xs, lambda lb, acc, x: run(lb, acc, x)[0], stacked=True,
+                            hint=term.hint, span=term.span)
+            return states, ()
+        leaves = _leaf_count(init.type)
+
+        def step(lb: Builder, carried: Value, x: Value) -> Value:
+            acc = _rebuild(lb, [lb.get(carried, k) for k in range(leaves)], init.type)
+            new, residuals = run(lb, acc, x)
+            assert [r.type for r in residuals] == [r.type for r in found]
+            return lb.tuple(*_leaves(lb, new), *residuals)
+
+        zeros = [b.prim(ZEROS, params(shape=r.type.shape, dtype=r.type.dtype)) for r in found]
+        scan = b.loop(b.tuple(*_leaves(b, init), *zeros), xs, step, stacked=True, span=term.span)
+        items = [b.get(scan, k) for k in range(leaves + len(found))]
+        states = _rebuild(b, items[:leaves], init.type)
+        if term.hint:
+            b.name(states, term.hint)
+        return states, tuple(items[leaves:])
 
     def stored(self, recomputed: Value, stored: Value) -> Value:
         """Let the adjoint read `stored`, a value equal to `recomputed`, instead of it,
@@ -370,9 +471,12 @@ class Adjoint:
                                        if s else lb.get(state_bar, j) for j, s in enumerate(stacked)))
             acc = _state_before(lb, init, step.states, t)
             x = _at(lb, xs, t)
-            inner = Adjoint(lb, alg, rules=self.rules)
+            # the body again, its residuals read from the forward loop's, not recomputed
+            residuals = (_at(lb, r, t) for r in step.residuals)
+            inner = Adjoint(lb, alg, rules=self.rules, per_step={acc.pos, x.pos}, replay=residuals)
             local = list(step.context) + [acc, x]
             inner.primal(body, local)
+            assert next(residuals, None) is None, "the body made fewer residuals than it stored"
             new_state = inner.stored(local[-1], _at(lb, step.states, t))
             pending: dict[int, Deriv] = {}
             inner.accumulate(pending, new_state, state_bar)
@@ -466,6 +570,48 @@ def _sum_rows(b: Builder, alg: Algebra, stacked: Value) -> Value:
     if isinstance(stacked.type, TupleType):
         return b.tuple(*(_sum_rows(b, alg, b.get(stacked, k)) for k in range(len(stacked.type.items))))
     return algebra_sum(b, alg, stacked, (0,))
+
+
+def _worth_storing(prim: Primitive) -> bool:
+    """The store-or-recompute policy of a loop's reverse sweep: a value of the body
+    that changes from step to step is stored by the forward loop when recomputing it
+    costs a nonlinear op (a special function, in the cost model's terms: exp, tanh,
+    sigmoid, ...) or a contraction; anything else (arithmetic, views and moves of the
+    state and of outside values) is recomputed. (An inner loop that changes from step
+    to step has its states and residuals stored: `Adjoint.primal`.) Only the residuals
+    the reverse sweep reads stay stored: the simplifier drops the others from the
+    forward loop."""
+    cost = ELEMENTWISE_COSTS.get(prim)
+    return (cost is not None and cost.nonlinear > 0) or prim in (MATMUL, LOGSUMEXP, SOFTMAX)
+
+
+def _reads(body: Term, context: tuple[Value, ...]) -> list[Value]:
+    """The values of `context` that `body` (running above it) reads."""
+    return [context[i] for i in sorted(_reads_below(body, len(context)))]
+
+
+def _leaves(b: Builder, v: Value) -> list[Value]:
+    """The arrays of a value, tuples flattened, in order."""
+    if isinstance(v.type, TupleType):
+        return [leaf for k in range(len(v.type.items)) for leaf in _leaves(b, b.get(v, k))]
+    return [v]
+
+
+def _rebuild(b: Builder, leaves: list[Value], t: Type) -> Value:
+    """The value of type `t` whose arrays are `leaves` (the inverse of `_leaves`)."""
+    if not isinstance(t, TupleType):
+        assert len(leaves) == 1
+        return leaves[0]
+    items, start = [], 0
+    for item in t.items:
+        count = _leaf_count(item)
+        items.append(_rebuild(b, leaves[start:start + count], item))
+        start += count
+    return b.tuple(*items)
+
+
+def _leaf_count(t: Type) -> int:
+    return sum(_leaf_count(x) for x in t.items) if isinstance(t, TupleType) else 1
 
 
 def _reads_below(term: Term, base: int) -> set[int]:

@@ -1340,6 +1340,49 @@ def rows_into_zeros(expr: Expr, facts: Facts) -> Expr | None:
     return None
 
 
+def _whole_slices(spec: tuple, shape: tuple[Dim, ...]) -> bool:
+    """Every item of `spec` takes its whole axis of `shape`."""
+    return all(item == ("slice", Dim(0), d) for item, d in zip(spec, shape))
+
+
+def _reads_a_row(expr: Expr, name: str, facts: Facts) -> bool:
+    """`expr` is `name[t]`: one whole row of the array `name`."""
+    match expr:
+        case Call(P.INDEX, ps, (Name(n), _)) if n == name:
+            spec, t = param(ps, "spec"), facts.type_of(Name(n))
+            return isinstance(t, ArrayType) and spec[:1] == (("at",),) and _whole_slices(spec[1:], t.shape[1:])
+    return False
+
+
+def row_of_scatter(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let s = index_add(zeros((n, ..)), v, i.., spec=(0:n, rest..)); .. s[t] ..
+    #   -> .. index_add(zeros((..)), v[t], i.., spec=(rest..)) ..
+    # (a row of values added along a whole leading axis is the row of the values added;
+    # when every read of s is a row, as a reverse loop reads the cotangent of a loop's
+    # stacked states, the (n, ..) array of mostly zeros is never made)
+    match bind.expr:
+        case Call(P.INDEX, _, (Name(scattered), row)) if _reads_a_row(bind.expr, scattered, facts):
+            match facts.definition(Name(scattered)):
+                case Call(P.INDEX_ADD, ps, (target, value, *indices)) if _is(target, facts, 0):
+                    spec, t, v = param(ps, "spec"), facts.type_of(target), facts.type_of(value)
+                    if not (isinstance(t, ArrayType) and isinstance(v, ArrayType) and t.rank >= 1
+                            and spec[:1] == (("slice", Dim(0), t.shape[0]),)):
+                        return None
+                    region = expr_type(Call(P.INDEX, params(spec=spec), (target, *indices)), facts.types)
+                    if not (isinstance(region, ArrayType) and v.shape == region.shape):
+                        return None  # (the values broadcast along the leading axis)
+                    if not all(_reads_a_row(r.expr, scattered, facts) for r in facts.readers.get(scattered, [])):
+                        return None
+                    zeros, values = facts.namer.temporary(), facts.namer.temporary()
+                    row_spec = (("at",),) + tuple(("slice", Dim(0), d) for d in v.shape[1:])
+                    return _typed_bindings(
+                        [(zeros, _zeros(ArrayType(t.dtype, t.shape[1:]))),
+                         (values, Call(P.INDEX, params(spec=row_spec), (value, row))),
+                         (bind.name, Call(P.INDEX_ADD, params(spec=spec[1:]), (Name(zeros), Name(values), *indices)))],
+                        expr_type(bind.expr, facts.types), bind.span, facts)
+    return None
+
+
 # ---- tuples and loops ---------------------------------------------------------------
 
 
@@ -1515,7 +1558,8 @@ def _state_items_needed(loop: LoopE, read: set[int], facts: Facts) -> set[int] |
 def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # let r = loop((a, b), xs, |acc, x| (f(acc.0, x), g(acc, x))); r.1
     #   -> let r2 = loop(b, xs, ...g...); (zeros, r2)       (an item of the state that neither
-    #   the result nor the other items read is dropped)
+    #   the result nor the other items read is dropped; one item left is the state itself,
+    #   not a tuple of one)
     match bind.expr:
         case LoopE(init, xs, acc, x, body, stacked):
             t = expr_type(bind.expr, facts.types)
@@ -1528,6 +1572,7 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             if not all(isinstance(item, ArrayType) for item in t.items):
                 return None
             kept = sorted(needed)
+            single = len(kept) == 1
             fresh = facts.namer.temporary
             made: list[Bind] = []
             init_def = facts.definition(init)
@@ -1540,16 +1585,20 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                     made.append(Bind(name, Project(init, k), bind.span))
                     init_items.append(Name(name))
             new_init = fresh()
-            made.append(Bind(new_init, MakeTuple(tuple(init_items)), bind.span))
+            made.append(Bind(new_init, init_items[0] if single else MakeTuple(tuple(init_items)), bind.span))
             position = {k: j for j, k in enumerate(kept)}
+
+            def item_of(tuple_name: str, k: int) -> Expr:
+                return Name(tuple_name) if single else Project(Name(tuple_name), position[k])
             new_body = []
             for b in body.bindings:
                 match b.expr:
                     case Project(Name(a), k) if a == acc:
                         if k in position:
-                            new_body.append(Bind(b.name, Project(Name(acc), position[k]), b.span))
+                            new_body.append(Bind(b.name, item_of(acc, k), b.span))
                     case MakeTuple(items) if Name(b.name) == body.result:
-                        new_body.append(Bind(b.name, MakeTuple(tuple(items[k] for k in kept)), b.span))
+                        new_body.append(Bind(b.name, items[kept[0]] if single
+                                             else MakeTuple(tuple(items[k] for k in kept)), b.span))
                     case _:
                         new_body.append(b)
             reduced = remove_dead_bindings(Block(tuple(new_body), body.result))
@@ -1559,8 +1608,7 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             items: list[Atom] = []
             for k, item in enumerate(t.items):
                 name = fresh()
-                made.append(Bind(name, Project(Name(loop), position[k]) if k in position else _zeros(item),
-                                 bind.span))
+                made.append(Bind(name, item_of(loop, k) if k in position else _zeros(item), bind.span))
                 items.append(Name(name))
             return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     return None
@@ -1788,6 +1836,7 @@ RULES: tuple[Rule, ...] = (
     scatter_in_order,
     add_into_scatter,
     rows_into_zeros,
+    row_of_scatter,
     tuple_of_projections,
     hoist_invariants,
     unstack_last_states,

@@ -12,7 +12,7 @@ import catad
 from catad.compiler import primitives as P
 from catad.compiler import simplify as S
 from catad.compiler.lower import load_module, lower
-from catad.compiler.primitives import params
+from catad.compiler.primitives import param, params
 from catad.compiler.simplify import RULES, binding_types, simplify
 from catad.compiler.target import (Apply, Bind, Block, Call, IfElse, Lambda, Lit, LoopE, MakeTuple,
                                    Name, Project, TargetFunction)
@@ -969,6 +969,24 @@ def test_every_row_added_once_into_zeros_is_a_stack():
     # row 1 twice and row 2 never: it stays a scatter
     twice = (*rows, let("r", call("index_add", "b", "x", 0, spec=spec)))
     assert simplified(*twice, result="r").bindings[-1].expr.prim is P.INDEX_ADD
+
+
+def test_a_row_of_values_added_along_a_whole_axis_is_their_row_added_into_a_row():
+    # index_add(zeros((p, n, n)), V, (:, 0))[1] -> index_add(zeros((n, n)), V[1], (0,)): the
+    # (p, n, n) array is never made (a reverse loop reads a stacked cotangent row by row)
+    spec = (("slice", Dim(0), P3), ("at",))
+    row = (("at",), ("slice", Dim(0), N), ("slice", Dim(0), N))
+    scatter = (let("z", call("zeros", shape=(P3, N, N), dtype=DType.F64)),
+               let("s", call("index_add", "z", "V", 0, spec=spec)))
+    bindings = (*scatter, let("r", call("index", "s", 1, spec=row)))
+    got = simplified(*bindings, result="r")
+    zeros = [b.expr.params for b in got.bindings if isinstance(b.expr, Call) and b.expr.prim is P.ZEROS]
+    assert zeros == [params(dtype=DType.F64, shape=(N, N))], got
+    values_agree(*bindings, result="r")
+    # read whole as well: the scatter stays, and so do its rows
+    whole = (*bindings, let("t", call("sum", "s", axes=(0, 1, 2))), let("u", call("add", "r", "t")))
+    assert any(isinstance(b.expr, Call) and b.expr.prim is P.ZEROS and len(param(b.expr.params, "shape")) == 3
+               for b in simplified(*whole, result="u").bindings)
 
 
 def test_an_item_of_an_arange_is_its_index():

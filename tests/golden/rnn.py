@@ -91,34 +91,34 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         raise ValueError(f"rnn_last_vjp: argument rnn_last_bar should have shape {(h,)} (f64[h] with h = {h}), got {rnn_last_bar.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t7 = np.zeros((t, h))
+    t13 = np.zeros((t, h))
     acc = t1
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t7[step] = acc
-    t8 = np.int64(t)
-    t14 = t1 if t8 == 0 else t7[t8 - 1]
-    t18 = np.zeros((d,))
-    t19 = np.arange(t)
-    t21 = np.int64(t - 1)
-    t65_0 = np.zeros((t, d))
-    t65_1 = np.zeros((t, h))
-    t65_2 = np.zeros((t, d))
-    t65_3 = np.zeros((t, h))
-    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t18, t1, t18, t1
-    for step_1, x_1 in enumerate(t19):
-        t22 = t21 - x_1
-        t29 = t1 if t22 == 0 else t7[t22 - 1]
-        t36 = t7[t22]
-        t40 = acc_1_0 * (1.0 - t36 * t36)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t40 @ Wh, t40 @ Wx, t40, xs[t22], t29
-        t65_0[step_1] = acc_1_1
-        t65_1[step_1] = acc_1_2
-        t65_2[step_1] = acc_1_3
-        t65_3[step_1] = acc_1_4
-    t70 = t65_1.T
-    xs_bar = t65_0[t21 - t19]
-    return (t14, (t70 @ t65_2, t70 @ t65_3, np.sum(t65_1, axis=0), xs_bar))
+        t13[step] = acc
+    t18 = np.int64(t)
+    t24 = t1 if t18 == 0 else t13[t18 - 1]
+    t28 = np.zeros((d,))
+    t29 = np.arange(t)
+    t31 = np.int64(t - 1)
+    t75_0 = np.zeros((t, d))
+    t75_1 = np.zeros((t, h))
+    t75_2 = np.zeros((t, d))
+    t75_3 = np.zeros((t, h))
+    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t28, t1, t28, t1
+    for step_1, x_1 in enumerate(t29):
+        t32 = t31 - x_1
+        t39 = t1 if t32 == 0 else t13[t32 - 1]
+        t46 = t13[t32]
+        t50 = acc_1_0 * (1.0 - t46 * t46)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t50 @ Wh, t50 @ Wx, t50, xs[t32], t39
+        t75_0[step_1] = acc_1_1
+        t75_1[step_1] = acc_1_2
+        t75_2[step_1] = acc_1_3
+        t75_3[step_1] = acc_1_4
+    t80 = t75_1.T
+    xs_bar = t75_0[t31 - t29]
+    return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -148,32 +148,32 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         raise ValueError(f"rnn_states_vjp: argument rnn_states_bar should have shape {(t, h)} (f64[t, h] with t = {t}, h = {h}), got {rnn_states_bar.shape}")
     # examples/rnn.catad:8  scan(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t7 = np.zeros((t, h))
+    t13 = np.zeros((t, h))
     acc = t1
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t7[step] = acc
-    t12 = np.zeros((d,))
-    t13 = np.arange(t)
-    t15 = np.int64(t - 1)
-    t61_0 = np.zeros((t, d))
-    t61_1 = np.zeros((t, h))
-    t61_2 = np.zeros((t, d))
-    t61_3 = np.zeros((t, h))
-    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t12, t1, t12, t1
-    for step_1, x_1 in enumerate(t13):
-        t16 = t15 - x_1
-        t25 = t1 if t16 == 0 else t7[t16 - 1]
-        t32 = t7[t16]
-        t36 = (acc_1_0 + rnn_states_bar[t16]) * (1.0 - t32 * t32)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t36 @ Wh, t36 @ Wx, t36, xs[t16], t25
-        t61_0[step_1] = acc_1_1
-        t61_1[step_1] = acc_1_2
-        t61_2[step_1] = acc_1_3
-        t61_3[step_1] = acc_1_4
-    t66 = t61_1.T
-    xs_bar = t61_0[t15 - t13]
-    return (t7, (t66 @ t61_2, t66 @ t61_3, np.sum(t61_1, axis=0), xs_bar))
+        t13[step] = acc
+    t22 = np.zeros((d,))
+    t23 = np.arange(t)
+    t25 = np.int64(t - 1)
+    t71_0 = np.zeros((t, d))
+    t71_1 = np.zeros((t, h))
+    t71_2 = np.zeros((t, d))
+    t71_3 = np.zeros((t, h))
+    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t22, t1, t22, t1
+    for step_1, x_1 in enumerate(t23):
+        t26 = t25 - x_1
+        t35 = t1 if t26 == 0 else t13[t26 - 1]
+        t42 = t13[t26]
+        t46 = (acc_1_0 + rnn_states_bar[t26]) * (1.0 - t42 * t42)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t46 @ Wh, t46 @ Wx, t46, xs[t26], t35
+        t71_0[step_1] = acc_1_1
+        t71_1[step_1] = acc_1_2
+        t71_2[step_1] = acc_1_3
+        t71_3[step_1] = acc_1_4
+    t76 = t71_1.T
+    xs_bar = t71_0[t25 - t23]
+    return (t13, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
