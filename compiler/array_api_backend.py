@@ -435,8 +435,8 @@ ARRAY_API_REPLACED: dict[str, Helper] = {h.name: h for h in (
 def _shifted(xp, x, axis, identity):
     """x moved one item along axis, the identity first and the last item dropped:
     an exclusive scan is the inclusive scan of this."""
-    first = x[(slice(None),) * axis + (slice(0, 1),)]
-    rest = x[(slice(None),) * axis + (slice(0, -1),)]
+    first = x[(slice(None),) * axis + (slice(0, 1), ...)]
+    rest = x[(slice(None),) * axis + (slice(0, -1), ...)]
     return xp.concat([xp.full_like(first, identity), rest], axis=axis)'''),
     Helper("erf", '''\
 def _erf(xp, x):

@@ -27,6 +27,7 @@ from . import primitives as P
 from .errors import ShapeError, TypeMismatchError
 from .prim_types import PrimTypeError, normalize_axis, result_type
 from .primitives import Params, Primitive, params
+from .source_print import format_expr
 from .typed import TExpr, TLambda, TLoop, TMap, TReduce
 from .types import ArrayType, Dim, DType, Shape, TupleType, Type, loop_result_type, promote
 
@@ -177,7 +178,8 @@ def _scan(prim: Primitive) -> Check:
         t = _array(call, x, call.args[0], min_rank=1)
         if "axis" not in kw and t.rank > 1:
             raise ShapeError(f"`{call.func}` of {t} needs the axis to run along", call.span,
-                             hint=f"write {call.func}(x, axis = 0) (or another axis)")
+                             hint=f"write {call.func}({format_expr(call.args[0])}, axis = 0) "
+                                  f"(or another axis)")
         axis = _axis(call, kw["axis"], t, t.rank) if "axis" in kw else 0
         return c.apply(prim, params(axis=axis, reverse=False, exclusive=False), (x,), call.args)
     return check
