@@ -20,6 +20,9 @@ The calculus that both modes share lives here, in tables that
   `∂y/∂x_i = W_i`; forward mode is `sum(W · ẋ)`, reverse mode `ȳ · W`.
   A real max or min selects the tied items instead (`extremum_ties`):
   `W = hit / count` costs a division per item, selecting one per group.
+* Scans: cumsum is linear (its transpose the running sum the other way);
+  cumprod's tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i
+  (`cumprod_recurrence`, `scans.linear_recurrence`), which `vjp_rules` transposes.
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -33,9 +36,9 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 `x ** y` has `∂x = 0` where `y = 0` and `∂y = 0` where `x = 0`; `x % y` has
 `∂x = 1`, `∂y = -(x // y)` (its derivative away from the jumps).
 
-Limits: `prod`'s derivative is exact where the group holds zeros, but it
-selects with `where`, so its own derivative (a second derivative of prod) is
-not, at exact zeros. Over Z2, `matmul` and `gather_add` of bools raise
+`prod` and `cumprod` are exact where x holds zeros, to every order: their
+derivatives are made of exclusive cumprods and a linear recurrence, with no
+division and no selection. Over Z2, `matmul` and `gather_add` of bools raise
 `DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
 `index_add` of bools, which ORs into each position once, has the derivative
 of that OR (`index_or_region`).

@@ -15,8 +15,9 @@ Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
 a reduction's cotangent is `ct` put back along the reduced axes (only where
 NumPy's broadcasting would not: a sum over leading axes needs no new axis),
 times the group's weights (a real max or min: `ct / count` selected at its
-tied items); a mean's is `ct / n`. What is left are the
-transposes of the linear primitives:
+tied items); a mean's is `ct / n`; a cumprod's solves the transpose of its
+tangent's linear recurrence, the recurrence run from the other end. What is
+left are the transposes of the linear primitives:
 
     transpose       the inverse permutation
     expand_dims     reshape back                broadcast_to, full   unbroadcast
@@ -29,6 +30,7 @@ transposes of the linear primitives:
                     broadcast along contracted by the product itself
     where(c, a, b)  (0, where(c, ct, 0), where(c, 0, ct)); over Z2 the
                     condition's cotangent is (a + b)·ct
+    cumsum          the running sum the other way (reverse flipped)
 
 The choices at non-differentiable points are those of `jvp_rules`.
 """
