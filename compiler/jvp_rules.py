@@ -55,8 +55,8 @@ from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
 from .errors import DerivativeError
 from .prim_eval import apply as evaluate_primitive
-from .scans import linear_recurrence, shifted
 from .primitives import Params, Primitive, param, params
+from .scans import linear_recurrence, shifted
 from .types import ArrayType, DType
 from .unary import Prim
 from .unary_builder import Builder, Value

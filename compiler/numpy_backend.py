@@ -50,14 +50,16 @@ def scan_form(running: Running) -> Form:
                 lambda app: printed(app).precedence)
 
 
+_RUNNING = {(P.CUMSUM, False): "cumsum", (P.CUMPROD, False): "cumprod",
+            (P.CUMSUM, True): "logical_xor.accumulate", (P.CUMPROD, True): "logical_and.accumulate"}
+
+
 def _running(app: Application, x: str, axis: int) -> Arg:
     """`np.cumsum(x, axis=k)`, `np.cumprod`; of bools Z2's: `np.logical_xor.accumulate`,
     `np.logical_and.accumulate`."""
     t = app.arg_types[0]
     bools = isinstance(t, ArrayType) and t.dtype is DType.BOOL
-    name = {(P.CUMSUM, False): "cumsum", (P.CUMPROD, False): "cumprod",
-            (P.CUMSUM, True): "logical_xor.accumulate", (P.CUMPROD, True): "logical_and.accumulate"}
-    return Arg(app.call(name[app.prim, bools], x, f"axis={axis}"))
+    return Arg(app.call(_RUNNING[app.prim, bools], x, f"axis={axis}"))
 
 
 def _const(app: Application) -> str:
