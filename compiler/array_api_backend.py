@@ -47,9 +47,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import primitives as P
-from .backend import (ADDITIVE, ATOM, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
+from .backend import (ADDITIVE, ATOM, COMPARISON, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
                       call_form, dim_text, index_items, literal_arg, shape_text, tuple_text)
-from .numpy_backend import NUMPY_FORMS, NUMPY_HELPERS, gather_key
+from .numpy_backend import NUMPY_FORMS, NUMPY_HELPERS, gather_key, scan_form
 from .prim_types import result_type
 from .primitives import Primitive, params
 from .types import ArrayType, Dim, DType, Type, promote
@@ -130,6 +130,19 @@ def _counted(app: Application, x: object, axis: str) -> str:
 
 def _parity(app: Application) -> str:
     return f"{_counted(app, app.args[0], axes_text(app.params['axes']))} % 2 == 1"
+
+
+def _running(app: Application, x: str, axis: int) -> Arg:
+    """`xp.cumulative_sum(x, axis=k)`, `xp.cumulative_prod`; of bools, Z2's through a
+    count (the standard sums numbers): a running xor is an odd count, a running and
+    a count of falses that is still 0."""
+    t = app.arg_types[0]
+    if not (isinstance(t, ArrayType) and t.dtype is DType.BOOL):
+        name = "cumulative_sum" if app.prim is P.CUMSUM else "cumulative_prod"
+        return Arg(app.call(name, x, f"axis={axis}"))
+    counted = x if app.prim is P.CUMSUM else app.call("logical_not", x)
+    count = app.call("cumulative_sum", app.call("astype", counted, dtype_text(app, DType.I64)), f"axis={axis}")
+    return Arg(f"{count} % 2 == 1" if app.prim is P.CUMSUM else f"{count} == 0", COMPARISON)
 
 
 def _popcount_le(app: Application) -> str:
@@ -234,6 +247,8 @@ ARRAY_API_FORMS: dict[Primitive, Form] = {
     P.FULL: Form(_full, precedence=lambda app: ATOM if _is_literal(app.args[0]) else ADDITIVE),
     P.ARANGE: call_form(_arange),
     P.ASTYPE: call_form(_astype),
+    P.CUMSUM: scan_form(_running),
+    P.CUMPROD: scan_form(_running),
     P.PARITY: Form(_parity),
     P.POPCOUNT_LE: Form(_popcount_le),
     P.TRANSPOSE: call_form(_transpose),
@@ -463,6 +478,13 @@ def _flat_key(xp, key, shape):
 
 
 ARRAY_API_REPLACED: dict[str, Helper] = {h.name: h for h in (
+    Helper("shifted", '''\
+def _shifted(xp, x, axis, identity):
+    """x moved one item along axis, the identity first and the last item dropped:
+    an exclusive scan is the inclusive scan of this."""
+    first = x[(slice(None),) * axis + (slice(0, 1), ...)]
+    rest = x[(slice(None),) * axis + (slice(0, -1), ...)]
+    return xp.concat([xp.full_like(first, identity), rest], axis=axis)'''),
     Helper("erf", '''\
 def _erf(xp, x):
     """The error function, to double precision (W. J. Cody's approximations)."""

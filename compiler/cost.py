@@ -13,6 +13,8 @@ concrete sizes. The paper's unit costs, per element of the result:
     index, gather, slices, reshapes          (1, 0, 0, 0)  per element moved
     broadcast_to, concat, stack, transpose   (1, 0, 0, 0)  per element moved
     sum, parity (n inputs, m outputs)        (n, n - m, 0, 0)
+    cumsum, cumprod (n items in lines of k)  (n, n - n/k, 0, 0)  as a sum of each prefix
+                                             from the previous one
     popcount_le (n inputs, m outputs)        (n + 3m, n - 2m, m, 0)  two counts, scale, compare
     matmul (m x k) @ (k x n)                 (3mkn, mkn, mkn, 0)
     logsumexp, softmax over n inputs         (3n, 2n, n, n)   max, shift, exp, sum, log
@@ -122,9 +124,11 @@ _MOVES = {P.INDEX, P.GATHER, P.BROADCAST_TO, P.RESHAPE, P.EXPAND_DIMS, P.TRANSPO
 _SCATTER = {P.INDEX_ADD, P.GATHER_ADD}
 _REDUCE = {P.SUM, P.MEAN, P.PROD, P.MAX, P.MIN, P.PARITY}
 _NORMALISE = {P.LOGSUMEXP, P.SOFTMAX}
+_SCAN = set(P.SCANS)
 
 COSTED: frozenset[P.Primitive] = frozenset(
-    (*ELEMENTWISE_COSTS, *_MOVES, *_SCATTER, *_REDUCE, *_NORMALISE, P.POPCOUNT_LE, P.MATMUL))
+    (*ELEMENTWISE_COSTS, *_MOVES, *_SCATTER, *_REDUCE, *_NORMALISE, *_SCAN, P.POPCOUNT_LE,
+     P.MATMUL))
 """The primitives the model has a cost for (tests/test_cost.py: all of them)."""
 
 
@@ -263,6 +267,9 @@ def _call(prim: P.Primitive, ps, arg_types, arg_sizes: list[int], out: int, size
     if prim in _REDUCE:
         n = arg_sizes[0]
         return Cost(n, max(n - out, 0), out if prim is P.MEAN else 0)
+    if prim in _SCAN:  # each item but the first of its line combined with the running value
+        length = arg_types[0].shape[P.param(ps, "axis")].evaluate(dict(sizes))
+        return Cost(out, out - out // length if length else 0)
     if prim is P.POPCOUNT_LE:  # two counts, a scaling and a comparison
         n = sum(arg_sizes)
         return Cost(n + 3 * out, max(n - 2 * out, 0), out)

@@ -20,6 +20,9 @@ The calculus that both modes share lives here, in tables that
   `∂y/∂x_i = W_i`; forward mode is `sum(W · ẋ)`, reverse mode `ȳ · W`.
   A real max or min selects the tied items instead (`extremum_ties`):
   `W = hit / count` costs a division per item, selecting one per group.
+* Scans: cumsum is linear (its transpose the running sum the other way);
+  cumprod's tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i
+  (`cumprod_recurrence`, `scans.linear_recurrence`), which `vjp_rules` transposes.
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -33,9 +36,9 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 `x ** y` has `∂x = 0` where `y = 0` and `∂y = 0` where `x = 0`; `x % y` has
 `∂x = 1`, `∂y = -(x // y)` (its derivative away from the jumps).
 
-Limits: `prod`'s derivative is exact where the group holds zeros, but it
-selects with `where`, so its own derivative (a second derivative of prod) is
-not, at exact zeros. Over Z2, `matmul` and `gather_add` of bools raise
+`prod` and `cumprod` are exact where x holds zeros, to every order: their
+derivatives are made of exclusive cumprods and a linear recurrence, with no
+division and no selection. Over Z2, `matmul` and `gather_add` of bools raise
 `DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
 `index_add` of bools, which ORs into each position once, has the derivative
 of that OR (`index_or_region`).
@@ -53,6 +56,7 @@ from .algebra import ZERO, Algebra, Deriv
 from .errors import DerivativeError
 from .prim_eval import apply as evaluate_primitive
 from .primitives import Params, Primitive, param, params
+from .scans import linear_recurrence, shifted
 from .types import ArrayType, DType
 from .unary import Prim
 from .unary_builder import Builder, Value
@@ -319,16 +323,21 @@ def popcount_le_partials(s: Application) -> tuple[Value, Value]:
 # ---- reductions: the weights of each group -------------------------------------------
 
 def _prod_weights(s: Application) -> Value:
-    """∂prod/∂x_i: the product of the others in the group, exact with zeros: the
-    nonzero product where the others hold no zero, 0 elsewhere."""
+    """∂prod/∂x_i: the product of the others in the group, exact with zeros and with
+    no division. Along one axis it is (the product of the items before i) (the
+    product of those after i), two exclusive cumprods. Over the axes a_1 < .. < a_m,
+    the others are those that first differ from i on axis a_t, for some t:
+    W = Π_t others_{a_t}(v_t), v_t = x multiplied along a_{t+1}, .., a_m (kept, length 1)."""
     axes = s.param("axes")
-    x = s.xs[0]
-    is_zero = x.eq(0.0)
-    nonzero = is_zero.where(1.0, x)
-    product = s.sym(keep_axes(s.b, nonzero.apply(P.PROD, axes=axes).value, axes))
-    zeros = is_zero.apply(P.ASTYPE, dtype=DType.I64)
-    zeros_in_group = s.sym(keep_axes(s.b, zeros.apply(P.SUM, axes=axes).value, axes))
-    return zeros_in_group.eq(zeros).where(product / nonzero, 0.0).value
+    weights: Sym | None = None
+    for t, axis in enumerate(axes):
+        rest = axes[t + 1:]
+        v = s.sym(keep_axes(s.b, s.xs[0].apply(P.PROD, axes=rest).value, rest)) if rest else s.xs[0]
+        before = v.apply(P.CUMPROD, axis=axis, reverse=False, exclusive=True)
+        after = v.apply(P.CUMPROD, axis=axis, reverse=True, exclusive=True)
+        weights = before * after if weights is None else weights * (before * after)
+    assert weights is not None
+    return weights.value
 
 
 def any_all_weights(s: Application) -> Value:
@@ -379,6 +388,17 @@ def softmax_times(s: Application, g: Value) -> Value:
     y, gs = s.y, s.sym(g)
     inner = s.sym(keep_axes(s.b, (gs * y).apply(P.SUM, axes=(axis,)).value, (axis,)))
     return (y * (gs - inner)).value
+
+
+def cumprod_recurrence(s: Application) -> tuple[Value, Value]:
+    """`(a, e)` for a cumprod `s`: its inclusive form y_i = Π_{k<=i} a_k and the exclusive
+    one e_i = Π_{k<i} a_k (reverse: along the items from the end). An inclusive cumprod
+    has a = x; an exclusive one is the inclusive cumprod of a = x shifted one item, 1
+    first. Then ∂y_i/∂a_j = e_j Π_{j<k<=i} a_k for j <= i, so the tangent solves the
+    linear recurrence ẏ_i = a_i ẏ_{i-1} + e_i ȧ_i: exact where x holds zeros."""
+    axis, reverse = s.param("axis"), s.param("reverse")
+    a = shifted(s.b, s.args[0], axis, True, reverse) if s.param("exclusive") else s.args[0]
+    return a, s.b.prim(P.CUMPROD, params(axis=axis, reverse=reverse, exclusive=True), a)
 
 
 def ors_bools(s: Application) -> bool:
@@ -511,6 +531,18 @@ def _softmax(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     return softmax_times(s, dots[0])
 
 
+def _cumprod(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
+    """ẏ_i = ẏ_{i-1} x_i + y_{i-1} ẋ_i: the recurrence of `cumprod_recurrence`."""
+    if dots[0] is ZERO:
+        return ZERO
+    axis, reverse = s.param("axis"), s.param("reverse")
+    a, e = cumprod_recurrence(s)
+    da = cast(s.b, dots[0], s.alg.derivative_dtype(s.out.type))
+    if s.param("exclusive"):  # ȧ is ẋ shifted as a is x, 0 first
+        da = shifted(s.b, da, axis, False, reverse)
+    return linear_recurrence(s.b, s.alg, a, s.alg.mul(s.b, e, da), axis, reverse)
+
+
 def _where(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
     """where(c, ȧ, ḃ); over Z2, where(c, a, b) = b + c·a + c·b adds (a + b)·ċ."""
     (c, a, b), (dc, da, db) = s.args, dots
@@ -569,6 +601,8 @@ JVP_RULES: dict[Primitive, JvpRule] = {
     P.MAX: deftangent(_extremum),
     P.MIN: deftangent(_extremum),
     P.SOFTMAX: deftangent(_softmax),
+    P.CUMSUM: deflinear(),
+    P.CUMPROD: deftangent(_cumprod),
     P.PARITY: deflinear(),
     P.POPCOUNT_LE: deftangent(_popcount_le),
     P.MATMUL: defbilinear(_matmul_product),

@@ -27,6 +27,7 @@ from . import primitives as P
 from .errors import ShapeError, TypeMismatchError
 from .prim_types import PrimTypeError, normalize_axis, result_type
 from .primitives import Params, Primitive, params
+from .source_print import format_expr
 from .typed import TExpr, TLambda, TLoop, TMap, TReduce
 from .types import ArrayType, Dim, DType, Shape, TupleType, Type, loop_result_type, promote
 
@@ -167,6 +168,21 @@ def _softmax(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExp
     t = _array(call, x, call.args[0], min_rank=1)
     axis = _axis(call, kw["axis"], t, t.rank) if "axis" in kw else t.rank - 1
     return c.apply(P.SOFTMAX, params(axis=axis), (x,), call.args)
+
+
+def _scan(prim: Primitive) -> Check:
+    """Along `axis = k`, which a vector may leave out (its one axis) and a matrix
+    must give: unlike a reduction's, there is no scan over all axes at once."""
+    def check(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExpr:
+        x = c.value(call.args[0])
+        t = _array(call, x, call.args[0], min_rank=1)
+        if "axis" not in kw and t.rank > 1:
+            raise ShapeError(f"`{call.func}` of {t} needs the axis to run along", call.span,
+                             hint=f"write {call.func}({format_expr(call.args[0])}, axis = 0) "
+                                  f"(or another axis)")
+        axis = _axis(call, kw["axis"], t, t.rank) if "axis" in kw else 0
+        return c.apply(prim, params(axis=axis, reverse=False, exclusive=False), (x,), call.args)
+    return check
 
 
 def _popcount_le(c: CallChecker, call: ast.Call, kw: Mapping[str, ast.Expr]) -> TExpr:
@@ -365,6 +381,12 @@ def _table() -> dict[str, LibraryFunction]:
         LibraryFunction("softmax", "softmax(x, axis = -1)",
                         "exp(x) / sum(exp(x)) along one axis (default the last)",
                         (1, 1), ("axis",), _softmax),
+        LibraryFunction("cumsum", "cumsum(x, axis = k)",
+                        "running sums along axis k (a vector's may be left out); of bools, "
+                        "a running xor (Z2's sum)", (1, 1), ("axis",), _scan(P.CUMSUM)),
+        LibraryFunction("cumprod", "cumprod(x, axis = k)",
+                        "running products along axis k (a vector's may be left out); of "
+                        "bools, a running and", (1, 1), ("axis",), _scan(P.CUMPROD)),
         LibraryFunction("popcount_le", "popcount_le(a, b, scale = 1)",
                         "the threshold gate scale * (trues in a) <= (trues in b), counting bools "
                         "along the last axis", (2, 2), ("scale",), _popcount_le),

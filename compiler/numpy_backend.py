@@ -28,6 +28,40 @@ def _popcount_le(app: Application) -> str:
     return f"{a if scale == 1 else f'{scale} * {a}'} <= {b}"
 
 
+Running = Callable[[Application, str, int], Arg]
+"""`running(app, x, axis)`: the inclusive scan of the printed array x along axis."""
+
+
+def scan_form(running: Running) -> Form:
+    """cumsum, cumprod: the backend's inclusive scan `running`; reverse: of the array
+    flipped along the axis, flipped back; exclusive: of the array moved one item
+    along it (`_shifted`, the identity first)."""
+    def printed(app: Application) -> Arg:
+        k, x = app.params["axis"], str(app.args[0])
+        if app.params["reverse"]:
+            x = app.call("flip", x, f"axis={k}")
+        if app.params["exclusive"]:
+            t, identity = app.arg_types[0], app.prim is P.CUMPROD
+            text = repr(identity if isinstance(t, ArrayType) and t.dtype is DType.BOOL else int(identity))
+            x = f"_shifted({app.helper_args}{x}, {k}, {text})"
+        y = running(app, x, k)
+        return Arg(app.call("flip", y, f"axis={k}")) if app.params["reverse"] else y
+    return Form(lambda app: printed(app).text, lambda app: "shifted" if app.params["exclusive"] else None,
+                lambda app: printed(app).precedence)
+
+
+_RUNNING = {(P.CUMSUM, False): "cumsum", (P.CUMPROD, False): "cumprod",
+            (P.CUMSUM, True): "logical_xor.accumulate", (P.CUMPROD, True): "logical_and.accumulate"}
+
+
+def _running(app: Application, x: str, axis: int) -> Arg:
+    """`np.cumsum(x, axis=k)`, `np.cumprod`; of bools Z2's: `np.logical_xor.accumulate`,
+    `np.logical_and.accumulate`."""
+    t = app.arg_types[0]
+    bools = isinstance(t, ArrayType) and t.dtype is DType.BOOL
+    return Arg(app.call(_RUNNING[app.prim, bools], x, f"axis={axis}"))
+
+
 def _const(app: Application) -> str:
     dtype: DType = app.params["dtype"]
     python = {DType.BOOL: bool, DType.I64: int, DType.F32: float, DType.F64: float}[dtype]
@@ -201,6 +235,8 @@ NUMPY_FORMS: dict[Primitive, Form] = {
     P.MIN: reduction("min"),
     P.LOGSUMEXP: helper_over_axes("logsumexp", "axes"),
     P.SOFTMAX: helper_over_axes("softmax", "axis"),
+    P.CUMSUM: scan_form(_running),
+    P.CUMPROD: scan_form(_running),
     P.PARITY: Form(_parity),
     P.POPCOUNT_LE: Form(_popcount_le),
     # linear algebra and shape
@@ -326,6 +362,13 @@ def _logsumexp(x, axis):
     with {np}.errstate(divide="ignore"):
         total = {np}.log({np}.sum({np}.exp(x - shift), axis=axis, keepdims=True))
     return {np}.squeeze(total + shift, axis=axis)[()]'''),
+    Helper("shifted", '''\
+def _shifted({xp}x, axis, identity):
+    """x moved one item along axis, the identity first and the last item dropped:
+    an exclusive scan is the inclusive scan of this."""
+    first = x[(slice(None),) * axis + (slice(0, 1),)]
+    rest = x[(slice(None),) * axis + (slice(0, -1),)]
+    return {np}.concatenate([{np}.full_like(first, identity), rest], axis=axis)'''),
     Helper("softmax", '''\
 def _softmax({xp}x, axis):
     """exp(x) / sum(exp(x)) along axis, shifted by the maximum."""

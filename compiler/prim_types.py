@@ -281,6 +281,15 @@ def softmax(ps: Params, args: tuple[Type, ...]) -> Type:
     return ArrayType(_float(x.dtype), x.shape)
 
 
+def scan(ps: Params, args: tuple[Type, ...]) -> Type:
+    """cumsum, cumprod: the shape and dtype kept (bools: Z2's running xor and and)."""
+    (x,) = _arrays(args)
+    axis = param(ps, "axis")
+    if not 0 <= axis < x.rank:
+        raise PrimTypeError(f"axis {axis} is out of range for an array of rank {x.rank}", "shape")
+    return ArrayType(x.dtype, x.shape)
+
+
 def matmul(ps: Params, args: tuple[Type, ...]) -> Type:
     """NumPy's matmul: a vector is a matrix of one row (left) or column (right)."""
     a, b = _arrays(args)
@@ -468,6 +477,8 @@ TYPE_RULES: dict[Primitive, Rule] = {
     P.MIN: reduction(_same),
     P.LOGSUMEXP: reduction(_float),
     P.SOFTMAX: softmax,
+    P.CUMSUM: scan,
+    P.CUMPROD: scan,
     P.PARITY: parity,
     P.POPCOUNT_LE: popcount_le,
     P.MATMUL: matmul,

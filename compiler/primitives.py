@@ -21,6 +21,11 @@ Params are a tuple of `(name, value)` pairs with hashable values (see
     sum mean prod max min logsumexp
                           axes: tuple[int, ...] — non-negative, sorted, at least one
     softmax               axis: int (non-negative)
+    cumsum cumprod        axis: int (non-negative), reverse: bool, exclusive: bool —
+                          running sums (products) along `axis`, the shape kept: item i
+                          combines the items up to i (reverse: from i to the end;
+                          exclusive: i itself left out, the identity where none is).
+                          Of bools, Z2's: a running xor (as parity) and a running and
     parity                axes (as sum): whether an odd number of the bools on the
                           axes are true; XOR over them, Z2's sum
     popcount_le           scale: int (>= 0) — popcount_le(a, b) of bool arrays
@@ -127,6 +132,9 @@ ASTYPE = Primitive("astype", 1)
 REDUCTIONS = SUM, MEAN, PROD, MAX, MIN, LOGSUMEXP = _prims(1, "sum", "mean", "prod", "max", "min", "logsumexp")
 SOFTMAX = Primitive("softmax", 1)
 
+# scans: running sums and products along one axis
+SCANS = CUMSUM, CUMPROD = _prims(1, "cumsum", "cumprod")
+
 # bool reductions: Z2's sum, and a threshold gate on two counts
 PARITY = Primitive("parity", 1)
 POPCOUNT_LE = Primitive("popcount_le", 2)
@@ -144,7 +152,7 @@ GATHER_ADD = Primitive("gather_add", None)
 
 ALL: tuple[Primitive, ...] = (
     *UNARY_FLOAT, NEG, ABS, SIGN, NOT, *ARITHMETIC, *COMPARISON, *LOGICAL, WHERE,
-    CONST, SIZE, ZEROS, ONES, ARANGE, FULL, ASTYPE, *REDUCTIONS, SOFTMAX,
+    CONST, SIZE, ZEROS, ONES, ARANGE, FULL, ASTYPE, *REDUCTIONS, SOFTMAX, *SCANS,
     PARITY, POPCOUNT_LE, MATMUL, TRANSPOSE, EXPAND_DIMS, BROADCAST_TO, RESHAPE, STACK, CONCAT,
     INDEX, GATHER, INDEX_ADD, GATHER_ADD,
 )

@@ -26,6 +26,15 @@ away and keeps the combination where it applies (`where`).
 for one item, under a `Map`, made whole-array code by the vectorisation pass.
 Forward and reverse mode use the same scans for an `associative` fold
 (`reassociable`), and read their rows with `rows` and `row`.
+
+The derivatives of `cumprod` solve a first-order linear recurrence along an
+axis, `r_i = a_i r_{i-1} + c_i` from `r_{-1} = 0`, whose solution is
+`r_i = Σ_{j<=i} c_j Π_{j<k<=i} a_k`: exact where a holds zeros, with no
+division. It is a scan of the affine maps `r ↦ a r + c`, which compose
+associatively, `(a, c) then (a', c') = (a a', a' c + c')`
+(`linear_recurrence`, in any `Algebra`: over Z2 with and and xor). `shifted`
+moves an array one item along an axis: an exclusive scan is the inclusive
+scan of its shifted items.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import primitives as P
+from .algebra import Algebra
 from .primitives import params
 from .types import ArrayType, Dim, DType, Type, strip_weak
 from .unary import Map, Term
@@ -161,3 +171,60 @@ def _round_by_gather(b: Builder, combine: Combine, y: Value, d: Value, from_righ
     if y.type.rank > 1:
         applies = b.prim(P.RESHAPE, params(shape=(n,) + (Dim(1),) * (y.type.rank - 1)), applies)
     return b.prim(P.WHERE, (), applies, combined, y)
+
+
+# ---- linear recurrences along an axis ------------------------------------------------
+
+def _to_front(b: Builder, v: Value, axis: int) -> Value:
+    """`v` with `axis` moved first (its own inverse is `_from_front`)."""
+    if axis == 0:
+        return v
+    perm = (axis, *(k for k in range(v.type.rank) if k != axis))
+    return b.prim(P.TRANSPOSE, params(perm=perm), v)
+
+
+def _from_front(b: Builder, v: Value, axis: int) -> Value:
+    if axis == 0:
+        return v
+    perm = (*range(1, axis + 1), 0, *range(axis + 1, v.type.rank))
+    return b.prim(P.TRANSPOSE, params(perm=perm), v)
+
+
+def _part(b: Builder, pairs: Value, k: int) -> Value:
+    """`pairs[:, k]`: the a (k = 0) or c (k = 1) of each affine map."""
+    assert isinstance(pairs.type, ArrayType)
+    at = b.prim(P.CONST, params(value=k, dtype=DType.I64))
+    return b.prim(P.INDEX, params(spec=(("slice", Dim(0), pairs.type.shape[0]), ("at",))), pairs, at)
+
+
+def linear_recurrence(b: Builder, alg: Algebra, a: Value, c: Value, axis: int, reverse: bool) -> Value:
+    """`r_i = a_i r_{i-1} + c_i` along `axis` from `r_{-1} = 0` (reverse: `r_i = a_i
+    r_{i+1} + c_i` from the end), in `alg`; `a` and `c` of one shape. The pairs
+    (a_i, c_i) are stacked on a second axis and composed by a prefix (suffix) scan:
+    the map applied first, then the other, is `(a, c) then (a', c') = (a a', a' c + c')`,
+    and r is the c of each composition."""
+    def combine(cb: Builder, left: Value, right: Value) -> Value:
+        first, then = (right, left) if reverse else (left, right)
+        a1, c1, a2, c2 = _part(cb, first, 0), _part(cb, first, 1), _part(cb, then, 0), _part(cb, then, 1)
+        composed = (alg.mul(cb, a1, a2), alg.add(cb, alg.mul(cb, a2, c1), c2))
+        return cb.prim(P.STACK, params(axis=1), *composed)
+
+    pairs = b.prim(P.STACK, params(axis=1), _to_front(b, a, axis), _to_front(b, c, axis))
+    scanned = (suffix_scan if reverse else prefix_scan)(b, combine, pairs)
+    return _from_front(b, _part(b, scanned, 1), axis)
+
+
+def shifted(b: Builder, v: Value, axis: int, identity: bool, reverse: bool) -> Value:
+    """`v` moved one item along `axis`, `identity` (0 or 1 in v's dtype) first and the
+    last item dropped (reverse: towards the start, the identity last). Written as
+    `concat(identity, v)[0:n]` (reverse: `concat(v, identity)[1:n + 1]`), right for an
+    empty axis too."""
+    t = v.type
+    assert isinstance(t, ArrayType)
+    n = t.shape[axis]
+    slab = b.prim(P.ONES if identity else P.ZEROS,
+                  params(shape=t.shape[:axis] + (Dim(1),) + t.shape[axis + 1:], dtype=t.dtype))
+    joined = b.prim(P.CONCAT, params(axis=axis), *((v, slab) if reverse else (slab, v)))
+    lo = Dim(1) if reverse else Dim(0)
+    spec = tuple(("slice", Dim(0), d) for d in t.shape[:axis]) + (("slice", lo, lo + n),)
+    return b.prim(P.INDEX, params(spec=spec), joined)

@@ -56,6 +56,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -610,6 +611,33 @@ def _softmax(ctx: _Context, prim: Primitive, ps: Params, args: tuple[Value, ...]
     return Slots(np.moveaxis(ids.reshape(moved), -1, axis), out.dtype)
 
 
+_RUNNING = {(P.CUMSUM, Kind.BOOL): sympy.Xor, (P.CUMPROD, Kind.BOOL): sympy.And}
+
+
+def _scan(ctx: _Context, prim: Primitive, ps: Params, args: tuple[Value, ...], out: ArrayType) -> Value:
+    """Running sums (products; of bools, xor and and) along the axis: entry i is
+    entry i - 1 combined with item i, one two-argument node per position (from the
+    end when reverse); exclusive entries are the inclusive ones moved one place,
+    the identity first."""
+    x = _as_slots(ctx.graph, args[0])
+    p, kind = dict(ps), kind_of(x.dtype)
+    combine = _RUNNING.get((prim, kind), operator.add if prim is P.CUMSUM else operator.mul)
+    moved = np.moveaxis(x.ids, p["axis"], -1)
+    rows = moved.reshape(-1, moved.shape[-1])
+    if p["reverse"]:
+        rows = rows[:, ::-1]
+    identity = ctx.graph.constant(prim is P.CUMPROD, kind)
+    columns = [np.full(len(rows), identity, dtype=np.int64)]
+    template = _template(combine, (kind, kind))
+    for k in range(rows.shape[1]):
+        columns.append(ctx.graph.node(template, (kind, kind), np.stack([columns[-1], rows[:, k]], axis=1), kind))
+    kept = columns[:-1] if p["exclusive"] else columns[1:]
+    ids = np.stack(kept, axis=1) if kept else np.zeros(rows.shape, dtype=np.int64)
+    if p["reverse"]:
+        ids = ids[:, ::-1]
+    return Slots(np.moveaxis(ids.reshape(moved.shape), -1, p["axis"]), out.dtype)
+
+
 def _xor_all(us: list[sympy.Basic]) -> sympy.Basic:
     return sympy.Xor(*us)
 
@@ -800,6 +828,8 @@ SYMPY: dict[Primitive, Translation] = {
     P.MIN: _concrete_first(pairwise(sympy.Min, lambda us: sympy.And(*us))),
     P.LOGSUMEXP: _concrete_first(reduction(_logsumexp)),
     P.SOFTMAX: _concrete_first(_softmax),
+    P.CUMSUM: _concrete_first(_scan),
+    P.CUMPROD: _concrete_first(_scan),
     P.PARITY: _concrete_first(_parity),
     P.POPCOUNT_LE: _concrete_first(_popcount_le),
     P.MATMUL: _concrete_first(_matmul),

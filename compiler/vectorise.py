@@ -820,7 +820,7 @@ def _elementwise(em: Emitter, prim: Primitive, ps: Params, args: tuple[int, ...]
 
 
 def _shift_axes(name: str) -> Rule:
-    """Reductions, softmax, expand_dims: the axes param moves past the batch axes."""
+    """Reductions, softmax, scans, expand_dims: the axes param moves past the batch axes."""
     def rule(em: Emitter, prim: Primitive, ps: Params, args: tuple[int, ...]) -> int:
         level = _level(em, args)
         value = param(ps, name)
@@ -978,6 +978,7 @@ BATCHING_RULES: dict[Primitive, Rule] = {
     P.FULL: _broadcast_to,
     **{prim: _shift_axes("axes") for prim in P.REDUCTIONS},
     P.SOFTMAX: _shift_axes("axis"),
+    **{prim: _shift_axes("axis") for prim in P.SCANS},
     P.PARITY: _shift_axes("axes"),
     P.POPCOUNT_LE: _elementwise,  # counts along the last axis, which lifting keeps last
     P.EXPAND_DIMS: _shift_axes("axis"),

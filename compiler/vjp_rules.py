@@ -15,8 +15,9 @@ Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
 a reduction's cotangent is `ct` put back along the reduced axes (only where
 NumPy's broadcasting would not: a sum over leading axes needs no new axis),
 times the group's weights (a real max or min: `ct / count` selected at its
-tied items); a mean's is `ct / n`. What is left are the
-transposes of the linear primitives:
+tied items); a mean's is `ct / n`; a cumprod's solves the transpose of its
+tangent's linear recurrence, the recurrence run from the other end. What is
+left are the transposes of the linear primitives:
 
     transpose       the inverse permutation
     expand_dims     reshape back                broadcast_to, full   unbroadcast
@@ -29,6 +30,7 @@ transposes of the linear primitives:
                     broadcast along contracted by the product itself
     where(c, a, b)  (0, where(c, ct, 0), where(c, 0, ct)); over Z2 the
                     condition's cotangent is (a + b)·ct
+    cumsum          the running sum the other way (reverse flipped)
 
 The choices at non-differentiable points are those of `jvp_rules`.
 """
@@ -41,11 +43,13 @@ from collections.abc import Callable
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
 from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, adds_by_parity,
-                        algebra_sum, any_all_weights, cast, derivative_type, extremum_ties,
+                        algebra_sum, any_all_weights, cast, cumprod_recurrence, derivative_type,
+                        extremum_ties,
                         index_or_region, is_z2_logic, keep_axes, literal, ors_bools, per_tie,
                         popcount_le_partials, refuse_bool_in_z2, regrouped, softmax_times,
                         z2_times)
 from .primitives import Params, Primitive, params
+from .scans import linear_recurrence, shifted
 from .types import ArrayType, Dim, DType
 from .unary import Prim
 from .unary_builder import Builder, Value
@@ -169,6 +173,25 @@ def _extremum(s: Application, ct: Value) -> Value:
 
 def _softmax(s: Application, ct: Value) -> Value:
     return softmax_times(s, ct)
+
+
+def _cumsum(s: Application, ct: Value) -> Value:
+    """The transpose of a running sum is the running sum the other way: x̄_j = Σ_{i >= j} ȳ_i
+    (exclusive: i > j)."""
+    return s.b.prim(P.CUMSUM, params(axis=s.param("axis"), reverse=not s.param("reverse"),
+                                     exclusive=s.param("exclusive")), ct)
+
+
+def _cumprod(s: Application, ct: Value) -> Value:
+    """The transpose of the tangent recurrence of `cumprod_recurrence`, ẏ = R(ė ȧ):
+    ā_j = e_j u_j with u_j = Σ_{i >= j} ȳ_i Π_{j<k<=i} a_k, the recurrence the other way
+    u_j = a_{j+1} u_{j+1} + ȳ_j (a shifted towards the start, its last item unused);
+    an exclusive cumprod moves ā back (x̄_j = ā_{j+1}, 0 last)."""
+    axis, reverse = s.param("axis"), s.param("reverse")
+    a, e = cumprod_recurrence(s)
+    u = linear_recurrence(s.b, s.alg, shifted(s.b, a, axis, True, not reverse), ct, axis, not reverse)
+    bar = s.alg.mul(s.b, e, u)
+    return shifted(s.b, bar, axis, False, not reverse) if s.param("exclusive") else bar
 
 
 def _popcount_le(s: Application, ct: Value, k: int) -> Value:
@@ -374,6 +397,8 @@ VJP_RULES: dict[Primitive, VjpRule] = {
     P.MAX: defvjp(_extremum),
     P.MIN: defvjp(_extremum),
     P.SOFTMAX: defvjp(_softmax),
+    P.CUMSUM: defvjp(_cumsum),
+    P.CUMPROD: defvjp(_cumprod),
     P.PARITY: defvjp(_sum),
     P.POPCOUNT_LE: deftranspose(_popcount_le),
     P.MATMUL: deftranspose(_matmul),

@@ -63,6 +63,8 @@ FEATURES = (
     "broadcast",    # a scalar with an array, a vector with the rows of a matrix, full(shape, e)
     "reduction",    # sum mean prod max min logsumexp, over all axes or one
     "softmax",
+    "cumsum",       # cumsum and cumprod along one axis (a vector's left out or not)
+    "cumprod",
     "linalg",       # @, dot, transpose, outer
     "let",          # let bindings and block expressions
     "tuple",        # tuples and destructuring (of pairs, if-tuples, helper results, folds)
@@ -561,6 +563,8 @@ class _Generator:
             yield from self.gated("reduction", 3, lambda: self.reduction(t, env, d))
         if rank:
             yield from self.gated("softmax", 2, lambda: self.softmax(t, env, d))
+            yield from self.gated("cumsum", 2, lambda: self.cumulative("cumsum", t, env, d))
+            yield from self.gated("cumprod", 2, lambda: self.cumulative("cumprod", t, env, d))
         if rank <= 2 and self.linalg_sources(t, env):
             yield from self.gated("linalg", 3, lambda: self.linalg(t, env, d))
         yield from self.gated("let", 1, lambda: self.block_expr(t, env, depth))
@@ -779,6 +783,16 @@ class _Generator:
         if t.rank == 2 and self.coin():
             return _call("softmax", e, axis=_int(0)), 1.0
         return _call("softmax", e), 1.0
+
+    def cumulative(self, fn: str, t: ArrayType, env: _Env, d: int) -> Made:
+        """cumsum or cumprod along one axis of t (of factors squashed into [-1, 1])."""
+        e, bound = self.expr(t, env, d)
+        axis = self.choice(range(t.rank))
+        kwargs = {} if t.rank == 1 and self.coin() else {
+            "axis": _int(axis - t.rank if self.coin(1, 3) else axis)}
+        if fn == "cumprod":
+            return _call(fn, self.capped((e, bound), 1.0), **kwargs), 1.0
+        return _call(fn, e, **kwargs), bound * _extent(t.shape[axis])
 
     # -- linear algebra --
 

@@ -250,6 +250,10 @@ def test_let_may_shadow():
     ("mean(2)", "f64"),
     ("logsumexp(A, axis = 0)", "f64[n]"),
     ("softmax(A, axis = 0)", "f64[n, n]"),
+    ("cumsum(x)", "f64[n]"),
+    ("cumprod(B, axis = -2)", "f64[n, m, 3]"),
+    ("cumsum(x > 0.0)", "bool[n]"),
+    ("cumprod(i64(A), axis = 1)", "i64[n, n]"),
     ("where(x > 0.0, x, 0.0)", "f64[n]"),
     ("pow(x, 2)", "f64[n]"),
     ("maximum(x, 0)", "f64[n]"),
@@ -296,7 +300,7 @@ def test_library_names():
                 "minimum", "maximum", "where", "f64", "f32", "i64", "bool", "sum", "mean",
                 "prod", "max", "min", "logsumexp", "softmax", "dot", "transpose", "outer",
                 "zeros", "ones", "full", "arange", "stack", "concat", "map", "map2", "reduce",
-                "fold", "scan", "parity", "popcount_le"}
+                "fold", "scan", "parity", "popcount_le", "cumsum", "cumprod"}
     assert set(LIBRARY) == expected
     assert all(entry.usage.startswith(name + "(") and entry.summary
                for name, entry in LIBRARY.items())

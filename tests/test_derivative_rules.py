@@ -156,6 +156,23 @@ REDUCE += [
     case(P.SOFTMAX, (f64(3, 4), N), axis=1, name="softmax 1"),
 ]
 
+ZEROS = {"one zero": [[1.5, 0.0, -2.0, 0.5], [0.5, 2.0, 0.0, 1.5], [0.0, 1.0, 2.0, -1.0]],
+         "two zeros": [[0.0, 2.0, 0.0, 0.5], [1.5, 0.0, -1.0, 0.0], [0.0, 0.0, 2.0, 1.0]],
+         "all zeros": np.zeros((3, 4))}
+SCANS = [
+    case(prim, (f64(3, 4), N), axis=axis, reverse=reverse, exclusive=exclusive,
+         name=f"{prim.name} {axis}{' reverse' * reverse}{' exclusive' * exclusive}")
+    for prim in P.SCANS for axis in (0, 1) for reverse in (False, True) for exclusive in (False, True)
+]
+# cumprod and prod are polynomials: central differences are exact up to rounding, at zeros too
+SCANS += [
+    *(case(P.CUMPROD, (f64(3, 4), fixed(x)), axis=axis, reverse=reverse, exclusive=exclusive,
+           name=f"cumprod {axis}{' reverse' * reverse}{' exclusive' * exclusive} {label}")
+      for label, x in ZEROS.items() for axis in (0, 1) for reverse, exclusive in ((False, False), (True, True))),
+    *(case(P.PROD, (f64(3, 4), fixed(x)), axes=axes, name=f"prod {axes} {label}")
+      for label, x in ZEROS.items() for axes in ((1,), (0, 1))),
+]
+
 LINEAR_ALGEBRA = [
     case(P.MATMUL, (f64(*a), N), (f64(*b), N), name=f"matmul {list(a)}@{list(b)}")
     for a, b in [((3, 4), (4, 2)), ((4,), (4,)), ((4,), (4, 2)), ((3, 4), (4,)),
@@ -190,7 +207,7 @@ INDEXING = [
     case(P.GATHER_ADD, (f64(4, 3), N), (f64(5, 3), N), (arr(DType.I64, 5), fixed([0, 2, 2, 3, 0])),
          clip=False),
 ]
-CASES = UNARY + BINARY + REDUCE + LINEAR_ALGEBRA + SHAPE + INDEXING
+CASES = UNARY + BINARY + REDUCE + SCANS + LINEAR_ALGEBRA + SHAPE + INDEXING
 
 
 def test_every_primitive_has_both_rules():
@@ -349,9 +366,9 @@ def _flat(value) -> np.ndarray:
     return np.ravel(np.asarray(value, np.float64))
 
 
-# f32 finite differences are too coarse; prod's rule is exact at zeros to first order
-# only (its weights select by `where`, whose derivative ignores the selection)
-SECOND_ORDER = [c for c in CASES if c.name not in ("astype f32->f64", "prod with zeros")]
+# f32 finite differences are too coarse. prod and cumprod are exact at zeros to every
+# order: their weights are exclusive cumprods, no selection
+SECOND_ORDER = [c for c in CASES if c.name != "astype f32->f64"]
 
 
 @pytest.mark.parametrize("case", SECOND_ORDER, ids=str)
@@ -435,6 +452,9 @@ Z2_CASES = [
     case(P.GATHER, (b8(4), bits), (arr(DType.I64, 6), fixed([0, 2, 2, 2, 1, 1])), clip=False,
          name="gather bools (repeats)"),
     case(P.ASTYPE, (b8(3), bits), dtype=DType.BOOL, name="astype bools"),
+    *(case(prim, (b8(3, 4), bits), axis=axis, reverse=reverse, exclusive=exclusive,
+           name=f"{prim.name} bools {axis}{' reverse' * reverse}{' exclusive' * exclusive}")
+      for prim in P.SCANS for axis in (0, 1) for reverse, exclusive in ((False, False), (True, True))),
 ]
 
 

@@ -126,6 +126,11 @@ CASES: list[tuple] = [
     ("logsumexp", {"axes": (1,)}, (f64(3, 4),), "neginf_row"),
     ("logsumexp", {"axes": (0,)}, (f64(3, 4),), "huge"),
     ("softmax", {"axis": 0}, (f64(3, 4),), "normal"), ("softmax", {"axis": 1}, (f64(3, 4),), "huge"),
+    *[(name, {"axis": axis, "reverse": reverse, "exclusive": exclusive}, (x,), domain)
+      for name in ("cumsum", "cumprod") for axis in (0, 1) for reverse in (False, True)
+      for exclusive in (False, True) for x, domain in ((f64(3, 4), "normal"), (b(3, 4), "bool"))],
+    ("cumsum", {"axis": 0, "reverse": False, "exclusive": False}, (i64(4),), "int"),
+    ("cumprod", {"axis": 0, "reverse": True, "exclusive": True}, (f32(4),), "normal"),
     ("matmul", {}, (f64(3, 4), f64(4, 2)), "normal"), ("matmul", {}, (f64(4), f64(4, 2)), "normal"),
     ("matmul", {}, (f64(3, 4), f64(4)), "normal"), ("matmul", {}, (f64(2, 3, 4), f64(4, 5)), "normal"),
     ("transpose", {"perm": (1, 0)}, (f64(3, 4),), "normal"),

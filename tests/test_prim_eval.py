@@ -231,6 +231,30 @@ def test_softmax(axis):
     np.testing.assert_array_equal(big, [0.5, 0.5, 0.0])
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_scans_against_their_definition(axis, reverse, exclusive):
+    """Entry i combines the items up to i (from i to the end; i itself left out), the
+    identity where there are none; bools in Z2: xor and and."""
+    rng = np.random.default_rng(3)
+    x, bits = rng.normal(size=(3, 4)), rng.random((3, 4)) < 0.6
+    ps = params(axis=axis, reverse=reverse, exclusive=exclusive)
+    for prim, combine, unit, data in ((P.CUMSUM, np.add, 0.0, x), (P.CUMPROD, np.multiply, 1.0, x),
+                                      (P.CUMSUM, np.logical_xor, False, bits),
+                                      (P.CUMPROD, np.logical_and, True, bits)):
+        moved = np.moveaxis(data, axis, 0)
+        want = []
+        for i in range(len(moved)):
+            lo, hi = (i + exclusive, len(moved)) if reverse else (0, i + 1 - exclusive)
+            want.append(combine.reduce(moved[lo:hi], axis=0, initial=unit))
+        got = apply(prim, ps, (data,))
+        assert got.dtype == data.dtype
+        np.testing.assert_allclose(got, np.moveaxis(np.array(want), 0, axis), rtol=1e-14)
+    empty = apply(P.CUMPROD, params(axis=0, reverse=True, exclusive=True), (np.zeros((0, 2)),))
+    assert empty.shape == (0, 2)
+
+
 # ---- linear algebra and shape --------------------------------------------------
 
 def test_matmul_transpose_expand_broadcast_reshape():

@@ -123,6 +123,10 @@ fn counts(x: f64[n, m], y: f64[n, m]) -> f64[n] {
       + 4.0 * f64(max(x > y, axis = 1)) + 8.0 * f64(min(x > y, axis = 1))
       + 16.0 * f64(sum(x > 0.0, axis = 1)) + mean(x > y, axis = 1)
 }
+fn scans(x: f64[n, m], y: f64[n, m]) -> f64[n, m] {
+    cumsum(x, axis = 0) + cumprod(y, axis = -1) + f64(cumsum(x > 0.0, axis = 1))
+      + 2.0 * f64(cumprod(y > 0.0, axis = 0))
+}
 fn integers(x: f64[n], k: i64) -> f64[n] {
     f64(i64(x * 3.0)) + x // 0.7 + x % 0.9 + sign(x) + f64(k) * x + f64(bool(x)) + f64(i64(x > 0.0) * 3 // 2)
 }
@@ -143,7 +147,8 @@ def programs():
     return catad.stages(PROGRAMS), catad.compile(PROGRAMS)
 
 
-@pytest.mark.parametrize("name", ["comparisons", "logic", "counts", "integers", "branches", "loops"])
+@pytest.mark.parametrize("name", ["comparisons", "logic", "counts", "scans", "integers", "branches",
+                                  "loops"])
 def test_translations_agree_with_the_generated_code(programs, name):
     stages, module = programs
     target = next(fn for fn in stages.target.functions if fn.name == name)

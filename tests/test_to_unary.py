@@ -395,7 +395,7 @@ def test_reduce():
 def test_fold_and_scan():
     source = """
     fn decay(xs: f64[t], h: f64) -> f64 { fold(0.0, xs, |acc, x| acc * h + x) }
-    fn cumsum(xs: f64[t, d]) -> f64[t, d] { scan(zeros(d), xs, |acc, x| acc + x) }
+    fn running_sum(xs: f64[t, d]) -> f64[t, d] { scan(zeros(d), xs, |acc, x| acc + x) }
     fn both(xs: f64[t]) -> (f64, f64) {
         fold((0.0, 1.0), xs, |acc, x| { let (s, p) = acc; (s + x, p * x) })
     }"""
@@ -404,7 +404,7 @@ def test_fold_and_scan():
     for x in xs:
         expected = expected * 0.5 + x
     assert run(source, "decay", xs, 0.5) == pytest.approx(expected)
-    np.testing.assert_allclose(run(source, "cumsum", X), np.cumsum(X, axis=0))
+    np.testing.assert_allclose(run(source, "running_sum", X), np.cumsum(X, axis=0))
     s, p = run(source, "both", xs)
     assert (s, p) == (pytest.approx(xs.sum()), pytest.approx(xs.prod()))
 

@@ -121,6 +121,8 @@ PRIM_CASES = [
     (P.MIN, params(axes=(0,)), [f64(3)]),
     (P.LOGSUMEXP, params(axes=(0,)), [f64(3, 2)]),
     (P.SOFTMAX, params(axis=1), [f64(2, 3)]),
+    (P.CUMSUM, params(axis=0, reverse=False, exclusive=False), [f64(3, 2)]),
+    (P.CUMPROD, params(axis=1, reverse=True, exclusive=True), [f64(2, 3)]),
     (P.MATMUL, (), [f64(3), f64(3, 2)]),
     (P.MATMUL, (), [f64(2, 3), f64(3)]),
     (P.MATMUL, (), [f64(3), f64(3)]),
