@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import primitives as P
-from .backend import (ADDITIVE, ATOM, COMPARISON, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
+from .backend import (ADDITIVE, ATOM, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
                       call_form, dim_text, index_items, literal_arg, shape_text, tuple_text)
 from .numpy_backend import NUMPY_FORMS, NUMPY_HELPERS, gather_key, scan_form
 from .prim_types import result_type
@@ -133,16 +133,9 @@ def _parity(app: Application) -> str:
 
 
 def _running(app: Application, x: str, axis: int) -> Arg:
-    """`xp.cumulative_sum(x, axis=k)`, `xp.cumulative_prod`; of bools, Z2's through a
-    count (the standard sums numbers): a running xor is an odd count, a running and
-    a count of falses that is still 0."""
-    t = app.arg_types[0]
-    if not (isinstance(t, ArrayType) and t.dtype is DType.BOOL):
-        name = "cumulative_sum" if app.prim is P.CUMSUM else "cumulative_prod"
-        return Arg(app.call(name, x, f"axis={axis}"))
-    counted = x if app.prim is P.CUMSUM else app.call("logical_not", x)
-    count = app.call("cumulative_sum", app.call("astype", counted, dtype_text(app, DType.I64)), f"axis={axis}")
-    return Arg(f"{count} % 2 == 1" if app.prim is P.CUMSUM else f"{count} == 0", COMPARISON)
+    """`xp.cumulative_sum(x, axis=k)`, `xp.cumulative_prod(x, axis=k)`."""
+    name = "cumulative_sum" if app.prim is P.CUMSUM else "cumulative_prod"
+    return Arg(app.call(name, x, f"axis={axis}"))
 
 
 def _popcount_le(app: Application) -> str:

@@ -181,6 +181,8 @@ def _scan(prim: Primitive) -> Check:
                              hint=f"write {call.func}({format_expr(call.args[0])}, axis = 0) "
                                   f"(or another axis)")
         axis = _axis(call, kw["axis"], t, t.rank) if "axis" in kw else 0
+        if t.dtype is DType.BOOL:  # counted, as `sum` and `prod` of bools and NumPy's scans
+            x = c.apply(P.ASTYPE, params(dtype=DType.I64), (x,), call.args)
         return c.apply(prim, params(axis=axis, reverse=False, exclusive=False), (x,), call.args)
     return check
 
@@ -383,10 +385,10 @@ def _table() -> dict[str, LibraryFunction]:
                         (1, 1), ("axis",), _softmax),
         LibraryFunction("cumsum", "cumsum(x, axis = k)",
                         "running sums along axis k (a vector's may be left out); of bools, "
-                        "a running xor (Z2's sum)", (1, 1), ("axis",), _scan(P.CUMSUM)),
+                        "running counts (i64)", (1, 1), ("axis",), _scan(P.CUMSUM)),
         LibraryFunction("cumprod", "cumprod(x, axis = k)",
                         "running products along axis k (a vector's may be left out); of "
-                        "bools, a running and", (1, 1), ("axis",), _scan(P.CUMPROD)),
+                        "bools, as i64s", (1, 1), ("axis",), _scan(P.CUMPROD)),
         LibraryFunction("popcount_le", "popcount_le(a, b, scale = 1)",
                         "the threshold gate scale * (trues in a) <= (trues in b), counting bools "
                         "along the last axis", (2, 2), ("scale",), _popcount_le),

@@ -41,25 +41,16 @@ def scan_form(running: Running) -> Form:
         if app.params["reverse"]:
             x = app.call("flip", x, f"axis={k}")
         if app.params["exclusive"]:
-            t, identity = app.arg_types[0], app.prim is P.CUMPROD
-            text = repr(identity if isinstance(t, ArrayType) and t.dtype is DType.BOOL else int(identity))
-            x = f"_shifted({app.helper_args}{x}, {k}, {text})"
+            x = f"_shifted({app.helper_args}{x}, {k}, {int(app.prim is P.CUMPROD)})"
         y = running(app, x, k)
         return Arg(app.call("flip", y, f"axis={k}")) if app.params["reverse"] else y
     return Form(lambda app: printed(app).text, lambda app: "shifted" if app.params["exclusive"] else None,
                 lambda app: printed(app).precedence)
 
 
-_RUNNING = {(P.CUMSUM, False): "cumsum", (P.CUMPROD, False): "cumprod",
-            (P.CUMSUM, True): "logical_xor.accumulate", (P.CUMPROD, True): "logical_and.accumulate"}
-
-
 def _running(app: Application, x: str, axis: int) -> Arg:
-    """`np.cumsum(x, axis=k)`, `np.cumprod`; of bools Z2's: `np.logical_xor.accumulate`,
-    `np.logical_and.accumulate`."""
-    t = app.arg_types[0]
-    bools = isinstance(t, ArrayType) and t.dtype is DType.BOOL
-    return Arg(app.call(_RUNNING[app.prim, bools], x, f"axis={axis}"))
+    """`np.cumsum(x, axis=k)`, `np.cumprod(x, axis=k)`."""
+    return Arg(app.call("cumsum" if app.prim is P.CUMSUM else "cumprod", x, f"axis={axis}"))
 
 
 def _const(app: Application) -> str:

@@ -87,20 +87,15 @@ def _logsumexp(ps: dict, x: Any) -> Any:
 
 def _scan(summing: bool) -> Rule:
     """Running sums (cumsum) or products (cumprod) along `axis`, from the end when
-    `reverse`; `exclusive` shifts the items one place, the identity first. Bools
-    scan in Z2: a running xor, a running and."""
+    `reverse`; `exclusive` shifts the items one place, the identity first."""
     def rule(ps: dict, x: Any) -> Any:
         axis, x = ps["axis"], np.asarray(x)
         if ps["reverse"]:
             x = np.flip(x, axis)
         if ps["exclusive"]:  # the first item (none of an empty axis) becomes the identity
             at = lambda lo, hi: x[(slice(None),) * axis + (slice(lo, hi),)]  # noqa: E731
-            x = np.concatenate([np.full_like(at(0, 1), not summing), at(0, -1)], axis=axis)
-        if x.dtype == np.bool_:
-            y = (np.cumsum(x, axis=axis) % 2 == 1 if summing
-                 else np.logical_and.accumulate(x, axis=axis))
-        else:
-            y = np.cumsum(x, axis=axis) if summing else np.cumprod(x, axis=axis)
+            x = np.concatenate([np.full_like(at(0, 1), int(not summing)), at(0, -1)], axis=axis)
+        y = np.cumsum(x, axis=axis) if summing else np.cumprod(x, axis=axis)
         return np.flip(y, axis) if ps["reverse"] else y
     return rule
 

@@ -282,8 +282,12 @@ def softmax(ps: Params, args: tuple[Type, ...]) -> Type:
 
 
 def scan(ps: Params, args: tuple[Type, ...]) -> Type:
-    """cumsum, cumprod: the shape and dtype kept (bools: Z2's running xor and and)."""
+    """cumsum, cumprod: the shape and dtype kept; numbers only (the library counts
+    bools as i64s first, as `sum` does)."""
     (x,) = _arrays(args)
+    if x.dtype is DType.BOOL:
+        raise PrimTypeError("running sums and products take numbers, not bools", "type",
+                            "convert first, e.g. `i64(p)`")
     axis = param(ps, "axis")
     if not 0 <= axis < x.rank:
         raise PrimTypeError(f"axis {axis} is out of range for an array of rank {x.rank}", "shape")

@@ -25,7 +25,7 @@ Params are a tuple of `(name, value)` pairs with hashable values (see
                           running sums (products) along `axis`, the shape kept: item i
                           combines the items up to i (reverse: from i to the end;
                           exclusive: i itself left out, the identity where none is).
-                          Of bools, Z2's: a running xor (as parity) and a running and
+                          Numbers only: the library converts bools to i64 first
     parity                axes (as sum): whether an odd number of the bools on the
                           axes are true; XOR over them, Z2's sum
     popcount_le           scale: int (>= 0) — popcount_le(a, b) of bool arrays

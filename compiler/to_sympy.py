@@ -611,17 +611,14 @@ def _softmax(ctx: _Context, prim: Primitive, ps: Params, args: tuple[Value, ...]
     return Slots(np.moveaxis(ids.reshape(moved), -1, axis), out.dtype)
 
 
-_RUNNING = {(P.CUMSUM, Kind.BOOL): sympy.Xor, (P.CUMPROD, Kind.BOOL): sympy.And}
-
-
 def _scan(ctx: _Context, prim: Primitive, ps: Params, args: tuple[Value, ...], out: ArrayType) -> Value:
-    """Running sums (products; of bools, xor and and) along the axis: entry i is
+    """Running sums (products) along the axis: entry i is
     entry i - 1 combined with item i, one two-argument node per position (from the
     end when reverse); exclusive entries are the inclusive ones moved one place,
     the identity first."""
     x = _as_slots(ctx.graph, args[0])
     p, kind = dict(ps), kind_of(x.dtype)
-    combine = _RUNNING.get((prim, kind), operator.add if prim is P.CUMSUM else operator.mul)
+    combine = operator.add if prim is P.CUMSUM else operator.mul
     moved = np.moveaxis(x.ids, p["axis"], -1)
     rows = moved.reshape(-1, moved.shape[-1])
     if p["reverse"]:

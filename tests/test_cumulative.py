@@ -6,7 +6,7 @@
   rounding there), and at random points;
 * `catad check`: every derivative against SymPy and finite differences;
 * the array-API module on array_api_strict, PyTorch and under jax.jit gives the
-  NumPy module's numbers, Z2's bool scans included;
+  NumPy module's numbers; bools are counted, as by sum and NumPy;
 * prod's gradient has no division and no selection, and the right shape for an
   empty group.
 """
@@ -40,10 +40,10 @@ fn c(x: f64[n]) -> f64 { sum(cumprod(x) * cumprod(x)) }
 fn c_hessian = hessian(c);
 """
 
-CIRCUIT = """
-fn f(p: bool[n]) -> bool[n] { cumsum(p) xor cumprod(p) }
-fn f_vjp = vjp(f, wrt = p);
-fn f_jvp = jvp(f, wrt = p);
+COUNTS = """
+fn counts(p: bool[n]) -> (i64[n], i64[n]) { (cumsum(p), cumprod(p)) }
+fn weighted(p: bool[n], x: f64[n]) -> f64 { sum(cumsum(p) * x) }
+fn weighted_grad = grad(weighted, wrt = x);
 """
 
 X_POINTS = {"one zero": [1.5, 0.0, -2.0, 0.5], "two zeros": [0.0, 2.0, 0.0, -1.5],
@@ -176,18 +176,21 @@ def test_the_array_api_module_runs_under_jax_jit(module):
         _assert_close(got, expected, f"{name} under jax.jit")
 
 
-def test_z2_scans_on_every_backend():
-    """A running xor and a running and, and their Z2 derivatives (running scans from
-    the end, exclusive ones), give the NumPy module's bits everywhere."""
+def test_bools_are_counted_on_every_backend():
+    """cumsum and cumprod of bools are NumPy's: i64 running counts of trues, and
+    1 while every item so far is true; as i64s, they weight a gradient."""
     pytest.importorskip("array_api_compat")
     jax = pytest.importorskip("jax")
-    reference, portable = (catad.compile(CIRCUIT, backend=b) for b in ("numpy", "array-api"))
-    rng = np.random.default_rng(5)
-    p, dy = (rng.random(6) < 0.6 for _ in range(2))
-    for name, args in (("f", (p,)), ("f_vjp", (p, dy)), ("f_jvp", (p, dy))):
+    reference, portable = (catad.compile(COUNTS, backend=b) for b in ("numpy", "array-api"))
+    p = np.array([True, True, False, True, False, True])
+    x = np.linspace(-1.0, 1.0, 6)
+    sums, prods = reference.counts(p)
+    np.testing.assert_array_equal(sums, np.cumsum(p))
+    np.testing.assert_array_equal(prods, np.cumprod(p))
+    assert sums.dtype == prods.dtype == np.int64
+    np.testing.assert_array_equal(reference.weighted_grad(p, x), np.cumsum(p).astype(float))
+    for name, args in (("counts", (p,)), ("weighted_grad", (p, x))):
         expected = getattr(reference, name)(*args)
-        converts = [*_libraries().values(), jax.numpy.asarray]
-        for convert in converts:
+        for convert in [*_libraries().values(), jax.numpy.asarray]:
             _assert_close(getattr(portable, name)(*map(convert, args)), expected, name)
-        if name != "f_jvp":
-            _assert_close(jax.jit(getattr(portable, name))(*map(jax.numpy.asarray, args)), expected, name)
+        _assert_close(jax.jit(getattr(portable, name))(*map(jax.numpy.asarray, args)), expected, name)

@@ -452,9 +452,6 @@ Z2_CASES = [
     case(P.GATHER, (b8(4), bits), (arr(DType.I64, 6), fixed([0, 2, 2, 2, 1, 1])), clip=False,
          name="gather bools (repeats)"),
     case(P.ASTYPE, (b8(3), bits), dtype=DType.BOOL, name="astype bools"),
-    *(case(prim, (b8(3, 4), bits), axis=axis, reverse=reverse, exclusive=exclusive,
-           name=f"{prim.name} bools {axis}{' reverse' * reverse}{' exclusive' * exclusive}")
-      for prim in P.SCANS for axis in (0, 1) for reverse, exclusive in ((False, False), (True, True))),
 ]
 
 

@@ -6,8 +6,7 @@
 * the reverse derivative category laws RD.1-RD.7 (REFERENCES.md §3), the
   adjoint law and D from R[R[f]] hold over Z2 on random circuits;
 * parity and popcount_le, the primitives the paper's models need, against the
-  brute force; `reduce` with xor becomes a whole-array parity; cumsum and
-  cumprod of bools are Z2's running xor and and, in the random circuits;
+  brute force; `reduce` with xor becomes a whole-array parity;
 * `hessian` is the brute-force second difference, row by row jvp(grad(f)), and
   is refused where jvp(grad(f)) is;
 * bad input: mixing real and Z2 derivatives, a Z2 derivative through a count
@@ -43,8 +42,8 @@ from catad.compiler.unary_eval import evaluate
 # inputs, so no input is multiplied by itself: the polynomial the circuit computes is
 # multilinear, and its reverse derivative is that of the Boolean function.
 
-LINEAR = ("xor", "not", "eq", "ne", "parity", "reduce", "cumsum")
-PRODUCTS = ("and", "or", "where", "all", "any", "popcount_le", "cumprod")
+LINEAR = ("xor", "not", "eq", "ne", "parity", "reduce")
+PRODUCTS = ("and", "or", "where", "all", "any", "popcount_le")
 # the ops whose Z2 derivatives are circuits of these ops again (min/max of bools and
 # popcount_le have derivatives that count bools: they are not differentiated twice)
 TWICE = LINEAR + ("and", "or", "where")
@@ -94,8 +93,6 @@ def circuits(draw, inputs: int | None = None, outputs: int | None = None,
                 "ne": f"({a} != {b})", "parity": f"parity(stack(({a}, {b}, {c})))",
                 "reduce": f"reduce(stack(({a}, {b})), {c}, |p, q| p xor q)",
                 "and": f"({a} and {b})", "or": f"({a} or {b})", "where": f"where({a}, {b}, {c})",
-                "cumsum": f"cumsum(stack(({a}, {b}, {c})))[{scale}]",
-                "cumprod": f"cumprod(stack(({a}, {b}, {c})), axis = 0)[{scale}]",
                 "all": f"min(stack(({a}, {b}, {c})))", "any": f"max(stack(({a}, {b}, {c})))",
                 "popcount_le": f"popcount_le(stack(({a}, {b})), stack(({c}, false)), "
                                f"scale = {scale})"}[op]
