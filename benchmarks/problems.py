@@ -69,13 +69,14 @@ PROBLEMS: dict[str, Problem] = {
          "small": ({"d": 2, "k": 5, "n": 1000}, {"d": 10, "k": 25, "n": 1000}),
          "full": ({"d": 2, "k": 5, "n": 1000}, {"d": 10, "k": 5, "n": 1000},
                   {"d": 10, "k": 25, "n": 1000}, {"d": 20, "k": 25, "n": 1000},
-                  {"d": 20, "k": 50, "n": 1000}, {"d": 32, "k": 50, "n": 1000})},
+                  {"d": 20, "k": 50, "n": 1000}, {"d": 32, "k": 50, "n": 1000},
+                  {"d": 64, "k": 100, "n": 10000})},
         _gmm_inputs, manual.gmm_objective, manual.gmm_gradient),
     "lstm": Problem(
         "lstm", "lstm.catad", "lstm", "lstm_grad", ("main", "extra"),
         {"tiny": ({"l": 2, "c": 5},),
          "small": ({"l": 2, "c": 128}, {"l": 4, "c": 128}),
-         "full": ({"l": 2, "c": 128}, {"l": 2, "c": 1024}, {"l": 4, "c": 1024})},
+         "full": ({"l": 2, "c": 128}, {"l": 2, "c": 1024}, {"l": 4, "c": 1024}, {"l": 4, "c": 4096})},
         _lstm_inputs, manual.lstm_objective, manual.lstm_gradient),
     "mlp": Problem(
         "mlp", "mlp.catad", "mlp_loss", "mlp_grad", ("W1", "b1", "W2", "b2"),
