@@ -54,7 +54,7 @@ from typing import assert_never
 
 from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
-from .backend import Application, Arg, Backend, literal_arg, shape_text, tuple_text
+from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_text
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
@@ -144,6 +144,7 @@ class _FunctionPrinter:
         # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType))
         self.returned = _returned_names(fn.body)
+        self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
         self.depth = 0
@@ -468,8 +469,16 @@ class _FunctionPrinter:
 
     def _loop_header(self, loop: LoopE, step: str | None) -> None:
         """`for x in xs:` (`for step, x in enumerate(xs):`), over the leading axis of xs
-        (of each array of a tuple)."""
+        (of each array of a tuple). Over the steps themselves, `np.arange(k)`, it is
+        `for x in range(k):`, x the step (`for step in range(k):`, x read as step)."""
         x = identifier(loop.x)
+        count = self.counts.get(loop.xs.id) if isinstance(loop.xs, Name) else None
+        if count is not None:
+            self._arg(loop.xs)  # read here: an inlined `np.arange(k)` is not printed
+            if step is not None:
+                self.rename[loop.x] = x = step
+            self._line(f"for {x} in range({dim_text(count)}):")
+            return
         rows = _rows(self._atom(loop.xs), atom_type(loop.xs, self.types))
         self._line(f"for {x} in {rows}:" if step is None else f"for {step}, {x} in enumerate({rows}):")
 
@@ -639,6 +648,24 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
 
     block(body)
     return {name for name in inlined if reads[name] == 1}
+
+
+def _counts(body: Block) -> dict[str, Dim]:
+    """The names bound to `arange(0, k)` anywhere in `body` (blocks nest): k."""
+    found: dict[str, Dim] = {}
+
+    def block(b: Block) -> None:
+        for bind in b.bindings:
+            match bind.expr:
+                case Call(prim=P.ARANGE, params=ps) if dict(ps)["lo"] == Dim(0):
+                    found[bind.name] = dict(ps)["hi"]
+                case IfElse(_, then, orelse):
+                    block(then)
+                    block(orelse)
+                case LoopE(body=inner) | Lambda(body=inner):
+                    block(inner)
+    block(body)
+    return found
 
 
 def _returned_names(body: Block) -> set[str]:

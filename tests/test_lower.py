@@ -4,6 +4,7 @@ printing against the reference semantics of prim_eval."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import re
 import subprocess
@@ -516,16 +517,34 @@ def test_a_tuple_state_is_held_in_one_variable_per_item():
 
 
 def test_a_loop_sequence_is_printed_where_the_loop_reads_it_once():
-    # NumPy iterates over it once: `for x in np.arange(t)`; portable code passes it
+    # NumPy iterates over it once: `for x in np.exp(x)`; portable code passes it
     # once to `_fold`, which indexes its rows
-    src = "fn f(x: f64[t]) -> f64 {\n    fold(0.0, arange(t), |acc, i| acc + x[i] * f64(i))\n}\n"
+    src = "fn f(x: f64[t]) -> f64 {\n    fold(0.0, exp(x), |acc, e| acc * 0.5 + e)\n}\n"
     text = catad.to_python(src)
-    assert re.search(r"for \w+ in np\.arange\(t\):", text), text
+    assert re.search(r"for \w+ in np\.exp\(x\):", text), text
     portable = catad.to_python(src, backend="array-api")
-    assert re.search(r"= _fold\(xp, step, .*, xp\.arange\(t, .*\)\)\n", portable), portable
+    assert re.search(r"= _fold\(xp, step, .*, xp\.exp\(x\)\)\n", portable), portable
+    x = np.array([1.0, 2.0, 3.0])
+    expected = (np.exp(1.0) * 0.5 + np.exp(2.0)) * 0.5 + np.exp(3.0)
     for backend, code in (("numpy", text), ("array-api", portable)):
         m = load_module(code, f"sequence_{backend.replace('-', '_')}")
-        assert m.f(np.array([1.0, 2.0, 3.0])) == pytest.approx(8.0)
+        assert m.f(x) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_loop_over_its_steps_counts_with_range(stacked):
+    # over arange(t) NumPy code counts with a Python range, no array made; a scan's
+    # item is its step (`for step in range(t)`, not `enumerate(np.arange(t))`)
+    loop = "scan" if stacked else "fold"
+    src = f"fn f(x: f64[t]) -> f64 {{\n    sum({loop}(0.0, arange(t), |acc, i| acc * 0.5 + x[i] * f64(i)))\n}}\n"
+    text = catad.to_python(src)
+    assert re.search(r"for (\w+) in range\(t\):", text), text
+    assert "np.arange" not in text and "enumerate" not in text, text
+    m = load_module(text, f"range_{loop}")
+    x = np.array([0.5, -1.0, 2.0, 3.0])
+    states = list(itertools.accumulate(x * np.arange(4.0), lambda acc, v: acc * 0.5 + v, initial=0.0))[1:]
+    assert m.f(x) == pytest.approx(sum(states) if stacked else states[-1])
+    assert m.f(np.zeros(0)) == 0.0
 
 
 def test_a_loop_over_a_tuple_of_arrays_walks_them_together():

@@ -106,8 +106,8 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     t75_2 = np.zeros((t, d))
     t75_3 = np.zeros((t, h))
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t28, t1, t28, t1
-    for step_1, x_1 in enumerate(t29):
-        t32 = t31 - x_1
+    for step_1 in range(t):
+        t32 = t31 - step_1
         t39 = t1 if t32 == 0 else t13[t32 - 1]
         t46 = t13[t32]
         t50 = acc_1_0 * (1.0 - t46 * t46)
@@ -161,8 +161,8 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     t71_2 = np.zeros((t, d))
     t71_3 = np.zeros((t, h))
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t22, t1, t22, t1
-    for step_1, x_1 in enumerate(t23):
-        t26 = t25 - x_1
+    for step_1 in range(t):
+        t26 = t25 - step_1
         t35 = t1 if t26 == 0 else t13[t26 - 1]
         t42 = t13[t26]
         t46 = (acc_1_0 + rnn_states_bar[t26]) * (1.0 - t42 * t42)
@@ -214,7 +214,7 @@ def rnn_last_jvp(Wx, Wh, b, xs, Wx_dot, Wh_dot, b_dot, xs_dot):
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
     t27_0, t27_1 = t1, t1
-    for x in np.arange(t):
+    for x in range(t):
         t7 = xs[x]
         t21 = np.tanh(Wx @ t7 + Wh @ t27_0 + b)
         t20 = Wx_dot @ t7 + Wx @ xs_dot[x] + (Wh_dot @ t27_0 + Wh @ t27_1) + b_dot
