@@ -60,7 +60,7 @@ from .names import Namer, identifier
 from .numpy_backend import NUMPY
 from .simplify import atom_type, binding_types, function_names, leading_dim
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
-                     Name, Project, TargetFunction, TargetProgram)
+                     Name, Project, TargetFunction, TargetProgram, definitions)
 from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, stacked_type
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (NUMPY, ARRAY_API)}
@@ -652,20 +652,8 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
 
 def _counts(body: Block) -> dict[str, Dim]:
     """The names bound to `arange(0, k)` anywhere in `body` (blocks nest): k."""
-    found: dict[str, Dim] = {}
-
-    def block(b: Block) -> None:
-        for bind in b.bindings:
-            match bind.expr:
-                case Call(prim=P.ARANGE, params=ps) if dict(ps)["lo"] == Dim(0):
-                    found[bind.name] = dict(ps)["hi"]
-                case IfElse(_, then, orelse):
-                    block(then)
-                    block(orelse)
-                case LoopE(body=inner) | Lambda(body=inner):
-                    block(inner)
-    block(body)
-    return found
+    return {name: dict(expr.params)["hi"] for name, expr in definitions(body).items()
+            if isinstance(expr, Call) and expr.prim is P.ARANGE and dict(expr.params)["lo"] == Dim(0)}
 
 
 def _returned_names(body: Block) -> set[str]:

@@ -46,7 +46,7 @@ from .names import Namer
 from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
-                     Name, Project, TargetFunction)
+                     Name, Project, TargetFunction, definitions)
 from .types import (ArrayType, Dim, DType, Stacking, TupleType, Type, item_stacked, loop_result_type, scalar,
                     stacking)
 
@@ -1644,7 +1644,7 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # the accumulators are items the loop does not stack (unstack_last_states unstacks
     # those read at their last state alone); the other items keep their stacking
     match bind.expr:
-        case LoopE(init, xs, acc, x, body, stacked):
+        case LoopE(body=body, stacked=stacked):
             t = expr_type(bind.expr, facts.types)
             read = _read_items(bind.name, t, facts)
             state = _StateBody.of(bind.expr)
@@ -1872,7 +1872,7 @@ def simplify(fn: TargetFunction) -> TargetFunction:
     """`fn` rewritten by `RULES` and dead-binding removal until nothing changes."""
     for _ in range(MAX_ROUNDS):
         facts = Facts(Namer(function_names(fn)), dict(fn.params), {}, {}, {}, readers(fn.body),
-                      _definitions(fn.body))
+                      definitions(fn.body))
         body = remove_dead_bindings(_simplify_block(fn.body, facts))
         if body == fn.body:
             return fn
@@ -1963,23 +1963,6 @@ def readers(block: Block) -> dict[str, list[Reader]]:
                     read(reader, (fn, *args))
         read(Reader(None, b.result), (b.result,))
 
-    walk(block)
-    return found
-
-
-def _definitions(block: Block) -> dict[str, Expr]:
-    """The expression bound to each name in `block` and the blocks in it."""
-    found: dict[str, Expr] = {}
-
-    def walk(b: Block) -> None:
-        for bind in b.bindings:
-            found[bind.name] = bind.expr
-            match bind.expr:
-                case IfElse(_, then, orelse):
-                    walk(then)
-                    walk(orelse)
-                case LoopE(body=body) | Lambda(body=body):
-                    walk(body)
     walk(block)
     return found
 

@@ -108,6 +108,23 @@ class Block:
     result: Atom
 
 
+def definitions(block: Block) -> dict[str, Expr]:
+    """The expression bound to each name in `block` and the blocks in it."""
+    found: dict[str, Expr] = {}
+
+    def walk(b: Block) -> None:
+        for bind in b.bindings:
+            found[bind.name] = bind.expr
+            match bind.expr:
+                case IfElse(_, then, orelse):
+                    walk(then)
+                    walk(orelse)
+                case LoopE(body=body) | Lambda(body=body):
+                    walk(body)
+    walk(block)
+    return found
+
+
 @dataclass(frozen=True)
 class TargetFunction:
     name: str
