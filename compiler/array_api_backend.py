@@ -11,7 +11,8 @@ their array namespace from their arguments, through `array_api_compat`
 
 so the same function, and its gradient, runs on NumPy, PyTorch (CPU or
 CUDA), JAX, CuPy and Dask arrays. The code keeps to the array API standard
-(2023.12 and later, as `array_api_strict` checks it):
+(2023.12 and later, as `array_api_strict` checks it; `cumsum` and `cumprod`
+print `cumulative_sum`, 2023.12, and `cumulative_prod`, 2024.12):
 
 - arrays are made on the inputs' device with explicit dtypes (a library's
   default float may be f32): `xp.zeros((n,), dtype=xp.float64, device=_device)`;
