@@ -46,7 +46,10 @@ more than about three operations per nonlinear op exceeds it on a deep
 enough chain of them, where nothing else in the program pays for it
 (test_known_programs "erf-chain": erf's derivative, 2/sqrt(pi) exp(-x^2),
 takes an exp and three operations). The random programs squash their
-expressions and nest few functions, so they do not reach such chains.
+expressions and nest few functions, so they do not reach such chains. The
+deep profile once drew the like with a minimum ("scalar-minimum": ties split
+equally cost selects that the function does not pay), which the CI profile's
+fewer examples miss.
 """
 
 from __future__ import annotations
@@ -93,6 +96,12 @@ CHAINED_ERF = ("a chain of functions whose derivatives are dearer than 4 times t
                "and three operations, 15 per element, and the gradient computes the inner erfs "
                "again: sum(erf(erf(erf(x)))) costs 32 at n = 3 and its gradient 165 (bound 140)")
 
+SCALAR_MINIMUM = ("a program dominated by a minimum of scalars, found by the deep profile: "
+                  "minimum's derivative splits ties equally, so each argument's weight is a "
+                  "comparison and two selects (the tie's weight shared), four to six selects "
+                  "where the function has one: minimum(s, tan(tanh(s))) costs 9 with x: f64[3] "
+                  "unread (inputs 4), its gradient 56 (bound 52)")
+
 # (id, source of f, why it fails or None): programs at the edge of each case. max(x)
 # meets the bound with no margin at n = 3: its gradient costs 10n + 2 (the max again,
 # a mask of the maxima, their count, 1 / count, a select), the bound is 12n - 4.
@@ -110,6 +119,7 @@ KNOWN = (
     ("gelu", "fn f(x: f64[n]) -> f64 { sum(gelu(x)) }", None),
     ("gelu-chain", "fn f(x: f64[n]) -> f64 { sum(gelu(gelu(gelu(x)))) }", None),
     ("erf-chain", "fn f(x: f64[n]) -> f64 { sum(erf(erf(erf(x)))) }", CHAINED_ERF),
+    ("scalar-minimum", "fn f(x: f64[n], s: f64) -> f64 { minimum(s, tan(tanh(s))) }", SCALAR_MINIMUM),
 )
 
 
