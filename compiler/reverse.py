@@ -408,8 +408,7 @@ class Adjoint:
     def _read_outside(self, body: Term, context: tuple[Value, ...]) -> list[Value]:
         """The values of `context` that `body` reads and that carry cotangents, by position."""
         seen: dict[int, Value] = {}
-        for i in sorted(_reads_below(body, len(context))):
-            v = context[i]
+        for v in _reads(body, context):
             if self.algebra.carries(v.type):
                 seen.setdefault(v.pos, v)
         return list(seen.values())
