@@ -328,7 +328,7 @@ class Adjoint:
         _, found = run(scratch, Value(len(b.types), init.type), Value(len(b.types) + 1, x_type))
         if not found:
             states = b.loop(init, xs, lambda lb, acc, x: run(lb, acc, x)[0], stacked=True,
-                            hint=term.hint, span=term.span)
+                            names=term.names, hint=term.hint, span=term.span)
             return states, ()
         leaves = _leaf_count(init.type)
 
@@ -339,7 +339,9 @@ class Adjoint:
             return lb.tuple(*_leaves(lb, new), *residuals)
 
         zeros = [b.prim(ZEROS, params(shape=r.type.shape, dtype=r.type.dtype)) for r in found]
-        scan = b.loop(b.tuple(*_leaves(b, init), *zeros), xs, step, stacked=True, span=term.span)
+        # the state's name is not the carried tuple's (its residuals are items too)
+        scan = b.loop(b.tuple(*_leaves(b, init), *zeros), xs, step, stacked=True,
+                      names=(None, term.names[1]), span=term.span)
         items = [b.get(scan, k) for k in range(leaves + len(found))]
         states = _rebuild(b, items[:leaves], init.type)
         if term.hint:

@@ -17,8 +17,10 @@ that computes something emits one binding and pushes its name.
     Seq(terms)          each in turn
 
 A binding is named after its instruction's hint (the source name) or is a
-temporary; bodies of `If` and `Loop` become blocks, translated from a copy of
-the stack (with fresh `acc` and `x` on top for a loop body). The input has
+temporary; an unnamed loop's result is named after its state
+(`_loop_result_hint`). Bodies of `If` and `Loop` become blocks, translated
+from a copy of the stack (with the state and the item on top for a loop body,
+named after the lambda's parameters, else `acc` and `x`). The input has
 been vectorised: `Build`, `Map` and `Reduce` are gone.
 
 Names are made Python-safe here, once (`names.Namer`): function names across
@@ -106,9 +108,16 @@ class _Run:
                            stack)
             case Loop(body=body, stacked=stacked):
                 init, xs = stack[-2], stack[-1]
-                acc, x = self.namer.fresh("acc"), self.namer.fresh("x")
+                name = self.namer.fresh(term.hint or _loop_result_hint(term))
+                state_name, x_name = term.names
+                if state_name is not None and stacked is False:
+                    # a fold's state is printed as its result (`state = body` in the loop), so
+                    # the state's own name is left free of the result's: `acc_1` would clash
+                    # with the result's items `acc_0, acc_1`
+                    state_name += "_"
+                acc, x = self.namer.fresh(state_name or "acc"), self.namer.fresh(x_name or "x")
                 block = self._block(body, [*stack, Name(acc), Name(x)])
-                self._push(term, LoopE(init, xs, acc, x, block, stacked), stack)
+                self._push(term, LoopE(init, xs, acc, x, block, stacked), stack, name)
             case Custom(body=body):
                 self.term(body if term.hint is None else _named(body, term.hint), stack)
             case Build() | Map() | Reduce():
@@ -124,10 +133,19 @@ class _Run:
         assert len(body_stack) == len(stack) + 1, "a body must leave exactly one more entry"
         return Block(tuple(inner.bindings), body_stack[-1])
 
-    def _push(self, instr: Term, expr: Expr, stack: list[Atom]) -> None:
-        name = self.namer.fresh(instr.hint)
+    def _push(self, instr: Term, expr: Expr, stack: list[Atom], name: str | None = None) -> None:
+        name = name or self.namer.fresh(instr.hint)
         self.bindings.append(Bind(name, expr, instr.span))
         stack.append(Name(name))
+
+
+def _loop_result_hint(loop: Loop) -> str | None:
+    """A loop's result, where the source does not name it, after its state: a
+    fold's is the last state (`state`), a scan's the states (`states`)."""
+    state = loop.names[0]
+    if state is None or not isinstance(loop.stacked, bool):
+        return None
+    return state + "s" if loop.stacked else state
 
 
 def _named(term: Term, hint: str) -> Term:

@@ -147,7 +147,7 @@ def translate(expr: TExpr, env: Env) -> Term:
                        Drop(1, 2, span=span))
         case TLoop(fn=fn, init=init, xs=xs, stacked=stacked):
             body = _lambda(fn, env.push(2))
-            return seq(*_operands((init, xs), env), Loop(body, stacked, span=span),
+            return seq(*_operands((init, xs), env), Loop(body, stacked, names=(fn.params[0][0], fn.params[1][0]), span=span),
                        Drop(1, 2, span=span))
         case TCall():
             return _call(expr, env)

@@ -28,7 +28,9 @@ result. Writing `Γ = A1..An` for a context (bottom first):
                                         `associative` (a fold made from a `reduce`,
                                         X = S): the body is associative, so the fold
                                         may be bracketed any way (reverse mode uses
-                                        prefix and suffix scans); the meaning is the fold's
+                                        prefix and suffix scans); the meaning is the fold's.
+                                        `names`: the source's names of the state and
+                                        the item, for the code printed (or None)
            | Custom(name, n, body)      Γ, A1..An ⊢ Γ, A1..An, B
                                         the call of user function `name`, which has a
                                         derivative rule, on the top n entries; its meaning
@@ -134,6 +136,7 @@ class Loop(Instr):
     body: "Term"
     stacked: Stacking
     associative: bool = field(default=False, kw_only=True)
+    names: tuple[str | None, str | None] = field(default=(None, None), kw_only=True, compare=False)
 
 
 Level = int | tuple["Level", ...]
@@ -227,7 +230,7 @@ def shift(term: Term, offset: int) -> Term:
             return Reduce(shift(body, offset), hint=term.hint, span=term.span)
         case Loop(body, stacked):
             return Loop(shift(body, offset), stacked, associative=term.associative,
-                        hint=term.hint, span=term.span)
+                        names=term.names, hint=term.hint, span=term.span)
         case Custom(name, n, body):
             return Custom(name, n, shift(body, offset), lanes=term.lanes, hint=term.hint,
                           span=term.span)

@@ -123,10 +123,10 @@ class Builder:
         return value
 
     def loop(self, init: Value, xs: Value, body: Callable[["Builder", Value, Value], Value], *,
-             stacked: Stacking, associative: bool = False, hint: str | None = None,
-             span: Span = NO_SPAN) -> Value:
+             stacked: Stacking, associative: bool = False, names: tuple[str | None, str | None] = (None, None),
+             hint: str | None = None, span: Span = NO_SPAN) -> Value:
         """fold (stacked=False) or scan over the leading axis of `xs`:
-        `body(b, acc, x)` returns the next state (`associative`: see `unary.Loop`)."""
+        `body(b, acc, x)` returns the next state (`associative`, `names`: see `unary.Loop`)."""
         assert isinstance(xs.type, ArrayType) and xs.type.rank >= 1
         x_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
         b = self.sub((init.type, xs.type, init.type, x_type))
@@ -134,7 +134,7 @@ class Builder:
         new = body(b, acc, x)
         term = b.finish(new)
         self.terms.extend([Var(init.pos), Var(xs.pos)])
-        value = self._made(Loop(term, stacked, associative=associative, hint=hint,
+        value = self._made(Loop(term, stacked, associative=associative, names=names, hint=hint,
                                 span=self._where(span)),
                            loop_result_type(init.type, xs.type.shape[0], stacked))
         self.terms.append(Drop(1, 2))

@@ -149,7 +149,7 @@ class _Sharing:
             return local[-1]
 
         return self.b.loop(context[-2], context[-1], step, stacked=term.stacked,
-                           associative=term.associative, hint=term.hint, span=term.span)
+                           associative=term.associative, names=term.names, hint=term.hint, span=term.span)
 
     def _custom(self, term: Custom, own: Term, args: tuple[Value, ...]) -> Value:
         types = tuple(a.type for a in args)

@@ -540,13 +540,13 @@ def _loop(em: Emitter, instr: Loop) -> None:
     state = join(em.stack[-2], inner.stack[-1])
     stacked = instr.stacked
     if isinstance(stacked, bool):
-        em.push(Loop(inner.term(), stacked, associative=associative, span=em.span),
+        em.push(Loop(inner.term(), stacked, associative=associative, names=instr.names, span=em.span),
                 _time_major(state, length) if stacked else state)
         if stacked and _is_batched(state):
             em.itemwise(em.top, _batch_first(em), state)
     else:  # item by item (a reverse loop): the stacked items batched like their states
         assert isinstance(state, BatchedTuple)
-        em.push(Loop(inner.term(), stacked, associative=associative, span=em.span),
+        em.push(Loop(inner.term(), stacked, associative=associative, names=instr.names, span=em.span),
                 BatchedTuple(tuple(_time_major(s, length) if flag else s
                                    for s, flag in zip(state.items, stacked))))
         if _is_batched(state):

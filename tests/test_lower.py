@@ -676,3 +676,20 @@ def test_a_broadcast_the_function_returns_is_an_array_of_the_callers_own():
     out = m.f(np.zeros(3), 2.0)
     out += 1.0
     np.testing.assert_array_equal(out, [3.0, 3.0, 3.0])
+
+
+def test_a_loop_is_printed_with_the_names_of_its_lambda():
+    # the state and the item carry the lambda's parameter names; an unnamed fold's
+    # result is its state, an unnamed scan's its states; a name Python would misread
+    # is escaped as every other source name is
+    src = ("fn last(xs: f64[t, n]) -> f64[n] { fold(zeros(n), xs, |h, row| h * 0.5 + row) }\n"
+           "fn all(xs: f64[t, n]) -> f64[t, n] { scan(zeros(n), xs, |h, row| h * 0.5 + row) }\n"
+           "fn odd(xs: f64[t, n]) -> f64[n] { fold(zeros(n), xs, |print, x| print + x) }\n")
+    text = catad.to_python(src)
+    assert "for row in xs:\n        h = h * 0.5 + row\n    return h\n" in text, text
+    assert "for step, row in enumerate(xs):\n        h = h * 0.5 + row\n        hs[step] = h\n" in text, text
+    assert "print_ = print_ + x" in text, text
+    m = load_module(text, "loop_names")
+    xs = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(m.all_(xs)[-1], m.last(xs))
+    np.testing.assert_allclose(m.odd(xs), xs.sum(axis=0))

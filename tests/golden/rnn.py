@@ -26,10 +26,10 @@ def rnn_last(Wx, Wh, b, xs):
     if xs.shape != (t, d):
         raise ValueError(f"rnn_last: argument xs should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
-    t7 = np.zeros((h,))
+    state = np.zeros((h,))
     for x in xs:
-        t7 = np.tanh(Wx @ x + Wh @ t7 + b)
-    return t7
+        state = np.tanh(Wx @ x + Wh @ state + b)
+    return state
 
 
 # examples/rnn.catad:7  fn rnn_states(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[t, h] {
@@ -56,12 +56,12 @@ def rnn_states(Wx, Wh, b, xs):
     if xs.shape != (t, d):
         raise ValueError(f"rnn_states: argument xs should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs.shape}")
     # examples/rnn.catad:8  scan(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
-    t7 = np.zeros((t, h))
-    acc = np.zeros((h,))
+    states = np.zeros((t, h))
+    state = np.zeros((h,))
     for step, x in enumerate(xs):
-        acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t7[step] = acc
-    return t7
+        state = np.tanh(Wx @ x + Wh @ state + b)
+        states[step] = state
+    return states
 
 
 def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
@@ -91,33 +91,33 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         raise ValueError(f"rnn_last_vjp: argument rnn_last_bar should have shape {(h,)} (f64[h] with h = {h}), got {rnn_last_bar.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t13 = np.zeros((t, h))
+    t6 = np.zeros((t, h))
     acc = t1
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t13[step] = acc
+        t6[step] = acc
     t18 = np.int64(t)
-    t24 = t1 if t18 == 0 else t13[t18 - 1]
+    t24 = t1 if t18 == 0 else t6[t18 - 1]
     t28 = np.zeros((d,))
     t29 = np.arange(t)
-    t31 = np.int64(t - 1)
+    t32 = np.int64(t - 1)
     t75_0 = np.zeros((t, d))
     t75_1 = np.zeros((t, h))
     t75_2 = np.zeros((t, d))
     t75_3 = np.zeros((t, h))
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t28, t1, t28, t1
     for step_1 in range(t):
-        t32 = t31 - step_1
-        t39 = t1 if t32 == 0 else t13[t32 - 1]
-        t46 = t13[t32]
-        t50 = acc_1_0 * (1.0 - t46 * t46)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t50 @ Wh, t50 @ Wx, t50, xs[t32], t39
+        t33 = t32 - step_1
+        t40 = t1 if t33 == 0 else t6[t33 - 1]
+        t47 = t6[t33]
+        t51 = acc_1_0 * (1.0 - t47 * t47)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t51 @ Wh, t51 @ Wx, t51, xs[t33], t40
         t75_0[step_1] = acc_1_1
         t75_1[step_1] = acc_1_2
         t75_2[step_1] = acc_1_3
         t75_3[step_1] = acc_1_4
     t80 = t75_1.T
-    xs_bar = t75_0[t31 - t29]
+    xs_bar = t75_0[t32 - t29]
     return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
 
 
@@ -148,32 +148,32 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         raise ValueError(f"rnn_states_vjp: argument rnn_states_bar should have shape {(t, h)} (f64[t, h] with t = {t}, h = {h}), got {rnn_states_bar.shape}")
     # examples/rnn.catad:8  scan(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t13 = np.zeros((t, h))
+    t6 = np.zeros((t, h))
     acc = t1
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t13[step] = acc
+        t6[step] = acc
     t22 = np.zeros((d,))
     t23 = np.arange(t)
-    t25 = np.int64(t - 1)
+    t26 = np.int64(t - 1)
     t71_0 = np.zeros((t, d))
     t71_1 = np.zeros((t, h))
     t71_2 = np.zeros((t, d))
     t71_3 = np.zeros((t, h))
     acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t22, t1, t22, t1
     for step_1 in range(t):
-        t26 = t25 - step_1
-        t35 = t1 if t26 == 0 else t13[t26 - 1]
-        t42 = t13[t26]
-        t46 = (acc_1_0 + rnn_states_bar[t26]) * (1.0 - t42 * t42)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t46 @ Wh, t46 @ Wx, t46, xs[t26], t35
+        t27 = t26 - step_1
+        t36 = t1 if t27 == 0 else t6[t27 - 1]
+        t43 = t6[t27]
+        t47 = (acc_1_0 + rnn_states_bar[t27]) * (1.0 - t43 * t43)
+        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t47 @ Wh, t47 @ Wx, t47, xs[t27], t36
         t71_0[step_1] = acc_1_1
         t71_1[step_1] = acc_1_2
         t71_2[step_1] = acc_1_3
         t71_3[step_1] = acc_1_4
     t76 = t71_1.T
-    xs_bar = t71_0[t25 - t23]
-    return (t13, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
+    xs_bar = t71_0[t26 - t23]
+    return (t6, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
@@ -213,10 +213,10 @@ def rnn_last_jvp(Wx, Wh, b, xs, Wx_dot, Wh_dot, b_dot, xs_dot):
         raise ValueError(f"rnn_last_jvp: argument xs_dot should have shape {(t, d)} (f64[t, d] with t = {t}, d = {d}), got {xs_dot.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t27_0, t27_1 = t1, t1
+    t5_0, t5_1 = t1, t1
     for x in range(t):
-        t7 = xs[x]
-        t21 = np.tanh(Wx @ t7 + Wh @ t27_0 + b)
-        t20 = Wx_dot @ t7 + Wx @ xs_dot[x] + (Wh_dot @ t27_0 + Wh @ t27_1) + b_dot
-        t27_0, t27_1 = t21, t20 * (1.0 - t21 * t21)
-    return (t27_0, t27_1)
+        t8 = xs[x]
+        t22 = np.tanh(Wx @ t8 + Wh @ t5_0 + b)
+        t21 = Wx_dot @ t8 + Wx @ xs_dot[x] + (Wh_dot @ t5_0 + Wh @ t5_1) + b_dot
+        t5_0, t5_1 = t22, t21 * (1.0 - t22 * t22)
+    return (t5_0, t5_1)
