@@ -1636,12 +1636,70 @@ def _outer_factors(atom: Atom, facts: Facts, defs: Mapping[str, Expr]) -> tuple[
     return None
 
 
+@dataclass(frozen=True)
+class _StepRows:
+    """An accumulator that each step adds to at its own row, `t` = the step (or, a
+    reverse loop's, T - 1 - the step): `index_add(.. index_add(acc.k, v1, (t, i1..)) ..,
+    vm, (t, im..))`. `links`: each addition's spec, value and indices less the row."""
+
+    links: tuple[tuple[tuple, Atom, tuple[Atom, ...]], ...]
+    reverse: bool
+
+    def reads(self) -> tuple[Atom, ...]:
+        return tuple(a for _, value, indices in self.links for a in (value, *indices))
+
+
+def _step_row(t: Atom, loop: LoopE, length: Dim, facts: Facts, defs: Mapping[str, Expr]) -> bool | None:
+    """Whether the index `t` in the body of `loop` (over `length` steps) is the step
+    (False) or T - 1 - the step (True); None if neither."""
+    if not isinstance(t, Name):
+        return None
+    match facts.definition(loop.xs):
+        case Call(P.ARANGE, ps, ()) if param(ps, "lo") == Dim(0) and param(ps, "hi") == length:
+            pass
+        case _:
+            return None
+    if t.id == loop.x:
+        return False
+    match defs.get(t.id):
+        case Call(P.SUB, _, (last, Name(x))) if x == loop.x and _is_last(last, length, facts):
+            return True
+    return None
+
+
+def _rows_added(new_k: Atom, a: str, loop: LoopE, length: Dim, facts: Facts, defs: Mapping[str, Expr],
+                uses: Counter[str]) -> _StepRows | None:
+    """The `_StepRows` that make `new_k` from the accumulator `a`, each intermediate
+    value read once (by the next addition)."""
+    links: list[tuple[tuple, Atom, tuple[Atom, ...]]] = []
+    rows: set[bool] = set()
+    at: Atom = new_k
+    while True:
+        match defs.get(at.id) if isinstance(at, Name) else None:
+            case Call(P.INDEX_ADD, ps, (target, value, t, *indices)) if param(ps, "spec")[0] == ("at",):
+                reverse = _step_row(t, loop, length, facts, defs)
+                if reverse is None or not isinstance(target, Name) or uses[target.id] != 1:
+                    return None
+                rows.add(reverse)
+                links.append((param(ps, "spec")[1:], value, tuple(indices)))
+                at = target
+            case _:
+                break
+    if at != Name(a) or not links or len(rows) != 1:
+        return None
+    return _StepRows(tuple(reversed(links)), rows.pop())
+
+
 def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # let r = fold(init, xs, |acc, x| (.., acc.k + u[:, None] * v, ..)); r.k
     #   -> let s = scan(.., xs, |acc, x| (.., u, v, ..)); init.k + s.u.T @ s.v
     # (the sum of the outer products is one matrix product after the loop, not one
     # product and one sum per step; a vector acc.k + e likewise: init.k + sum(s.e, axis=0));
-    # the accumulators are items the loop does not stack (unstack_last_states unstacks
+    # an accumulator that each step adds to at its own row t (the step, or T - 1 - the
+    # step, over arange(T)), index_add(acc.k, v, (t, i..)), is the rows stacked:
+    #   -> let s = scan(.., |acc, x| (.., index_add(zeros, v, (i..)), ..)); init.k + s.row
+    # (s.row reversed for a reverse loop): no copy of the whole accumulator per step.
+    # The accumulators are items the loop does not stack (unstack_last_states unstacks
     # those read at their last state alone); the other items keep their stacking
     match bind.expr:
         case LoopE(body=body, stacked=stacked):
@@ -1655,35 +1713,70 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             defs = {b.name: b.expr for b in body.bindings}
             uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
             terms: dict[int, tuple[Atom, ...]] = {}  # item k -> the factors of its term
+            rows: dict[int, _StepRows] = {}  # item k -> the rows added to it
+            length = leading_dim(facts.type_of(bind.expr.xs))
+            accumulators = {k: a for a, k in state.acc_items.items() if uses[a] == 1}
             for k in sorted(read):
                 new_k = state.new.items[k]
-                match defs.get(new_k.id) if isinstance(new_k, Name) else None:
-                    case Call(P.ADD, _, (Name(a), e)) | Call(P.ADD, _, (e, Name(a))) \
-                            if state.acc_items.get(a) == k and uses[a] == 1 and uses[new_k.id] == 1:
+                if not isinstance(new_k, Name) or uses[new_k.id] != 1 or k not in accumulators:
+                    continue
+                match defs.get(new_k.id):
+                    case Call(P.ADD, _, (Name(a), e)) | Call(P.ADD, _, (e, Name(a))) if a == accumulators[k]:
                         factors = _outer_factors(e, facts, defs)
                         te, tk = facts.type_of(e), t.items[k]
                         if factors is None and not (isinstance(tk, ArrayType) and tk.rank <= 1 and te == tk):
                             return None
                         terms[k] = factors if factors is not None else (e,)
-            if not terms:
+                    case Call(P.INDEX_ADD, _, _):
+                        tk = t.items[k]
+                        added = _rows_added(new_k, accumulators[k], bind.expr, length, facts, defs, uses)
+                        if added is not None and isinstance(tk, ArrayType) and tk.shape[:1] == (length,):
+                            rows[k] = added
+            if not terms and not rows:
                 return None
+            taken = terms.keys() | rows.keys()
             for j, item in enumerate(state.new.items):
-                if state.reached(item) & (terms.keys() - ({j} if j in terms else set())):
+                if state.reached(item) & (taken - {j}):
                     return None  # another item reads an accumulator
-            for k in terms:
-                if any(state.reached(f) & terms.keys() for f in terms[k]):
+            reads = {**terms, **{k: r.reads() for k, r in rows.items()}}
+            for k in reads:
+                if any(state.reached(f) & taken for f in reads[k]):
                     return None
-            return _fission(bind, state, terms, t, facts)
+            return _fission(bind, state, terms, rows, t, facts)
     return None
 
 
-def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]], t: TupleType,
-             facts: Facts) -> tuple[Bind, ...] | None:
-    """The rewrite of `accumulated_products`: a scan that stacks the terms' factors,
-    then each accumulator's total."""
+def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]], rows: dict[int, _StepRows],
+             t: TupleType, facts: Facts) -> tuple[Bind, ...] | None:
+    """The rewrite of `accumulated_products`: a scan that stacks the terms' factors
+    and the rows, then each accumulator's total."""
     loop = bind.expr
     assert isinstance(loop, LoopE)
     fresh = facts.namer.temporary
+    row_binds: list[Bind] = []  # each step's rows, made from zeros in the body
+    for k, added in sorted(rows.items()):
+        tk = t.items[k]
+        assert isinstance(tk, ArrayType)
+        row: Atom = Name(fresh())
+        row_binds.append(Bind(row.id, _zeros(ArrayType(tk.dtype, tk.shape[1:])), bind.span))
+        for spec, value, indices in added.links:
+            made_row = fresh()
+            whole = not indices and _whole_slices(spec, tk.shape[1:]) and facts.type_of(value) == \
+                ArrayType(tk.dtype, tk.shape[1:])
+            add = Call(P.ADD, (), (row, value)) if whole else \
+                Call(P.INDEX_ADD, params(spec=spec), (row, value, *indices))
+            row_binds.append(Bind(made_row, add, bind.span))
+            row = Name(made_row)
+        terms = {**terms, k: (row,)}
+    row_types = dict(facts.types)
+    for b in row_binds:
+        try:
+            found = expr_type(b.expr, row_types)
+        except PrimTypeError:
+            return None
+        if found is None:
+            return None
+        row_types[b.name] = found
     kept = [j for j in range(len(t.items)) if j not in terms]
     factors: list[Atom] = list(dict.fromkeys(f for k in sorted(terms) for f in terms[k]))
     made: list[Bind] = []
@@ -1698,7 +1791,7 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
 
     init_items = [init_item(j) for j in kept]
     for f in factors:
-        ft = facts.type_of(f)
+        ft = atom_type(f, row_types)
         if not isinstance(ft, ArrayType):
             return None
         name = fresh()
@@ -1715,7 +1808,7 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
                     new_body.append(Bind(b.name, Project(Name(loop.acc), position[k]), b.span))
             case MakeTuple(items) if Name(b.name) == loop.body.result:
                 new_items = tuple(items[j] for j in kept) + tuple(factors)
-                new_body.append(Bind(b.name, MakeTuple(new_items), b.span))
+                new_body += [*row_binds, Bind(b.name, MakeTuple(new_items), b.span)]
             case _:
                 new_body.append(b)
     body = remove_dead_bindings(Block(tuple(new_body), loop.body.result))
@@ -1739,7 +1832,17 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             made.append(Bind(name, Project(Name(scan), where[f]), bind.span))
             parts.append(name)
         total = fresh()
-        if len(parts) == 2:
+        if k in rows and rows[k].reverse:  # the rows of a reverse loop, last step first
+            last, steps, backwards = fresh(), fresh(), fresh()
+            length = leading_dim(item)
+            made += [Bind(last, Call(P.SIZE, params(dim=length - 1), ()), bind.span),
+                     Bind(steps, Call(P.ARANGE, params(lo=Dim(0), hi=length), ()), bind.span),
+                     Bind(backwards, Call(P.SUB, (), (Name(last), Name(steps))), bind.span),
+                     Bind(total, Call(P.GATHER, params(clip=False), (Name(parts[0]), Name(backwards))),
+                          bind.span)]
+        elif k in rows:
+            made.append(Bind(total, Name(parts[0]), bind.span))
+        elif len(parts) == 2:
             turned = fresh()
             made += [Bind(turned, Call(P.TRANSPOSE, params(perm=(1, 0)), (Name(parts[0]),)), bind.span),
                      Bind(total, Call(P.MATMUL, (), (Name(turned), Name(parts[1]))), bind.span)]

@@ -27,7 +27,7 @@ import catad
 from catad.compiler.lower import BACKENDS, load_module, lower
 from catad.compiler.primitives import ADD, MUL, Params, Primitive
 from catad.compiler.simplify import binding_types, expr_type
-from catad.compiler.target import (Block, IfElse, Lambda, LoopE, MakeTuple, Name, Project,
+from catad.compiler.target import (Block, Call, IfElse, Lambda, LoopE, MakeTuple, Name, Project,
                                    TargetFunction, TargetProgram)
 from catad.compiler.to_target import to_target
 from catad.compiler.typed import SizeBinding
@@ -221,6 +221,56 @@ def test_a_tuple_scan_unstacks_the_items_read_only_at_their_last_state(reads, re
     (loop,) = _loops(simplified(*bindings, result=result))
     assert loop.stacked == want
     values_agree(*bindings, result=result)
+
+
+P = Dim.of("p")
+ROW = (("at",), ("slice", Dim(0), N))  # acc[t] of an accumulator of p rows of n
+
+
+def _rows_loop(backwards: bool) -> tuple:
+    """fold((x, zeros(p, n)), arange(p), |acc, i| (acc.0 * V[i], index_add(acc.1, acc.0 * V[i], t))),
+    t = i, or p - 1 - i: each step adds into its own row of the accumulator."""
+    row_index = ((let("last", call("size", dim=P - 1)), let("t", call("sub", "last", "i")))
+                 if backwards else (let("t", Name("i")),))
+    body = block(let("a0", Project(Name("acc"), 0)), let("a1", Project(Name("acc"), 1)),
+                 let("v", call("index", "V", "i", spec=ROW)), let("n0", call("mul", "a0", "v")),
+                 *row_index, let("n1", call("index_add", "a1", "n0", "t", spec=ROW)),
+                 let("nt", MakeTuple((Name("n0"), Name("n1")))), result="nt")
+    return (let("steps", call("arange", lo=Dim(0), hi=P)),
+            let("zs", call("zeros", shape=(P, N), dtype=DType.F64)),
+            let("i0", MakeTuple((Name("x"), Name("zs")))),
+            let("r", LoopE(Name("i0"), Name("steps"), "acc", "i", body, False)),
+            let("z1", Project(Name("r"), 1)))
+
+
+def _index_adds(b: Block) -> int:
+    return sum(1 for x in b.bindings if isinstance(x.expr, Call) and x.expr.prim.name == "index_add") + sum(
+        _index_adds(x.expr.body) for x in b.bindings if isinstance(x.expr, LoopE))
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_an_accumulator_added_to_at_each_steps_own_row_is_the_rows_stacked(backwards):
+    # accumulated_products: index_add(acc.k, v, (t, ..)) per step, t the step's own row,
+    # is no copy of the accumulator per step but the rows stacked (reversed for t = p - 1 - i)
+    bindings = _rows_loop(backwards)
+    before = block(*bindings, result="z1")
+    after = simplified(*bindings, result="z1")
+    assert _index_adds(before) == 1 and _index_adds(after) == 0, after
+    (loop,) = _loops(after)
+    assert loop.stacked is True or loop.stacked == (False, True), loop.stacked
+    values_agree(*bindings, result="z1")
+
+
+def test_an_accumulator_added_to_at_a_row_that_is_not_the_steps_stays_in_the_loop():
+    # the row p - 1 - i read again after i: the same row twice is no stack of rows
+    bindings = list(_rows_loop(True))
+    loop = bindings[3].expr
+    body = [b if b.name != "t" else let("t", call("sub", "last", "last")) for b in loop.body.bindings]
+    bindings[3] = let("r", LoopE(loop.init, loop.xs, loop.acc, loop.x, Block(tuple(body), loop.body.result),
+                                 False))
+    after = simplified(*bindings, result="z1")
+    assert _index_adds(after) == 1
+    values_agree(*bindings, result="z1")
 
 
 def test_an_item_already_unstacked_stays_so_and_a_read_one_stays_stacked():
@@ -549,6 +599,32 @@ def test_a_fold_gradient_reads_the_state_before_each_step_in_place(backend):
     gradient = text[text.index("def f_grad("):]
     assert not re.search(r"\bconcat", gradient), "the states copied behind the initial one"
     assert "if " in gradient, "the state before step t: init at t = 0, else states[t - 1]"
+
+
+LAYERS = """
+fn f(W: f64[l, n], x: f64[n]) -> f64 { sum(fold(x, arange(l), |h, i| tanh(W[i] * h))) }
+fn g(W: f64[l, 2, n], x: f64[n]) -> f64 { sum(fold(x, arange(l), |h, i| tanh(W[i, 0] * h + W[i, 1]))) }
+fn f_grad = grad(f, wrt = (W, x));
+fn g_grad = grad(g, wrt = (W, x));
+"""
+
+
+def test_a_weight_read_at_each_steps_own_row_gets_its_cotangent_rows_stacked():
+    # the reverse loop over the layers stacks each layer's rows of W's cotangent and
+    # reverses them after the loop: no copy of the whole (l, n) cotangent per step,
+    # which made the gradient quadratic in l (accumulated_products)
+    text = catad.to_python(LAYERS)
+    module = load_module(text, "layers")
+    for name in ("f_grad", "g_grad"):
+        gradient = text[text.index(f"def {name}("):]
+        gradient = gradient[:gradient.index("\n\n\n")] if "\n\n\n" in gradient else gradient
+        assert "_index_add(" not in gradient, gradient
+    rng = np.random.default_rng(5)
+    for length in SEQUENCE_LENGTHS:
+        for fn, grad, shape in ((module.f, module.f_grad, (length, 3)), (module.g, module.g_grad, (length, 2, 3))):
+            args = (0.7 * rng.standard_normal(shape), rng.standard_normal(3))
+            for k, g in enumerate(grad(*args)):
+                close(g, finite_gradient(fn, args, k))
 
 
 # ---- a property over random loop programs ---------------------------------------------------
