@@ -1431,7 +1431,35 @@ def _is_last(atom: Atom, length: Dim, facts: Facts) -> bool:
     match facts.bound.get(atom.id) if isinstance(atom, Name) else None:
         case Call(P.SIZE, ps, ()):
             return param(ps, "dim") == length - 1
+        case Call(P.SUB, _, (Name(n), one)) if _constant(one, facts) == 1:  # size(T) - 1
+            match facts.bound.get(n):
+                case Call(P.SIZE, ps, ()):
+                    return param(ps, "dim") == length
     return False
+
+
+def _is_no_steps(cond: Atom, length: Dim, facts: Facts) -> bool:
+    """`cond` is `size(length) == 0`."""
+    match facts.definition(cond):
+        case Call(P.EQ, _, (size, zero)) if _constant(zero, facts) == 0:
+            match facts.definition(size):
+                case Call(P.SIZE, ps, ()):
+                    return param(ps, "dim") == length
+    return False
+
+
+@rewrite
+def fold_of_no_steps(expr: Expr, facts: Facts) -> Expr | None:
+    # if T == 0 { init } else { fold(init, xs) }  ->  fold(init, xs)   (xs of T items:
+    # over no steps a fold is its initial state; the state before a reverse loop's
+    # first step, read when the forward loop's states were stacked, reads so)
+    match expr:
+        case IfElse(cond, Block((), init), Block((), Name(r))):
+            match facts.definition(Name(r)):
+                case LoopE(init=start, xs=xs, stacked=False) if start == init:
+                    if _is_no_steps(cond, leading_dim(facts.type_of(xs)), facts):
+                        return Name(r)
+    return None
 
 
 def _reads_last_item(reader: Expr, stack: str, t: Type | None, facts: Facts) -> bool:
@@ -1943,6 +1971,7 @@ RULES: tuple[Rule, ...] = (
     tuple_of_projections,
     hoist_invariants,
     unstack_last_states,
+    fold_of_no_steps,
     unused_state_items,
     accumulated_products,
     share_common,

@@ -223,6 +223,24 @@ def test_a_tuple_scan_unstacks_the_items_read_only_at_their_last_state(reads, re
     values_agree(*bindings, result=result)
 
 
+def test_the_state_before_no_steps_or_the_last_is_a_fold():
+    # if size(n) == 0 { init } else { s[size(n) - 1] }, s = scan(init, A, f): the state a
+    # reverse loop starts from, read where the forward loop's states were stacked; if
+    # nothing else reads them the scan is a fold (unstack_last_states, the last index
+    # written size(n) - 1), and the if is the fold (fold_of_no_steps)
+    body = block(let("m", call("mul", "acc", "xi")), let("n0", call("add", "m", "xi")), result="n0")
+    then, orelse = block(result="x"), block(let("k1", call("sub", "k", 1)),
+                                            let("v", call("index", "r", "k1", spec=LAST)), result="v")
+    bindings = (let("r", LoopE(Name("x"), Name("A"), "acc", "xi", body, True)),
+                let("k", call("size", dim=N)), let("empty", call("eq", "k", 0)),
+                let("w", IfElse(Name("empty"), then, orelse)))
+    got = simplified(*bindings, result="w")
+    (loop,) = _loops(got)
+    assert loop.stacked is False
+    assert not any(isinstance(b.expr, IfElse) for b in got.bindings), got
+    values_agree(*bindings, result="w")
+
+
 P = Dim.of("p")
 ROW = (("at",), ("slice", Dim(0), N))  # acc[t] of an accumulator of p rows of n
 
