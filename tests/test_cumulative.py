@@ -152,7 +152,7 @@ CALLS = [("running", ("x", "A")), ("running_grad", ("x", "A")), ("p_grad", ("x",
          ("running_jvp", ("x", "A", "x")), ("p_hessian", ("x",)), ("c_hessian", ("x",))]
 
 
-@pytest.mark.parametrize("point", ["two zeros", "no zero"])
+@pytest.mark.parametrize("point", ["one zero", "two zeros", "no zero"])
 def test_the_array_api_module_agrees_with_numpy(module, point):
     pytest.importorskip("array_api_compat")
     portable = catad.compile(SOURCE, backend="array-api")
@@ -169,11 +169,17 @@ def test_the_array_api_module_runs_under_jax_jit(module):
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
     portable = catad.compile(SOURCE, backend="array-api")
-    values = {"x": np.array(X_POINTS["one zero"]), "A": np.array(A_POINTS["two zeros"])}
+    # cumprod's derivatives are a jax.lax.cond between the division and the scan: one
+    # point takes the division for x and the scan for A (two zeros in a line), the
+    # other the scan for x and the division for A
+    points = [{"x": np.array(X_POINTS["one zero"]), "A": np.array(A_POINTS["two zeros"])},
+              {"x": np.array(X_POINTS["two zeros"]), "A": np.array(A_POINTS["one zero"])}]
     for name, args in CALLS[:4]:  # XLA compiles a scan's 63 guarded rounds slowly: one of them
-        expected = getattr(module, name)(*(values[a] for a in args))
-        got = jax.jit(getattr(portable, name))(*(jax.numpy.asarray(values[a]) for a in args))
-        _assert_close(got, expected, f"{name} under jax.jit")
+        jitted = jax.jit(getattr(portable, name))
+        for values in points:
+            expected = getattr(module, name)(*(values[a] for a in args))
+            got = jitted(*(jax.numpy.asarray(values[a]) for a in args))
+            _assert_close(got, expected, f"{name} under jax.jit")
 
 
 def test_bools_are_counted_on_every_backend():
