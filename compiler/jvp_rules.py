@@ -21,8 +21,11 @@ The calculus that both modes share lives here, in tables that
   A real max or min selects the tied items instead (`extremum_ties`):
   `W = hit / count` costs a division per item, selecting one per group.
 * Scans: cumsum is linear (its transpose the running sum the other way);
-  cumprod's tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i
-  (`cumprod_recurrence`, `scans.linear_recurrence`), which `vjp_rules` transposes.
+  cumprod's derivatives divide in O(n) where that is exact, ∂y_i/∂x_j = y_i / x_j
+  where x_j ≠ 0 and the running product with x_j replaced by 1 where x_j = 0;
+  else (two zeros in a line, products out of [tiny, max]) the tangent solves the
+  linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i by a scan, which `vjp_rules`
+  transposes (`cumprod_by_division`, `cumprod_recurrence`).
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -36,9 +39,11 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 `x ** y` has `∂x = 0` where `y = 0` and `∂y = 0` where `x = 0`; `x % y` has
 `∂x = 1`, `∂y = -(x // y)` (its derivative away from the jumps).
 
-`prod` and `cumprod` are exact where x holds zeros, to every order: their
-derivatives are made of exclusive cumprods and a linear recurrence, with no
-division and no selection. Over Z2, `matmul` and `gather_add` of bools raise
+`prod` and `cumprod` are exact where x holds zeros, to every order: prod's
+weights are exclusive cumprods, with no division and no selection; cumprod's
+derivatives divide only by items that are not 0 (`safe`), in a form that stays
+an identity near the point while a line has at most one zero, and take the
+scan of a linear recurrence, with no division, elsewhere. Over Z2, `matmul` and `gather_add` of bools raise
 `DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
 `index_add` of bools, which ORs into each position once, has the derivative
 of that OR (`index_or_region`).
@@ -444,7 +449,7 @@ class RunningProduct:
 
 
 def _everywhere(v: Sym) -> Sym:
-    """Whether every item of the bools `v` is true (so of none): no false one counted."""
+    """Whether every item of the bools `v` is true (so, of no items): a count of no false one."""
     rank = v.value.type.rank
     return v.apply(P.NOT).apply(P.SUM, axes=tuple(range(rank))).eq(0) if rank else v
 

@@ -15,8 +15,10 @@ Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
 a reduction's cotangent is `ct` put back along the reduced axes (only where
 NumPy's broadcasting would not: a sum over leading axes needs no new axis),
 times the group's weights (a real max or min: `ct / count` selected at its
-tied items); a mean's is `ct / n`; a cumprod's solves the transpose of its
-tangent's linear recurrence, the recurrence run from the other end. What is
+tied items); a mean's is `ct / n`; a cumprod's divides where that is exact
+(`revcumsum(ȳ y) / x`, and at a line's zero the running product without it),
+else solves the transpose of its tangent's linear recurrence, the recurrence
+run from the other end. What is
 left are the transposes of the linear primitives:
 
     transpose       the inverse permutation
