@@ -8,7 +8,12 @@
 * the array-API module on array_api_strict, PyTorch and under jax.jit gives the
   NumPy module's numbers; bools are counted, as by sum and NumPy;
 * prod's gradient has no division and no selection, and the right shape for an
-  empty group.
+  empty group;
+* cumprod's derivatives divide in O(n) where that is exact and take the scan
+  elsewhere: against the exact products of the others (no division) to second
+  order at one zero (first, inside, last: division), two and all zeros (scan),
+  at random points against the scan, and where the products underflow, go
+  subnormal or overflow (scan); which form ran is read off the lines traced.
 """
 
 from __future__ import annotations
