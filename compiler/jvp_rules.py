@@ -23,9 +23,9 @@ The calculus that both modes share lives here, in tables that
 * Scans: cumsum is linear (its transpose the running sum the other way);
   cumprod's derivatives divide in O(n) where that is exact, ∂y_i/∂x_j = y_i / x_j
   where x_j ≠ 0 and the running product with x_j replaced by 1 where x_j = 0;
-  else (two zeros in a line, products out of [tiny, max]) the tangent solves the
-  linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i by a scan, which `vjp_rules`
-  transposes (`cumprod_by_division`, `cumprod_recurrence`).
+  else (two zeros in a line, products out of [tiny, max], items beyond 2^±256)
+  the tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i by a
+  scan, which `vjp_rules` transposes (`cumprod_by_division`, `cumprod_recurrence`).
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -465,15 +465,20 @@ def cumprod_by_division(s: Application, a: Value, division: Callable[[RunningPro
     polynomials near the point (the masks held), so its own derivatives are exact
     there too; a second zero would be replaced by 1 as well. The quotients are
     exact while the products neither underflow nor overflow: every |skipping_i| is
-    finite and normal (y_i = skipping_i up to a line's zero)."""
+    finite and normal (y_i = skipping_i up to a line's zero). Their derivatives
+    divide again, by a_j² at the second order (the Hessian's diagonal is
+    y_i/a_j² - y_i/a_j², 0): so every item is kept within 2^±256 (f32: 2^±32) too,
+    where 1/a_j³ is still normal with room to spare."""
     axis, reverse, t = s.param("axis"), s.param("reverse"), a.type
     assert isinstance(t, ArrayType) and t.dtype.is_float
     nonzero = s.sym(a).apply(P.NE, 0.0)
     safe = nonzero.where(s.sym(a), 1.0)
     skipping = safe.apply(P.CUMPROD, axis=axis, reverse=reverse, exclusive=False)
     finfo = np.finfo(t.dtype.numpy_name)
-    size = skipping.apply(P.ABS)
-    normal = (size >= float(finfo.tiny)) & (size <= float(finfo.max))
+    reach = 2.0 ** (finfo.maxexp // 4)  # 2^256 for f64: 1/a^3 stays finite and normal
+    size, item = skipping.apply(P.ABS), safe.apply(P.ABS)
+    normal = ((size >= float(finfo.tiny)) & (size <= float(finfo.max))
+              & (item >= 1.0 / reach) & (item <= reach))
     divides = _everywhere(normal) & _everywhere(s.sym(a).eq(0.0).apply(P.SUM, axes=(axis,)) <= 1)
     for hint, v in (("nonzero", nonzero), ("safe", safe), ("skipping", skipping), ("normal", normal),
                     ("divides", divides)):

@@ -395,6 +395,25 @@ def test_cumprod_derivatives_take_the_scan_where_the_products_under_or_overflow(
                                        rtol=1e-14, atol=0.0)
 
 
+def test_cumprod_derivatives_take_the_scan_where_an_item_is_out_of_reach(weighted):
+    """The products are normal, but the second derivatives by division divide by
+    x_j²: with x_1 = 1e-160, y_i/x_1² overflows, and the Hessian's diagonal
+    y_i/x_1² - y_i/x_1² would be inf - inf. Items beyond 2^±256 take the scan."""
+    x, w = np.array([1e200, 1e-160, 3.0, 0.5, 2.0]), np.array([0.25, 0.5, 1.0, 1.0, 1.0])
+    with np.errstate(over="ignore", invalid="ignore"):  # the scan's rounds overflow on the way
+        assert np.isnan(np.cumprod(x)[2] / x[1] ** 2 - np.cumprod(x)[2] / x[1] ** 2)
+        hessian, forms = forms_run(weighted.weighted_hessian, x, w)
+    assert "scan" in forms
+    np.testing.assert_allclose(hessian, exact_hessian(x, w), rtol=1e-14, atol=0.0)
+    gradient, forms = forms_run(weighted.weighted_grad, x, w)
+    assert forms == {"scan"}
+    np.testing.assert_allclose(gradient, exact_gradient(x, w), rtol=1e-14, atol=0.0)
+    inside = np.array([1e70, 1e-70, 3.0, 0.5, 2.0])  # within reach: divides, and its Hessian rounds
+    hessian, forms = forms_run(weighted.weighted_hessian, inside, w)
+    assert forms == {"division"}
+    assert np.isfinite(hessian).all()
+
+
 def test_cumprod_along_an_axis_divides_unless_a_line_fails(weighted):
     """The choice is one `if` on the whole array: a line with two zeros sends every
     line to the scan; each line's derivative is its own either way."""
