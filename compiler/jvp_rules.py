@@ -43,10 +43,12 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 weights are exclusive cumprods, with no division and no selection; cumprod's
 derivatives divide only by items that are not 0 (`safe`), in a form that stays
 an identity near the point while a line has at most one zero, and take the
-scan of a linear recurrence, with no division, elsewhere. Over Z2, `matmul` and `gather_add` of bools raise
-`DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
-`index_add` of bools, which ORs into each position once, has the derivative
-of that OR (`index_or_region`).
+scan of a linear recurrence, with no division, elsewhere.
+
+Over Z2, `matmul` and `gather_add` of bools raise `DerivativeError`: NumPy
+adds bools by OR, and ORs repeated indices together; `index_add` of bools,
+which ORs into each position once, has the derivative of that OR
+(`index_or_region`).
 """
 
 from __future__ import annotations

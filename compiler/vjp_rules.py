@@ -44,10 +44,9 @@ from collections.abc import Callable
 
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
-from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, adds_by_parity,
-                        RunningProduct, Sym, algebra_sum, any_all_weights, cast, cumprod_by_division,
-                        cumprod_operand, cumprod_recurrence, derivative_type,
-                        extremum_ties,
+from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, RunningProduct, Sym,
+                        adds_by_parity, algebra_sum, any_all_weights, cast, cumprod_by_division,
+                        cumprod_operand, cumprod_recurrence, derivative_type, extremum_ties,
                         index_or_region, is_z2_logic, keep_axes, literal, ors_bools, per_tie,
                         popcount_le_partials, refuse_bool_in_z2, regrouped, softmax_times,
                         z2_times)
@@ -199,7 +198,9 @@ def _cumprod(s: Application, ct: Value) -> Value:
 
     bar = cumprod_by_division(s, a, by_division,
                               lambda b: cumprod_recurrence(b, s, a, ct, transposed=True))
-    return shifted(s.b, bar, s.param("axis"), False, not s.param("reverse")) if s.param("exclusive") else bar
+    if not s.param("exclusive"):
+        return bar
+    return shifted(s.b, bar, s.param("axis"), False, not s.param("reverse"))
 
 
 def _popcount_le(s: Application, ct: Value, k: int) -> Value:
