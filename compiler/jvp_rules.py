@@ -21,8 +21,11 @@ The calculus that both modes share lives here, in tables that
   A real max or min selects the tied items instead (`extremum_ties`):
   `W = hit / count` costs a division per item, selecting one per group.
 * Scans: cumsum is linear (its transpose the running sum the other way);
-  cumprod's tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i
-  (`cumprod_recurrence`, `scans.linear_recurrence`), which `vjp_rules` transposes.
+  cumprod's derivatives divide in O(n) where that is exact, ∂y_i/∂x_j = y_i / x_j
+  where x_j ≠ 0 and the running product with x_j replaced by 1 where x_j = 0;
+  else (two zeros in a line, products out of [tiny, max], items beyond 2^±256)
+  the tangent solves the linear recurrence ẏ_i = x_i ẏ_{i-1} + y_{i-1} ẋ_i by a
+  scan, which `vjp_rules` transposes (`cumprod_by_division`, `cumprod_recurrence`).
 * Booleans over Z2: every bool function of bools is a multilinear
   polynomial over Z2 (XOR is +, AND is ·), so its derivative is read off its
   truth table (`z2_times`): `R[AND](x1, x2, d) = (x2·d, x1·d)`,
@@ -36,20 +39,26 @@ the derivative equally among tied arguments (so `max(x, x)` has derivative 1);
 `x ** y` has `∂x = 0` where `y = 0` and `∂y = 0` where `x = 0`; `x % y` has
 `∂x = 1`, `∂y = -(x // y)` (its derivative away from the jumps).
 
-`prod` and `cumprod` are exact where x holds zeros, to every order: their
-derivatives are made of exclusive cumprods and a linear recurrence, with no
-division and no selection. Over Z2, `matmul` and `gather_add` of bools raise
-`DerivativeError`: NumPy adds bools by OR, and ORs repeated indices together;
-`index_add` of bools, which ORs into each position once, has the derivative
-of that OR (`index_or_region`).
+`prod` and `cumprod` are exact where x holds zeros, to every order: prod's
+weights are exclusive cumprods, with no division and no selection; cumprod's
+derivatives divide only by items that are not 0 (`safe`), in a form that stays
+an identity near the point while a line has at most one zero, and take the
+scan of a linear recurrence, with no division, elsewhere.
+
+Over Z2, `matmul` and `gather_add` of bools raise `DerivativeError`: NumPy
+adds bools by OR, and ORs repeated indices together; `index_add` of bools,
+which ORs into each position once, has the derivative of that OR
+(`index_or_region`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
@@ -105,6 +114,9 @@ class Sym:
     def __neg__(self) -> "Sym": return self.apply(P.NEG)
     def __gt__(self, o: Any) -> "Sym": return self.apply(P.GT, o)
     def __lt__(self, o: Any) -> "Sym": return self.apply(P.LT, o)
+    def __ge__(self, o: Any) -> "Sym": return self.apply(P.GE, o)
+    def __le__(self, o: Any) -> "Sym": return self.apply(P.LE, o)
+    def __and__(self, o: Any) -> "Sym": return self.apply(P.AND, o)
 
     def eq(self, o: Any) -> "Sym":
         return self.apply(P.EQ, o)
@@ -390,15 +402,91 @@ def softmax_times(s: Application, g: Value) -> Value:
     return (y * (gs - inner)).value
 
 
-def cumprod_recurrence(s: Application) -> tuple[Value, Value]:
-    """`(a, e)` for a cumprod `s`: its inclusive form y_i = Π_{k<=i} a_k and the exclusive
-    one e_i = Π_{k<i} a_k (reverse: along the items from the end). An inclusive cumprod
-    has a = x; an exclusive one is the inclusive cumprod of a = x shifted one item, 1
-    first. Then ∂y_i/∂a_j = e_j Π_{j<k<=i} a_k for j <= i, so the tangent solves the
-    linear recurrence ẏ_i = a_i ẏ_{i-1} + e_i ȧ_i: exact where x holds zeros."""
+def cumprod_operand(s: Application) -> Value:
+    """The operand a of a cumprod `s` read as an inclusive one, y_i = Π_{k<=i} a_k
+    (reverse: over the items from i to the end), y being `s`'s result: a = x, or
+    for an exclusive cumprod x shifted one item, 1 first."""
+    if not s.param("exclusive"):
+        return s.args[0]
+    return shifted(s.b, s.args[0], s.param("axis"), True, s.param("reverse"))
+
+
+def cumprod_recurrence(b: Builder, s: Application, a: Value, d: Value, *, transposed: bool) -> Value:
+    """A derivative of y = cumprod(a) by a scan, with no division. ∂y_i/∂a_j =
+    e_j Π_{j<k<=i} a_k for j <= i, e_j = Π_{k<j} a_k, so the tangent (d = ȧ) solves the
+    linear recurrence ẏ_i = a_i ẏ_{i-1} + e_i ȧ_i, and the cotangent (`transposed`,
+    d = ȳ) is ā = e u with u_j = a_{j+1} u_{j+1} + ȳ_j, the recurrence the other way
+    (a shifted towards the start, its last item unused). Exact where a holds zeros,
+    and O(n log n) work (`scans.linear_recurrence`)."""
     axis, reverse = s.param("axis"), s.param("reverse")
-    a = shifted(s.b, s.args[0], axis, True, reverse) if s.param("exclusive") else s.args[0]
-    return a, s.b.prim(P.CUMPROD, params(axis=axis, reverse=reverse, exclusive=True), a)
+    e = b.prim(P.CUMPROD, params(axis=axis, reverse=reverse, exclusive=True), a)
+    if not transposed:
+        return linear_recurrence(b, s.alg, a, s.alg.mul(b, e, d), axis, reverse)
+    u = linear_recurrence(b, s.alg, shifted(b, a, axis, True, not reverse), d, axis, not reverse)
+    return s.alg.mul(b, e, u)
+
+
+@dataclass(frozen=True)
+class RunningProduct:
+    """y = cumprod(a) along `axis` (`reverse`: from the end), with what its derivatives
+    by division read, as Syms of the builder that emits them."""
+
+    y: Sym
+    nonzero: Sym   # a != 0
+    safe: Sym      # a with its zeros replaced by 1: a divisor that is never 0
+    skipping: Sym  # cumprod(safe): y_i with the line's zero, if any, left out
+    axis: int
+    reverse: bool
+
+    def sym(self, v: Value) -> Sym:
+        return Sym(self.y.b, v)
+
+    def running_sum(self, v: Sym, *, backwards: bool = False) -> Sym:
+        """cumsum along the axis, the way y runs (`backwards`: the other way)."""
+        return v.apply(P.CUMSUM, axis=self.axis, reverse=self.reverse != backwards, exclusive=False)
+
+    def on(self, b: Builder) -> "RunningProduct":
+        return replace(self, **{k: Sym(b, getattr(self, k).value)
+                                for k in ("y", "nonzero", "safe", "skipping")})
+
+
+def _everywhere(v: Sym) -> Sym:
+    """Whether every item of the bools `v` is true (so, of no items): a count of no false one."""
+    rank = v.value.type.rank
+    return v.apply(P.NOT).apply(P.SUM, axes=tuple(range(rank))).eq(0) if rank else v
+
+
+def cumprod_by_division(s: Application, a: Value, division: Callable[[RunningProduct], Sym],
+                        scan: Callable[[Builder], Value]) -> Value:
+    """A derivative of y = cumprod(a), `s`'s result: in O(n) by `division` where that
+    is exact, else by `scan` (`cumprod_recurrence`), as an `if` on the whole array.
+
+    Along a line, ∂y_i/∂a_j = Π_{k<=i, k≠j} a_k (j <= i): y_i / a_j where a_j ≠ 0, and
+    `skipping`_i, the running product with a_j replaced by 1, where a_j = 0. With at
+    most one zero in each line, a derivative written so is an identity of
+    polynomials near the point (the masks held), so its own derivatives are exact
+    there too; a second zero would be replaced by 1 as well. The quotients are
+    exact while the products neither underflow nor overflow: every |skipping_i| is
+    finite and normal (y_i = skipping_i up to a line's zero). Their derivatives
+    divide again, by a_j² at the second order (the Hessian's diagonal is
+    y_i/a_j² - y_i/a_j², 0): so every item is kept within 2^±256 (f32: 2^±32) too,
+    where 1/a_j³ is still normal with room to spare."""
+    axis, reverse, t = s.param("axis"), s.param("reverse"), a.type
+    assert isinstance(t, ArrayType) and t.dtype.is_float
+    nonzero = s.sym(a).apply(P.NE, 0.0)
+    safe = nonzero.where(s.sym(a), 1.0)
+    skipping = safe.apply(P.CUMPROD, axis=axis, reverse=reverse, exclusive=False)
+    finfo = np.finfo(t.dtype.numpy_name)
+    reach = 2.0 ** (finfo.maxexp // 4)  # 2^256 for f64: 1/a^3 stays finite and normal
+    size, item = skipping.apply(P.ABS), safe.apply(P.ABS)
+    normal = ((size >= float(finfo.tiny)) & (size <= float(finfo.max))
+              & (item >= 1.0 / reach) & (item <= reach))
+    divides = _everywhere(normal) & _everywhere(s.sym(a).eq(0.0).apply(P.SUM, axes=(axis,)) <= 1)
+    for hint, v in (("nonzero", nonzero), ("safe", safe), ("skipping", skipping), ("normal", normal),
+                    ("divides", divides)):
+        s.b.name(v.value, hint)
+    p = RunningProduct(s.y, nonzero, safe, skipping, axis, reverse)
+    return s.b.if_(divides.value, lambda b: division(p.on(b)).value, scan)
 
 
 def ors_bools(s: Application) -> bool:
@@ -532,15 +620,23 @@ def _softmax(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
 
 
 def _cumprod(s: Application, dots: tuple[Deriv, ...]) -> Deriv:
-    """ẏ_i = ẏ_{i-1} x_i + y_{i-1} ẋ_i: the recurrence of `cumprod_recurrence`."""
+    """ẏ_i = Σ_{j<=i} ȧ_j ∂y_i/∂a_j for y = cumprod(a) (`cumprod_operand`): by division,
+    y cumsum(ȧ / a) where a ≠ 0 and skipping · ȧ from a line's zero on, else by the
+    recurrence ẏ_i = a_i ẏ_{i-1} + y_{i-1} ȧ_i (`cumprod_by_division`)."""
     if dots[0] is ZERO:
         return ZERO
-    axis, reverse = s.param("axis"), s.param("reverse")
-    a, e = cumprod_recurrence(s)
+    a = cumprod_operand(s)
     da = cast(s.b, dots[0], s.alg.derivative_dtype(s.out.type))
     if s.param("exclusive"):  # ȧ is ẋ shifted as a is x, 0 first
-        da = shifted(s.b, da, axis, False, reverse)
-    return linear_recurrence(s.b, s.alg, a, s.alg.mul(s.b, e, da), axis, reverse)
+        da = shifted(s.b, da, s.param("axis"), False, s.param("reverse"))
+
+    def by_division(p: RunningProduct) -> Sym:
+        d = p.sym(da)
+        return (p.y * p.running_sum(p.nonzero.where(d / p.safe, 0.0))
+                + p.skipping * p.running_sum(p.nonzero.where(0.0, d)))
+
+    return cumprod_by_division(s, a, by_division,
+                               lambda b: cumprod_recurrence(b, s, a, da, transposed=False))
 
 
 def _where(s: Application, dots: tuple[Deriv, ...]) -> Deriv:

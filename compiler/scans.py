@@ -27,8 +27,10 @@ for one item, under a `Map`, made whole-array code by the vectorisation pass.
 Forward and reverse mode use the same scans for an `associative` fold
 (`reassociable`), and read their rows with `rows` and `row`.
 
-The derivatives of `cumprod` solve a first-order linear recurrence along an
-axis, `r_i = a_i r_{i-1} + c_i` from `r_{-1} = 0`, whose solution is
+The derivatives of `cumprod`, where they cannot divide (two zeros in a line,
+products that underflow or overflow, items beyond 2^±256:
+`jvp_rules.cumprod_by_division`), solve a first-order linear recurrence along
+an axis, `r_i = a_i r_{i-1} + c_i` from `r_{-1} = 0`, whose solution is
 `r_i = Σ_{j<=i} c_j Π_{j<k<=i} a_k`: exact where a holds zeros, with no
 division. It is a scan of the affine maps `r ↦ a r + c`, which compose
 associatively, `(a, c) then (a', c') = (a a', a' c + c')`

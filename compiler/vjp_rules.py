@@ -15,8 +15,10 @@ Jacobian is diagonal, so its transpose is the same scale applied to `ct`;
 a reduction's cotangent is `ct` put back along the reduced axes (only where
 NumPy's broadcasting would not: a sum over leading axes needs no new axis),
 times the group's weights (a real max or min: `ct / count` selected at its
-tied items); a mean's is `ct / n`; a cumprod's solves the transpose of its
-tangent's linear recurrence, the recurrence run from the other end. What is
+tied items); a mean's is `ct / n`; a cumprod's divides where that is exact
+(`revcumsum(ȳ y) / x`, and at a line's zero the running product without it),
+else solves the transpose of its tangent's linear recurrence, the recurrence
+run from the other end. What is
 left are the transposes of the linear primitives:
 
     transpose       the inverse permutation
@@ -42,14 +44,14 @@ from collections.abc import Callable
 
 from . import primitives as P
 from .algebra import ZERO, Algebra, Deriv
-from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, adds_by_parity,
-                        algebra_sum, any_all_weights, cast, cumprod_recurrence, derivative_type,
-                        extremum_ties,
+from .jvp_rules import (ELEMENTWISE_SCALES, REDUCTION_WEIGHTS, Application, RunningProduct, Sym,
+                        adds_by_parity, algebra_sum, any_all_weights, cast, cumprod_by_division,
+                        cumprod_operand, cumprod_recurrence, derivative_type, extremum_ties,
                         index_or_region, is_z2_logic, keep_axes, literal, ors_bools, per_tie,
                         popcount_le_partials, refuse_bool_in_z2, regrouped, softmax_times,
                         z2_times)
 from .primitives import Params, Primitive, params
-from .scans import linear_recurrence, shifted
+from .scans import shifted
 from .types import ArrayType, Dim, DType
 from .unary import Prim
 from .unary_builder import Builder, Value
@@ -183,15 +185,22 @@ def _cumsum(s: Application, ct: Value) -> Value:
 
 
 def _cumprod(s: Application, ct: Value) -> Value:
-    """The transpose of the tangent recurrence of `cumprod_recurrence`, ẏ = R(ė ȧ):
-    ā_j = e_j u_j with u_j = Σ_{i >= j} ȳ_i Π_{j<k<=i} a_k, the recurrence the other way
-    u_j = a_{j+1} u_{j+1} + ȳ_j (a shifted towards the start, its last item unused);
-    an exclusive cumprod moves ā back (x̄_j = ā_{j+1}, 0 last)."""
-    axis, reverse = s.param("axis"), s.param("reverse")
-    a, e = cumprod_recurrence(s)
-    u = linear_recurrence(s.b, s.alg, shifted(s.b, a, axis, True, not reverse), ct, axis, not reverse)
-    bar = s.alg.mul(s.b, e, u)
-    return shifted(s.b, bar, axis, False, not reverse) if s.param("exclusive") else bar
+    """ā_j = Σ_{i>=j} ȳ_i ∂y_i/∂a_j for y = cumprod(a) (`cumprod_operand`): by division,
+    revcumsum(ȳ y) / a where a ≠ 0 and revcumsum(ȳ · skipping) at a line's zero, else
+    by the tangent's recurrence transposed (`cumprod_by_division`); an exclusive
+    cumprod moves ā back (x̄_j = ā_{j+1}, 0 last)."""
+    a = cumprod_operand(s)
+
+    def by_division(p: RunningProduct) -> Sym:
+        g = p.sym(ct)
+        return p.nonzero.where(p.running_sum(g * p.y, backwards=True) / p.safe,
+                               p.running_sum(g * p.skipping, backwards=True))
+
+    bar = cumprod_by_division(s, a, by_division,
+                              lambda b: cumprod_recurrence(b, s, a, ct, transposed=True))
+    if not s.param("exclusive"):
+        return bar
+    return shifted(s.b, bar, s.param("axis"), False, not s.param("reverse"))
 
 
 def _popcount_le(s: Application, ct: Value, k: int) -> Value:
