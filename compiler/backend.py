@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .names import identifier
@@ -40,6 +40,9 @@ class Arg:
 
     text: str
     precedence: int = ATOM
+    factors: tuple["Arg", "Arg"] | None = field(default=None, compare=False)
+    """For `a * b` of two float arrays of one shape, the printed `a` and `b`: a backend
+    may print a sum of the product without making it (NumPy: `np.einsum`)."""
 
     def __str__(self) -> str:
         return self.text

@@ -8,6 +8,7 @@ overflow, erf, logsumexp, scatter-adds), emitted only where used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import primitives as P
 from .backend import (ATOM, UNARY, Application, Arg, Backend, Form, Helper, axes_text, call_form,
@@ -51,6 +52,38 @@ def scan_form(running: Running) -> Form:
 def _running(app: Application, x: str, axis: int) -> Arg:
     """`np.cumsum(x, axis=k)`, `np.cumprod(x, axis=k)`."""
     return Arg(app.call("cumsum" if app.prim is P.CUMSUM else "cumprod", x, f"axis={axis}"))
+
+
+def _same_shape_floats(app: Application) -> bool:
+    """Whether both arguments are float arrays (not scalars) of one dtype and shape."""
+    a, b = app.arg_types
+    return (isinstance(a, ArrayType) and isinstance(b, ArrayType) and not (a.weak or b.weak)
+            and a.rank >= 1 and a.shape == b.shape and a.dtype == b.dtype and a.dtype.is_float)
+
+
+class _Product(Form):
+    """`a * b`; of two float arrays of one shape, the printed factors go with the
+    text (`Arg.factors`), for a sum that reads the product (`_sum`)."""
+
+    def printed(self, app: Application) -> Arg:
+        arg = super().printed(app)
+        return replace(arg, factors=(app.args[0], app.args[1])) if _same_shape_floats(app) else arg
+
+
+_PRODUCT = infix("*")
+_SUBSCRIPTS = "ijklmnopqrstuvwxyzabcdefgh"
+
+
+def _sum(app: Application) -> str:
+    """`np.sum(x, axis=k)`; of a product `a * b` printed in place (two float arrays of
+    one shape), `np.einsum("ijk,ijk->ij", a, b)`: the sum of products in one pass,
+    without the product's array (2-3x faster than the product then its sum)."""
+    x, t = app.args[0], app.arg_types[0]
+    if x.factors is None or not isinstance(t, ArrayType):
+        return app.call("sum", x, "axis=" + axes_text(app.params["axes"]))
+    letters = _SUBSCRIPTS[:t.rank]
+    kept = "".join(letter for axis, letter in enumerate(letters) if axis not in app.params["axes"])
+    return app.call("einsum", f'"{letters},{letters}->{kept}"', *x.factors)
 
 
 def _const(app: Application) -> str:
@@ -193,7 +226,7 @@ NUMPY_FORMS: dict[Primitive, Form] = {
     # elementwise, two arguments
     P.ADD: infix("+"),
     P.SUB: infix("-"),
-    P.MUL: infix("*"),
+    P.MUL: _Product(_PRODUCT.text, _PRODUCT.helper, _PRODUCT.precedence),
     P.DIV: infix("/"),
     P.POW: infix("**"),
     P.FLOORDIV: infix("//"),
@@ -219,7 +252,7 @@ NUMPY_FORMS: dict[Primitive, Form] = {
     P.ARANGE: call_form(_arange),
     P.ASTYPE: call_form(_astype),
     # reductions and normalisations
-    P.SUM: reduction("sum"),
+    P.SUM: call_form(_sum),
     P.MEAN: reduction("mean"),
     P.PROD: reduction("prod"),
     P.MAX: reduction("max"),

@@ -693,3 +693,34 @@ def test_a_loop_is_printed_with_the_names_of_its_lambda():
     xs = np.arange(6.0).reshape(3, 2)
     np.testing.assert_allclose(m.all_(xs)[-1], m.last(xs))
     np.testing.assert_allclose(m.odd(xs), xs.sum(axis=0))
+
+
+MAT = ArrayType(DType.F64, (N, Dim.of("m")))
+
+
+@pytest.mark.parametrize("x_type, y_type, axes, code", [
+    # two float arrays of one shape: the sum of their product in one pass, no product array
+    (MAT, MAT, (1,), 'np.einsum("ij,ij->i", x, y)'),
+    (MAT, MAT, (0,), 'np.einsum("ij,ij->j", x, y)'),
+    (MAT, MAT, (0, 1), 'np.einsum("ij,ij->", x, y)'),
+    (VEC, VEC, (0,), 'np.einsum("i,i->", x, y)'),
+    # a broadcast factor, or booleans (einsum would not count them): the product, then its sum
+    (MAT, ArrayType(DType.F64, (Dim.of("m"),)), (1,), "np.sum(x * y, axis=1)"),
+    (ArrayType(DType.BOOL, (N,)), ArrayType(DType.BOOL, (N,)), (0,), "np.sum(x * y, axis=0)"),
+])
+def test_a_sum_of_a_product_of_arrays_of_one_shape_prints_as_einsum(x_type, y_type, axes, code):
+    kept = tuple(d for k, d in enumerate(x_type.shape) if k not in axes)
+    result = ArrayType(DType.I64 if x_type.dtype is DType.BOOL else DType.F64, kept)
+    sizes = tuple(SizeBinding(str(d), 0, k) for k, d in enumerate(x_type.shape))
+    fn = function("f", (("x", x_type), ("y", y_type)), result,
+                  (Bind("t1", _call("mul", "x", "y")), Bind("r", _call("sum", "t1", axes=axes))),
+                  Name("r"), sizes)
+    text, m = module_of(fn)
+    assert f"    return {code}\n" in text
+    rng = np.random.default_rng(0)
+    shape_of = {"n": 3, "m": 4}
+    x = rng.standard_normal([shape_of[str(d)] for d in x_type.shape])
+    y = rng.standard_normal([shape_of[str(d)] for d in y_type.shape])
+    if x_type.dtype is DType.BOOL:
+        x, y = x > 0, y > 0
+    np.testing.assert_allclose(m.f(x, y), np.sum(x * y, axis=axes))

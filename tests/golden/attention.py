@@ -117,7 +117,7 @@ def attention_vjp(Wq, Wk, Wv, X, attention_bar):
     t6 = _softmax(scores, axis=1)
     t9 = attention_bar @ V.T
     V_bar = t6.T @ attention_bar
-    scores_bar = t6 * (t9 - np.sum(t9 * t6, axis=1)[:, None])
+    scores_bar = t6 * (t9 - np.einsum("ij,ij->i", t9, t6)[:, None])
     # examples/attention.catad:7  let scores = Q @ transpose(K) / sqrt(f64(e));
     t15 = scores_bar / t5
     Q_bar = t15 @ K
@@ -175,7 +175,7 @@ def causal_attention_vjp(Wq, Wk, Wv, X, causal_attention_bar):
     t23 = t17.T @ causal_attention_bar
     t26 = X.T
     Wv_bar = t26 @ t23
-    scores_bar = t17 * (t21 - np.sum(t21 * t17, axis=1)[:, None])
+    scores_bar = t17 * (t21 - np.einsum("ij,ij->i", t21, t17)[:, None])
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
     t36 = np.where(t4, scores_bar, 0.0) / t14
     t86 = t36 @ K

@@ -81,7 +81,7 @@ def gmm(alphas, means, icf, x, gamma, wm):
     t84 = np.transpose(xc, (1, 0, 2)) @ np.transpose(Ls, (0, 2, 1))
     Qxc = t30 * xc + np.transpose(t84, (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
-    main = alphas + sum_qs - 0.5 * np.sum(Qxc * Qxc, axis=2)
+    main = alphas + sum_qs - 0.5 * np.einsum("ijk,ijk->ij", Qxc, Qxc)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
     t56 = np.sum(t30 ** 2, axis=(0, 1)) + np.sum(ls ** 2, axis=(0, 1))
     prior = 0.5 * gamma * gamma * t56 - np.float64(wm) * np.sum(sum_qs, axis=0)
@@ -147,7 +147,7 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     t169 = np.transpose(xc, (1, 0, 2))
     Qxc = t25 * xc + np.transpose(t169 @ np.transpose(Ls, (0, 2, 1)), (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
-    main = alphas + sum_qs - 0.5 * np.sum(Qxc * Qxc, axis=2)
+    main = alphas + sum_qs - 0.5 * np.einsum("ijk,ijk->ij", Qxc, Qxc)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
     t40 = 0.5 * gamma * gamma
     t47 = np.float64(wm)
@@ -173,8 +173,10 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
     t146 = np.where(t6, np.transpose(Qxc_bar, (1, 2, 0)) @ t169, 0.0)
     t150 = np.zeros((k, m))
+    # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
+    t138 = (t40 * (2 * t25) + np.einsum("ijk,ijk->jk", Qxc_bar, xc)) * t25
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
-    qs_bar = (t40 * (2 * t25) + np.sum(Qxc_bar * xc, axis=0)) * t25 + sum_qs_bar[:, None]
+    qs_bar = t138 + sum_qs_bar[:, None]
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
     t151 = _gather_add(t150, t146, (np.clip(t19, 0, k - 1), np.clip(t18, 0, m - 1)))
     # examples/gmm.catad:11  let ls = icf[:, d:];

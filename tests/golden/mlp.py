@@ -84,7 +84,7 @@ def loss(W1, b1, W2, b2, X, Y):
     # examples/mlp.catad:5  H @ transpose(W2) + b2
     logits = H @ W2.T + b2
     # examples/mlp.catad:11  mean(logsumexp(logits, axis = 1) - sum(Y * logits, axis = 1))
-    return np.mean(_logsumexp(logits, axis=1) - np.sum(Y * logits, axis=1), axis=0)
+    return np.mean(_logsumexp(logits, axis=1) - np.einsum("ij,ij->i", Y, logits), axis=0)
 
 
 def loss_grad(W1, b1, W2, b2, X, Y):
@@ -138,5 +138,5 @@ def loss_grad(W1, b1, W2, b2, X, Y):
     X_bar = t30 @ W1
     W1_bar = t30.T @ X
     # examples/mlp.catad:11  mean(logsumexp(logits, axis = 1) - sum(Y * logits, axis = 1))
-    t10 = np.mean(t6 - np.sum(Y * logits, axis=1), axis=0)
+    t10 = np.mean(t6 - np.einsum("ij,ij->i", Y, logits), axis=0)
     return (t10, (W1_bar, b1_bar, W2_bar, b2_bar, X_bar, Y_bar))

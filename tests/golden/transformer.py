@@ -294,7 +294,7 @@ def loss(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:23  x @ U
     z = x_2 @ U
     # examples/transformer.catad:31  mean(for s in 0..m {
-    return np.mean(_logsumexp(z, axis=2) - np.sum(Ys * z, axis=2), axis=(0, 1))
+    return np.mean(_logsumexp(z, axis=2) - np.einsum("ijk,ijk->ij", Ys, z), axis=(0, 1))
 
 
 # examples/transformer.catad:37  fn loss_grad = value_and_grad(loss, wrt = (E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U));
@@ -419,9 +419,9 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b2_bar = np.sum(m_bar, axis=(0, 1))
     t91 = m_bar / t36
-    g2_bar = np.sum(t91 * centred_1, axis=(0, 1))
-    t108 = 2 * (np.sum(-t91 * t37, axis=2) / (2.0 * t35) / t21)[:, :, None] * centred_1
-    centred_bar = t108 + g2 * t91
+    t201 = 2 * (np.einsum("ijk,ijk->ij", -t91, t37) / (2.0 * t35) / t21)[:, :, None]
+    g2_bar = np.einsum("ijk,ijk->k", t91, centred_1)
+    centred_bar = t201 * centred_1 + g2 * t91
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
     x_bar_1 = x_bar + (centred_bar + (-np.sum(centred_bar, axis=2) / t21)[:, :, None])
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
@@ -431,7 +431,7 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     t129 = np.transpose(t24, (0, 2, 1)) @ t123
     t132 = np.transpose(a, (0, 2, 1))
     Wv_bar = np.sum(t132 @ t129, axis=0)
-    scores_bar = t24 * (t127 - np.sum(t127 * t24, axis=2)[:, :, None])
+    scores_bar = t24 * (t127 - np.einsum("ijk,ijk->ij", t127, t24)[:, :, None])
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
     t138 = scores_bar / t23
     t147 = t138 @ t18
@@ -442,9 +442,9 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b1_bar = np.sum(a_bar, axis=(0, 1))
     t160 = a_bar / t15
-    g1_bar = np.sum(t160 * centred, axis=(0, 1))
-    t178 = 2 * (np.sum(-t160 * t16, axis=2) / (2.0 * t14) / t21)[:, :, None] * centred
-    centred_bar_1 = t178 + g1 * t160
+    t204 = 2 * (np.einsum("ijk,ijk->ij", -t160, t16) / (2.0 * t14) / t21)[:, :, None]
+    g1_bar = np.einsum("ijk,ijk->k", t160, centred)
+    centred_bar_1 = t204 * centred + g1 * t160
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
     x_bar_2 = x_bar_1 + (centred_bar_1 + (-np.sum(centred_bar_1, axis=2) / t21)[:, :, None])
     # examples/transformer.catad:17  let x = X @ E + P;
@@ -452,4 +452,4 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     E_bar = np.sum(np.transpose(Xs, (0, 2, 1)) @ x_bar_2, axis=0)
     # examples/transformer.catad:32  let z = logits(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs[s]);
     t197 = (E_bar, P_bar, Wq_bar, Wk_bar, Wv_bar, Wo_bar, g1_bar, b1_bar, g2_bar, b2_bar, W1_bar, c1_bar, W2_bar, c2_bar, U_bar)
-    return (np.mean(t43 - np.sum(Ys * z, axis=2), axis=(0, 1)), t197)
+    return (np.mean(t43 - np.einsum("ijk,ijk->ij", Ys, z), axis=(0, 1)), t197)
