@@ -49,7 +49,7 @@ from dataclasses import replace
 
 from . import primitives as P
 from .backend import (ADDITIVE, ATOM, UNARY, Application, Arg, Backend, Form, Helper, axes_text,
-                      call_form, dim_text, index_items, literal_arg, shape_text, tuple_text)
+                      call_form, dim_text, index_items, literal_arg, reduction, shape_text, tuple_text)
 from .numpy_backend import NUMPY_FORMS, NUMPY_HELPERS, gather_key, scan_form
 from .prim_types import result_type
 from .primitives import Primitive, params
@@ -245,6 +245,7 @@ ARRAY_API_FORMS: dict[Primitive, Form] = {
     P.CUMPROD: scan_form(_running),
     P.PARITY: Form(_parity),
     P.POPCOUNT_LE: Form(_popcount_le),
+    P.SUM: reduction("sum"),  # the standard has no einsum: the product, then its sum
     P.TRANSPOSE: call_form(_transpose),
     P.EXPAND_DIMS: call_form(lambda app: app.call("expand_dims", app.args[0], f"axis={app.params['axis']}")),
     P.STACK: call_form(lambda app: app.call("stack", f"[{', '.join(map(str, app.args))}]",

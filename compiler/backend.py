@@ -40,9 +40,10 @@ class Arg:
 
     text: str
     precedence: int = ATOM
-    factors: tuple["Arg", "Arg"] | None = field(default=None, compare=False)
-    """For `a * b` of two float arrays of one shape, the printed `a` and `b`: a backend
-    may print a sum of the product without making it (NumPy: `np.einsum`)."""
+    application: "Application | None" = field(default=None, compare=False)
+    """The application this text prints, when it is printed in place (not a name): a
+    form that reads it may print the whole differently (NumPy: the sum of a product
+    `a * b` as `np.einsum(..., a, b)`, without the product's array)."""
 
     def __str__(self) -> str:
         return self.text
@@ -86,7 +87,7 @@ class Form:
 
     def printed(self, app: Application) -> Arg:
         level = self.precedence if isinstance(self.precedence, int) else self.precedence(app)
-        return Arg(self.text(app), level)
+        return Arg(self.text(app), level, app)
 
     def helper_of(self, app: Application) -> str | None:
         """The runtime helper this application's text calls, if any."""
