@@ -66,7 +66,8 @@ _SUBSCRIPTS = "ijklmnopqrstuvwxyzabcdefgh"
 def _sum(app: Application) -> str:
     """`np.sum(x, axis=k)`; of a product `a * b` printed in place (two float arrays of
     one shape), `np.einsum("ijk,ijk->ij", a, b)`: the sum of products in one pass,
-    without the product's array (2-3x faster than the product then its sum)."""
+    without the product's array (1.5-3x faster than the product then its sum, measured
+    on 14 to 10^6 elements)."""
     x, t, product = app.args[0], app.arg_types[0], app.args[0].application
     if product is None or product.prim is not P.MUL or not _same_shape_floats(product):
         return app.call("sum", x, "axis=" + axes_text(app.params["axes"]))
