@@ -222,7 +222,9 @@ def render(results: dict, plot_dir: Path, plots: bool = True) -> str:
         "",
         f"Measured {results['created']} with `--sizes {results['sizes']}` on {env['cpus']} CPU cores "
         f"({env['machine']}, {env['platform']}); {versions}."
-        + (f" Threading environment: {env['blas_env']}." if env.get("blas_env") else "")
+        + (f" Threading environment: {env['blas_env']}." if env.get("blas_env") else
+           " Threading environment: none set, so each library used its default number of threads"
+           " (NumPy's elementwise operations always run on one).")
         + (f" Allocator: {env['allocator']}." if env.get("allocator") else "")
         + (f" Load average (1, 5, 15 min) at start {_loads(env.get('load_average'))}, at end "
            f"{_loads(env.get('load_average_at_end'))}: with more than {env['cpus']} the machine was "
@@ -315,9 +317,10 @@ python -m benchmarks --suite gmm --sizes full --out gmm.json
 python -m benchmarks.report results.json        # regenerate this page from saved results
 ```
 
-The page's numbers come from `docs/benchmarks/results_{sizes}.json`, measured with every tool on
-one thread (the machine was shared with other jobs, where multi-threaded BLAS and PyTorch
-timings swung by 10-100x):
+The page's numbers come from `docs/benchmarks/results_{sizes}.json`; the threading environment
+they had is said at the top of the page. They are meant to be measured with every tool on one
+thread (the machine was shared with other jobs, where multi-threaded BLAS and PyTorch timings
+swung by 10-100x, and at their defaults PyTorch runs elementwise work on every core, NumPy on one):
 `OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 python -m benchmarks --suite all --sizes {sizes} --budget 2 --keep-freed-memory` (freed buffers
