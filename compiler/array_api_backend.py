@@ -109,10 +109,17 @@ def _arange(app: Application) -> str:
     return _made(app, "arange", *bounds, dtype=DType.I64)
 
 
+def _python(app: Application, k: int) -> bool:
+    """Whether argument k is a Python number: a literal, or a value of the sizes alone
+    (weak: `size_only.py`)."""
+    t = app.arg_types[k] if k < len(app.arg_types) else None
+    return _is_literal(app.args[k]) or isinstance(t, ArrayType) and t.weak
+
+
 def _astype(app: Application) -> str:
-    """`xp.astype(x, xp.float64)`; a Python literal becomes an array on the device."""
+    """`xp.astype(x, xp.float64)`; a Python number becomes an array on the device."""
     dtype: DType = app.params["dtype"]
-    if _is_literal(app.args[0]):
+    if _python(app, 0):
         return _made(app, "asarray", app.args[0], dtype=dtype)
     return app.call("astype", app.args[0], dtype_text(app, dtype))
 
@@ -149,11 +156,12 @@ def _scalar_indices(app: Application, first: int) -> tuple[Arg, ...]:
     """The index arguments from `first` on, through `_int(i)` where the key also has
     slices or `...`: the standard takes 0-d integer arrays only in keys of arrays
     alone, so `_int` makes them Python ints, but for a JAX array traced by
-    `jax.jit` (it has no value yet; JAX takes it in any key)."""
+    `jax.jit` (it has no value yet; JAX takes it in any key). An index that is a
+    Python int already (a literal, a value of the sizes alone) is printed as it is."""
     indices, spec, t = app.args[first:], app.params["spec"], app.arg_types[0]
     if all(item[0] == "at" for item in spec) and isinstance(t, ArrayType) and len(spec) == t.rank:
         return indices  # no slices, and no `...`
-    return tuple(i if i.text.lstrip("-").isdigit() else Arg(f"_int({i.text})") for i in indices)
+    return tuple(i if _python(app, first + k) else Arg(f"_int({i.text})") for k, i in enumerate(indices))
 
 
 def _index(app: Application) -> str:

@@ -329,17 +329,10 @@ def _loop_args(length: int, seed: int = 5) -> tuple:
             rng.standard_normal(3), rng.standard_normal((length, 2)))
 
 
-# The gradient of a fold reads its last state as `_cond(t == 0, init, states[t - 1])`
-# after the loop; under jax.jit `t == 0` is traced, so jax.lax.cond traces both
-# branches, and JAX refuses to trace `states[t - 1]` on the 0 rows of states.
-EMPTY_FOLD_UNDER_JIT = pytest.mark.xfail(raises=IndexError, strict=True, reason=(
-    "jax.lax.cond traces the branch that indexes the states of no steps"))
-
-
 @pytest.mark.parametrize("length", [0, 1, 4])
 @pytest.mark.parametrize("function", [*(f"{f}_grad" for f in LOOP_FUNCTIONS), "states", "states_vjp"])
 def test_loops_and_their_derivatives_agree_on_eager_libraries_and_under_jax_jit(loop_modules, function,
-                                                                                 length, request):
+                                                                                 length):
     """Folds, scans of tuple states, nested loops, a loop over a size, and the reverse
     loops of their gradients, over 0, 1 and 4 steps: the array-api module on NumPy
     and array_api_strict (a Python loop) and under jax.jit (jax.lax.scan) gives the
@@ -351,8 +344,6 @@ def test_loops_and_their_derivatives_agree_on_eager_libraries_and_under_jax_jit(
     expected = getattr(reference, function)(*args)
     for library in ("numpy", "array_api_strict"):
         _assert_close(to_numpy(getattr(portable, function)(*map(LIBRARIES[library], args))), expected)
-    if length == 0 and function in ("fold_rnn_grad", "counted_grad"):
-        request.applymarker(EMPTY_FOLD_UNDER_JIT)
     _assert_close(_jit_call(getattr(portable, function), args), expected)
 
 
