@@ -283,6 +283,43 @@ def test_a_branch_on_a_traced_value_and_an_index_beside_slices_run_everywhere():
     _assert_close(_jit_call(portable.g, args), expected)
 
 
+SIZE_ONLY = """\
+fn last(xs: f64[t, n], v: f64[n]) -> f64 {
+    let row = if t == 0 { v } else { xs[t - 1] };
+    let scale = if t > 1 and n > 1 { f64(t * n) } else { 1.0 };
+    sum(row * row) / scale + sum(xs[:, n - 1])
+}
+
+fn g = value_and_grad(last);
+"""
+
+
+@pytest.mark.parametrize("length", [0, 3])
+def test_values_of_the_sizes_alone_are_python_numbers_and_an_if_on_them_a_python_if(length):
+    """Sizes and what is computed from them alone (`t - 1`, `t == 0`) print as Python
+    ints and bools: an `if` on them is a Python `if` (no `_cond`), an index made of
+    them needs no `_int`, so under jax.jit no `cond` is traced (it would trace
+    `xs[t - 1]` on 0 rows, an IndexError at t = 0); the numbers are NumPy's on every
+    library and under jax.jit."""
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    text = catad.to_python(SIZE_ONLY, backend="array-api")
+    functions = text[text.index("\ndef last("):]
+    assert "_cond(" not in text and "_int(" not in text, functions
+    assert " if t == 0 else " in functions and "xp.asarray(t," not in functions, functions
+    numpy_module = catad.compile(SIZE_ONLY)
+    portable = catad.compile(SIZE_ONLY, backend="array-api")
+    rng = np.random.default_rng(7)
+    args = (rng.standard_normal((length, 2)), rng.standard_normal(2))
+    for name in ("last", "g"):
+        expected = getattr(numpy_module, name)(*args)
+        for library, convert in sorted(LIBRARIES.items()):
+            _assert_close(to_numpy(getattr(portable, name)(*map(convert, args))), expected)
+        _assert_close(_jit_call(getattr(portable, name), args), expected)
+        jaxpr = str(jax.make_jaxpr(getattr(portable, name))(*map(jax.numpy.asarray, args)))
+        assert "cond[" not in jaxpr, jaxpr
+
+
 # ---- loops under jax.jit: jax.lax.scan, compiled once -----------------------------------
 
 LOOPS = """\
