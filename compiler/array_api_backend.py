@@ -401,17 +401,28 @@ def _int(i):
             return i
     return int(i)'''),
     Helper("cond", '''\
-def _cond(cond, then, orelse):
+def _cond(cond, then, orelse, where=None):
     """then() if cond else orelse(), one branch run, as a Python if; under
     jax.jit, where cond is traced and has no value yet, jax.lax.cond (both
-    branches traced, one run)."""
+    branches traced, one run), or, given where (xp.where, for two branches that
+    only read arrays), both run and where picks: cheaper than a cond, and as safe
+    (jax.lax.cond traces both branches too)."""
     if array_api_compat.is_jax_array(cond):
         import jax
         try:
             cond = bool(cond)
         except jax.errors.ConcretizationTypeError:
+            if where is not None:
+                return _picked(where, cond, then(), orelse())
             return jax.lax.cond(cond, then, orelse)
-    return then() if cond else orelse()'''),
+    return then() if cond else orelse()
+
+
+def _picked(where, cond, a, b):
+    """where(cond, a, b), item by item for tuples."""
+    if isinstance(a, tuple):
+        return tuple(_picked(where, cond, x, y) for x, y in zip(a, b))
+    return where(cond, a, b)'''),
     Helper("fold", '''\
 def _fold(xp, step, state, xs):
     """The state after state = step(state, x) for each row x of xs in turn (xs: an

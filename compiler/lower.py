@@ -465,9 +465,14 @@ class _FunctionPrinter:
         """Portable code: `target = _cond(cond, then_1, else_1)`, each branch a local
         function returning its value, `_cond` a Python if that becomes
         `jax.lax.cond` where the condition is traced (under `jax.jit`); when each
-        branch is one expression, `target = _cond(cond, lambda: a, lambda: b)`."""
+        branch is one expression, `target = _cond(cond, lambda: a, lambda: b)`.
+        Two branches that only read arrays (`_reads_only`: a reverse loop's state
+        before step t, `init` or `states[t - 1]`) pass `xp.where` too: traced,
+        both are read and `where` picks, cheaper than a `jax.lax.cond`."""
         self.used.add("cond")
         condition = self._atom(cond)
+        select = (f", where={self.ns}.where" if _reads_only(then, self.types) and _reads_only(orelse, self.types)
+                  else "")
         pad = INDENT * self.depth
         heads = []  # the line of each branch's def, named once it is known to stay
         for block in (then, orelse):
@@ -479,14 +484,14 @@ class _FunctionPrinter:
         shapes = (f"{pad}def ", f"{pad}{INDENT}return ", f"{pad}def ", f"{pad}{INDENT}return ")
         if len(lines) == 4 and all(line.startswith(shape) for line, shape in zip(lines, shapes)):
             a, b = lines[1][len(shapes[1]):], lines[3][len(shapes[3]):]
-            text = f"{pad}{target} = _cond({condition}, lambda: {a}, lambda: {b})"
+            text = f"{pad}{target} = _cond({condition}, lambda: {a}, lambda: {b}{select})"
             if not any("lambda" in part for part in (a, b)) and len(text) <= CONDITIONAL_WIDTH:
                 self.lines[start:] = [text]
                 return
         names = [self.namer.fresh(hint) for hint in ("then", "orelse")]
         for head, name in zip(heads, names):
             self.lines[head] = f"{pad}def {name}():"
-        self._line(f"{target} = _cond({condition}, {', '.join(names)})")
+        self._line(f"{target} = _cond({condition}, {', '.join(names)}{select})")
 
     def _size_only(self, atom: Atom) -> bool:
         return isinstance(atom, Name) and atom.id in self.static or (
@@ -706,6 +711,21 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
 
     block(body)
     return {name for name in inlined if reads[name] == 1}
+
+
+def _reads_only(block: Block, types: dict[str, Type]) -> bool:
+    """Whether a branch only reads its value (an array, or a tuple of them):
+    indexing, tuples and arithmetic on scalars (`states[t - 1]`), no array computed."""
+    if atom_type(block.result, types) is None:
+        return False
+    for bind in block.bindings:
+        match bind.expr:
+            case Name() | Lit() | Project() | MakeTuple() | Call(prim=P.INDEX):
+                continue
+            case Call(prim=prim) if prim in P.ELEMENTWISE and getattr(types.get(bind.name), "shape", None) == ():
+                continue
+        return False
+    return True
 
 
 def _counts(body: Block) -> dict[str, Dim]:

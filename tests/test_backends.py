@@ -398,6 +398,25 @@ def test_under_jax_jit_a_loop_is_one_scan_traced_once(loop_modules):
     assert len(traced[2].splitlines()) == len(traced[40].splitlines())
 
 
+def test_the_lstm_gradient_under_jax_jit_traces_no_cond():
+    """The LSTM gradient's ifs are on sizes alone (Python ifs) or, in its reverse
+    loops, on the step, choosing the state before it (`init` at step 0, else
+    `states[t - 1]`): two reads, which `_cond` picks with `where` under jax.jit. So
+    its jaxpr has no `cond`, and it gives NumPy's numbers."""
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    p = BENCHMARKS.PROBLEMS["lstm"]
+    source = BENCHMARKS.model_source(p)
+    text = catad.to_python(source, p.model, backend="array-api")
+    assert "where=xp.where)" in text, text
+    portable = catad.compile(source, p.model, backend="array-api")
+    args = tuple(p.make_inputs(p.sizes["tiny"][0], np.random.default_rng(3)).values())
+    jaxpr = str(jax.make_jaxpr(getattr(portable, p.gradient))(*map(jax.numpy.asarray, args)))
+    assert "scan[" in jaxpr and "cond[" not in jaxpr, jaxpr
+    _assert_close(_jit_call(getattr(portable, p.gradient), args),
+                  getattr(catad.compile(source, p.model), p.gradient)(*args))
+
+
 def test_a_loop_module_run_on_numpy_imports_no_jax(tmp_path):
     """jax is imported by the loop helpers only on JAX arrays: a fresh process that
     runs a gradient through loops on NumPy has not imported it."""
