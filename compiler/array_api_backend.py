@@ -27,10 +27,13 @@ print `cumulative_sum`, 2023.12, and `cumulative_prod`, 2024.12):
   the rest;
 - no array is written into or iterated over (JAX arrays are immutable,
   `array_api_strict` arrays are not iterable): see `Backend.portable`;
-- traceable by `jax.jit`: no Python `if` or `int()` on a value. An `if` is
-  `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced),
-  an index beside slices `_int(i)` (a Python int; a traced JAX index is kept),
-  and the entry's checks read shapes only;
+- traceable by `jax.jit`: no Python `if` or `int()` on an array. Sizes, and
+  what they alone decide, are Python ints and bools (`size_only.py`: static
+  under `jax.jit`), so an `if` on them is a Python `if`; another `if` is
+  `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced, or
+  `where` for two branches that only read), an index beside slices `_int(i)`
+  (a Python int; a traced JAX index is kept), and the entry's checks read
+  shapes only;
 - compiled by `jax.jit` as loops, not unrolled: a `fold` or `scan` is a local
   step function run by `_fold(xp, step, init, xs)` or `_scan(...)`, a Python
   loop over the rows of `xs`, and `jax.lax.scan` on JAX (jax is imported only
