@@ -27,10 +27,13 @@ print `cumulative_sum`, 2023.12, and `cumulative_prod`, 2024.12):
   the rest;
 - no array is written into or iterated over (JAX arrays are immutable,
   `array_api_strict` arrays are not iterable): see `Backend.portable`;
-- traceable by `jax.jit`: no Python `if` or `int()` on a value. An `if` is
-  `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced),
-  an index beside slices `_int(i)` (a Python int; a traced JAX index is kept),
-  and the entry's checks read shapes only;
+- traceable by `jax.jit`: no Python `if` or `int()` on an array. Sizes, and
+  what they alone decide, are Python ints and bools (`size_only.py`: static
+  under `jax.jit`), so an `if` on them is a Python `if`; another `if` is
+  `_cond(c, then, orelse)` (a Python if; `jax.lax.cond` where `c` is traced, or
+  `where` for two branches that only read), an index beside slices `_int(i)`
+  (a Python int; a traced JAX index is kept), and the entry's checks read
+  shapes only;
 - compiled by `jax.jit` as loops, not unrolled: a `fold` or `scan` is a local
   step function run by `_fold(xp, step, init, xs)` or `_scan(...)`, a Python
   loop over the rows of `xs`, and `jax.lax.scan` on JAX (jax is imported only
@@ -109,10 +112,17 @@ def _arange(app: Application) -> str:
     return _made(app, "arange", *bounds, dtype=DType.I64)
 
 
+def _python(app: Application, k: int) -> bool:
+    """Whether argument k is a Python number: a literal, or a value of the sizes alone
+    (weak: `size_only.py`)."""
+    t = app.arg_types[k] if k < len(app.arg_types) else None
+    return _is_literal(app.args[k]) or isinstance(t, ArrayType) and t.weak
+
+
 def _astype(app: Application) -> str:
-    """`xp.astype(x, xp.float64)`; a Python literal becomes an array on the device."""
+    """`xp.astype(x, xp.float64)`; a Python number becomes an array on the device."""
     dtype: DType = app.params["dtype"]
-    if _is_literal(app.args[0]):
+    if _python(app, 0):
         return _made(app, "asarray", app.args[0], dtype=dtype)
     return app.call("astype", app.args[0], dtype_text(app, dtype))
 
@@ -149,11 +159,12 @@ def _scalar_indices(app: Application, first: int) -> tuple[Arg, ...]:
     """The index arguments from `first` on, through `_int(i)` where the key also has
     slices or `...`: the standard takes 0-d integer arrays only in keys of arrays
     alone, so `_int` makes them Python ints, but for a JAX array traced by
-    `jax.jit` (it has no value yet; JAX takes it in any key)."""
+    `jax.jit` (it has no value yet; JAX takes it in any key). An index that is a
+    Python int already (a literal, a value of the sizes alone) is printed as it is."""
     indices, spec, t = app.args[first:], app.params["spec"], app.arg_types[0]
     if all(item[0] == "at" for item in spec) and isinstance(t, ArrayType) and len(spec) == t.rank:
         return indices  # no slices, and no `...`
-    return tuple(i if i.text.lstrip("-").isdigit() else Arg(f"_int({i.text})") for i in indices)
+    return tuple(i if _python(app, first + k) else Arg(f"_int({i.text})") for k, i in enumerate(indices))
 
 
 def _index(app: Application) -> str:
@@ -394,17 +405,28 @@ def _int(i):
             return i
     return int(i)'''),
     Helper("cond", '''\
-def _cond(cond, then, orelse):
+def _cond(cond, then, orelse, where=None):
     """then() if cond else orelse(), one branch run, as a Python if; under
     jax.jit, where cond is traced and has no value yet, jax.lax.cond (both
-    branches traced, one run)."""
+    branches traced, one run), or, given where (xp.where, for two branches that
+    only read arrays), both run and where picks: cheaper than a cond, and as safe
+    (jax.lax.cond traces both branches too)."""
     if array_api_compat.is_jax_array(cond):
         import jax
         try:
             cond = bool(cond)
         except jax.errors.ConcretizationTypeError:
+            if where is not None:
+                return _picked(where, cond, then(), orelse())
             return jax.lax.cond(cond, then, orelse)
-    return then() if cond else orelse()'''),
+    return then() if cond else orelse()
+
+
+def _picked(where, cond, a, b):
+    """where(cond, a, b), item by item for tuples."""
+    if isinstance(a, tuple):
+        return tuple(_picked(where, cond, x, y) for x, y in zip(a, b))
+    return where(cond, a, b)'''),
     Helper("fold", '''\
 def _fold(xp, step, state, xs):
     """The state after state = step(state, x) for each row x of xs in turn (xs: an

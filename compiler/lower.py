@@ -59,9 +59,10 @@ from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
 from .simplify import atom_type, binding_types, function_names, leading_dim
+from .size_only import PYTHON_FORMS, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
-from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, stacked_type
+from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, scalar, stacked_type
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (NUMPY, ARRAY_API)}
 INDENT = "    "
@@ -135,6 +136,9 @@ class _FunctionPrinter:
         self.source = source
         self.used = used
         self.types = binding_types(fn)
+        # portable code: the values of the sizes alone, printed as Python ints and bools
+        # (static under jax.jit), made arrays where an array is read (`_operand`)
+        self.static = size_only(fn, self.types) if backend.portable else frozenset()
         self.namer = Namer(function_names(fn))
         self.rename: dict[str, str] = {}  # an IR name printed as another variable
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
@@ -268,41 +272,80 @@ class _FunctionPrinter:
 
     # -- the body --
 
-    def _atom(self, atom: Atom) -> str:
-        return self._arg(atom).text
+    def _atom(self, atom: Atom, python: bool = False) -> str:
+        return self._arg(atom, python).text
 
-    def _arg(self, atom: Atom) -> Arg:
+    def _arg(self, atom: Atom, python: bool = False) -> Arg:
+        """The atom as code; a size-only value as a Python number where `python`,
+        else as an array (see `_operand`)."""
         match atom:
             case Name(id) if id in self.pending:
-                return self.pending.pop(id)[0]
+                return self._operand(atom, self.pending.pop(id)[0], python)
             case Name(id) if id in self.unpacked:
                 return Arg(tuple_text(self.unpacked[id]))
             case Name(id):
-                return Arg(identifier(self.rename.get(id, id)))
+                return self._operand(atom, Arg(identifier(self.rename.get(id, id))), python)
             case Lit(value):
                 return literal_arg(value, self.ns)
             case _:
                 assert_never(atom)
 
+    def _operand(self, atom: Atom, printed: Arg, python: bool) -> Arg:
+        """`printed`, the code of `atom`; a size-only value (a Python int or bool)
+        read where a Python number will not do (`python` false) made an array of
+        its dtype as the IR types it (`xp.asarray(t - 1, dtype=xp.int64, ...)`): a
+        Python int would yield to a float32 array, and `jax.lax.scan` wants arrays."""
+        if python or not isinstance(atom, Name) or atom.id not in self.static:
+            return printed
+        t = self.types[atom.id]
+        assert isinstance(t, ArrayType)
+        return self.backend.forms[P.ASTYPE].printed(
+            self._app(P.ASTYPE, {"dtype": t.dtype}, (printed,), (scalar(t.dtype, weak=True),)))
+
+    def _python_operands(self, prim: P.Primitive, args: tuple[Atom, ...],
+                         types: tuple[Type | None, ...]) -> tuple[bool, ...]:
+        """Which arguments of a call that is not size-only may be Python numbers:
+        the indices of `index` and `index_add`, the value converted by `astype`, and
+        the operands of arithmetic and comparisons with int64 arrays alone (a Python
+        int yields to int64: `t - 1 - x`)."""
+        static = tuple(isinstance(a, Name) and a.id in self.static for a in args)
+        if prim is P.INDEX or prim is P.INDEX_ADD:
+            first = 1 if prim is P.INDEX else 2
+            return tuple(k >= first and s for k, s in enumerate(static))
+        if prim is P.ASTYPE:
+            return static
+        if prim in P.ARITHMETIC or prim in P.COMPARISON:
+            if all(s or (isinstance(t, ArrayType) and not t.weak and t.dtype is DType.I64)
+                   for s, t in zip(static, types)):
+                return static
+        return (False,) * len(args)
+
     def _expr(self, expr: Expr) -> str:
         """A simple expression (an atom, a call, a tuple or a projection) as code."""
         return self._printed(expr).text
 
-    def _printed(self, expr: Expr) -> Arg:
+    def _printed(self, expr: Expr, python: bool = False) -> Arg:
         """A simple expression as code, with how tightly it binds; the inlined
-        temporaries it reads are printed inside it."""
+        temporaries it reads are printed inside it. `python`: the expression is
+        size-only, printed on Python numbers (`size_only.PYTHON_FORMS`)."""
         match expr:
             case Name() | Lit():
-                return self._arg(expr)
+                return self._arg(expr, python)
             case Call(prim, ps, args):
-                form = self.backend.forms[prim]
                 types = tuple(atom_type(a, self.types) for a in args)
+                if python:
+                    form, keep = PYTHON_FORMS[prim], (True,) * len(args)
+                else:
+                    form, keep = self.backend.forms[prim], self._python_operands(prim, args, types)
+                # a Python number is weak: it yields to arrays and is cast by none
+                types = tuple(scalar(t.dtype, weak=True) if k and isinstance(t, ArrayType) else t
+                              for t, k in zip(types, keep))
                 applied: list[Application] = []
 
                 def printed_call(printed: tuple[Arg, ...]) -> Arg:
                     applied.append(self._app(prim, dict(ps), printed, types))
                     return form.printed(applied[-1])
-                result = self._fitted(args, printed_call)
+                result = self._fitted(args, printed_call, keep)
                 helper = form.helper_of(applied[-1])  # of the text printed, not of a wider try
                 if helper is not None:
                     self.used.add(helper)
@@ -316,16 +359,19 @@ class _FunctionPrinter:
             case _:
                 raise AssertionError(f"not a simple expression: {type(expr).__name__}")
 
-    def _fitted(self, atoms: tuple[Atom, ...], make: Callable[[tuple[Arg, ...], ], Arg]) -> Arg:
-        """`make` applied to the printed `atoms`; while that is wider than
+    def _fitted(self, atoms: tuple[Atom, ...], make: Callable[[tuple[Arg, ...], ], Arg],
+                python: tuple[bool, ...] | None = None) -> Arg:
+        """`make` applied to the printed `atoms` (those where `python` as Python
+        numbers, see `_operand`); while that is wider than
         `INLINE_WIDTH`, the widest inlined temporary among them is assigned to its
         name first, on a line of its own — fresh zeros last: a scatter-add adds
         into zeros printed in place (`fresh_target`) instead of copying them."""
         inlined = {a.id: self.pending.pop(a.id) for a in atoms
                    if isinstance(a, Name) and a.id in self.pending}
         while True:
-            printed = tuple(inlined[a.id][0] if isinstance(a, Name) and a.id in inlined else self._arg(a)
-                            for a in atoms)
+            keep = python or (False,) * len(atoms)
+            printed = tuple(self._operand(a, inlined[a.id][0], k) if isinstance(a, Name) and a.id in inlined
+                            else self._arg(a, k) for a, k in zip(atoms, keep))
             result = make(printed)
             if len(result.text) <= INLINE_WIDTH or not inlined:
                 return result
@@ -339,7 +385,7 @@ class _FunctionPrinter:
     def _printed_binding(self, bind: Bind) -> Arg:
         """The expression of `bind`, printed; a result of the function that is a
         broadcast is copied: the caller gets an array of its own, not a read-only view."""
-        printed = self._printed(bind.expr)
+        printed = self._printed(bind.expr, bind.name in self.static)
         if bind.name in self.returned and isinstance(bind.expr, Call) and bind.expr.prim is P.BROADCAST_TO:
             if self.backend.portable:
                 return Arg(f"{self.ns}.asarray({printed.text}, copy=True)")
@@ -356,6 +402,11 @@ class _FunctionPrinter:
                 if item.isidentifier():  # an item of a tuple state: its variable, by another name
                     self.rename[bind.name] = item
                     return
+        if isinstance(expr, Call) and expr.prim is P.SIZE and bind.name in self.static and target is None:
+            size = dim_text(dict(expr.params)["dim"])
+            if size.isidentifier():  # `t16 = t`: read as t
+                self.rename[bind.name] = size
+                return
         if target is None and bind.name in self.inlined:
             printed = self._printed_binding(bind)
             if len(printed.text) <= INLINE_WIDTH:
@@ -374,14 +425,15 @@ class _FunctionPrinter:
         match expr:
             case Name() | Lit() | Call() | MakeTuple() | Project():
                 raise AssertionError("printed above")
-            case IfElse(cond, then, orelse) if self.backend.portable:
+            case IfElse(cond, then, orelse) if self.backend.portable and not self._size_only(cond):
                 self._portable_if(cond, then, orelse, target)
-            case IfElse(cond, then, orelse):
+            case IfElse(cond, then, orelse):  # a Python if (portable code: on a size-only condition)
+                python = bind.name in self.static
                 start = len(self.lines)
-                self._line(f"if {self._atom(cond)}:")
-                self._indented(lambda: self._assign(then, target))
+                self._line(f"if {self._atom(cond, python=True)}:")
+                self._indented(lambda: self._assign(then, target, python))
                 self._line("else:")
-                self._indented(lambda: self._assign(orelse, target))
+                self._indented(lambda: self._assign(orelse, target, python))
                 self._conditional_expression(start, target)
             case LoopE(stacked=False):
                 self._fold(expr, target, bind.name)
@@ -413,9 +465,14 @@ class _FunctionPrinter:
         """Portable code: `target = _cond(cond, then_1, else_1)`, each branch a local
         function returning its value, `_cond` a Python if that becomes
         `jax.lax.cond` where the condition is traced (under `jax.jit`); when each
-        branch is one expression, `target = _cond(cond, lambda: a, lambda: b)`."""
+        branch is one expression, `target = _cond(cond, lambda: a, lambda: b)`.
+        Two branches that only read arrays (`_reads_only`: a reverse loop's state
+        before step t, `init` or `states[t - 1]`) pass `xp.where` too: traced,
+        both are read and `where` picks, cheaper than a `jax.lax.cond`."""
         self.used.add("cond")
         condition = self._atom(cond)
+        select = (f", where={self.ns}.where" if _reads_only(then, self.types) and _reads_only(orelse, self.types)
+                  else "")
         pad = INDENT * self.depth
         heads = []  # the line of each branch's def, named once it is known to stay
         for block in (then, orelse):
@@ -427,25 +484,31 @@ class _FunctionPrinter:
         shapes = (f"{pad}def ", f"{pad}{INDENT}return ", f"{pad}def ", f"{pad}{INDENT}return ")
         if len(lines) == 4 and all(line.startswith(shape) for line, shape in zip(lines, shapes)):
             a, b = lines[1][len(shapes[1]):], lines[3][len(shapes[3]):]
-            text = f"{pad}{target} = _cond({condition}, lambda: {a}, lambda: {b})"
+            text = f"{pad}{target} = _cond({condition}, lambda: {a}, lambda: {b}{select})"
             if not any("lambda" in part for part in (a, b)) and len(text) <= CONDITIONAL_WIDTH:
                 self.lines[start:] = [text]
                 return
         names = [self.namer.fresh(hint) for hint in ("then", "orelse")]
         for head, name in zip(heads, names):
             self.lines[head] = f"{pad}def {name}():"
-        self._line(f"{target} = _cond({condition}, {', '.join(names)})")
+        self._line(f"{target} = _cond({condition}, {', '.join(names)}{select})")
 
-    def _assign(self, block: Block, target: str | None) -> None:
+    def _size_only(self, atom: Atom) -> bool:
+        return isinstance(atom, Name) and atom.id in self.static or (
+            isinstance(atom, Lit) and isinstance(atom.value, (bool, int)))
+
+    def _assign(self, block: Block, target: str | None, python: bool = False) -> None:
         """The bindings of `block`, then `target = result` (`return result` when
         target is None); a last binding that is the result and a single
-        expression goes there directly (`h = np.tanh(a)`, not `t = ...; h = t`)."""
+        expression goes there directly (`h = np.tanh(a)`, not `t = ...; h = t`).
+        `python`: the target is size-only, a Python number."""
         bindings = block.bindings
         last = bindings[-1] if bindings else None
         direct = last is not None and block.result == Name(last.name) and isinstance(last.expr, _SIMPLE)
         for bind in bindings[:-1] if direct else bindings:
             self._bind(bind)
-        value = self._printed_binding(last).text if direct else self._atom(block.result)
+        value = (self._operand(block.result, self._printed_binding(last), python).text if direct
+                 else self._atom(block.result, python))
         if direct and not isinstance(last.expr, MakeTuple):  # a tuple of the results: no one line
             self._mark(last.span)
         tuple_display = (direct and isinstance(last.expr, MakeTuple)) or (
@@ -648,6 +711,21 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
 
     block(body)
     return {name for name in inlined if reads[name] == 1}
+
+
+def _reads_only(block: Block, types: dict[str, Type]) -> bool:
+    """Whether a branch only reads its value (an array, or a tuple of them):
+    indexing, tuples and arithmetic on scalars (`states[t - 1]`), no array computed."""
+    if atom_type(block.result, types) is None:
+        return False
+    for bind in block.bindings:
+        match bind.expr:
+            case Name() | Lit() | Project() | MakeTuple() | Call(prim=P.INDEX):
+                continue
+            case Call(prim=prim) if prim in P.ELEMENTWISE and getattr(types.get(bind.name), "shape", None) == ():
+                continue
+        return False
+    return True
 
 
 def _counts(body: Block) -> dict[str, Dim]:

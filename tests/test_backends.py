@@ -283,6 +283,43 @@ def test_a_branch_on_a_traced_value_and_an_index_beside_slices_run_everywhere():
     _assert_close(_jit_call(portable.g, args), expected)
 
 
+SIZE_ONLY = """\
+fn last(xs: f64[t, n], v: f64[n]) -> f64 {
+    let row = if t == 0 { v } else { xs[t - 1] };
+    let scale = if t > 1 and n > 1 { f64(t * n) } else { 1.0 };
+    sum(row * row) / scale + sum(xs[:, n - 1])
+}
+
+fn g = value_and_grad(last);
+"""
+
+
+@pytest.mark.parametrize("length", [0, 3])
+def test_values_of_the_sizes_alone_are_python_numbers_and_an_if_on_them_a_python_if(length):
+    """Sizes and what is computed from them alone (`t - 1`, `t == 0`) print as Python
+    ints and bools: an `if` on them is a Python `if` (no `_cond`), an index made of
+    them needs no `_int`, so under jax.jit no `cond` is traced (it would trace
+    `xs[t - 1]` on 0 rows, an IndexError at t = 0); the numbers are NumPy's on every
+    library and under jax.jit."""
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    text = catad.to_python(SIZE_ONLY, backend="array-api")
+    functions = text[text.index("\ndef last("):]
+    assert "_cond(" not in text and "_int(" not in text, functions
+    assert " if t == 0 else " in functions and "xp.asarray(t," not in functions, functions
+    numpy_module = catad.compile(SIZE_ONLY)
+    portable = catad.compile(SIZE_ONLY, backend="array-api")
+    rng = np.random.default_rng(7)
+    args = (rng.standard_normal((length, 2)), rng.standard_normal(2))
+    for name in ("last", "g"):
+        expected = getattr(numpy_module, name)(*args)
+        for library, convert in sorted(LIBRARIES.items()):
+            _assert_close(to_numpy(getattr(portable, name)(*map(convert, args))), expected)
+        _assert_close(_jit_call(getattr(portable, name), args), expected)
+        jaxpr = str(jax.make_jaxpr(getattr(portable, name))(*map(jax.numpy.asarray, args)))
+        assert "cond[" not in jaxpr, jaxpr
+
+
 # ---- loops under jax.jit: jax.lax.scan, compiled once -----------------------------------
 
 LOOPS = """\
@@ -329,17 +366,10 @@ def _loop_args(length: int, seed: int = 5) -> tuple:
             rng.standard_normal(3), rng.standard_normal((length, 2)))
 
 
-# The gradient of a fold reads its last state as `_cond(t == 0, init, states[t - 1])`
-# after the loop; under jax.jit `t == 0` is traced, so jax.lax.cond traces both
-# branches, and JAX refuses to trace `states[t - 1]` on the 0 rows of states.
-EMPTY_FOLD_UNDER_JIT = pytest.mark.xfail(raises=IndexError, strict=True, reason=(
-    "jax.lax.cond traces the branch that indexes the states of no steps"))
-
-
 @pytest.mark.parametrize("length", [0, 1, 4])
 @pytest.mark.parametrize("function", [*(f"{f}_grad" for f in LOOP_FUNCTIONS), "states", "states_vjp"])
 def test_loops_and_their_derivatives_agree_on_eager_libraries_and_under_jax_jit(loop_modules, function,
-                                                                                 length, request):
+                                                                                 length):
     """Folds, scans of tuple states, nested loops, a loop over a size, and the reverse
     loops of their gradients, over 0, 1 and 4 steps: the array-api module on NumPy
     and array_api_strict (a Python loop) and under jax.jit (jax.lax.scan) gives the
@@ -351,8 +381,6 @@ def test_loops_and_their_derivatives_agree_on_eager_libraries_and_under_jax_jit(
     expected = getattr(reference, function)(*args)
     for library in ("numpy", "array_api_strict"):
         _assert_close(to_numpy(getattr(portable, function)(*map(LIBRARIES[library], args))), expected)
-    if length == 0 and function in ("fold_rnn_grad", "counted_grad"):
-        request.applymarker(EMPTY_FOLD_UNDER_JIT)
     _assert_close(_jit_call(getattr(portable, function), args), expected)
 
 
@@ -368,6 +396,25 @@ def test_under_jax_jit_a_loop_is_one_scan_traced_once(loop_modules):
         traced[length] = str(jax.make_jaxpr(jax.jit(portable.nested_grad))(*args))
     assert traced[2].count("scan[") >= 3, traced[2]  # the forward loops (nested) and the reverse one
     assert len(traced[2].splitlines()) == len(traced[40].splitlines())
+
+
+def test_the_lstm_gradient_under_jax_jit_traces_no_cond():
+    """The LSTM gradient's ifs are on sizes alone (Python ifs) or, in its reverse
+    loops, on the step, choosing the state before it (`init` at step 0, else
+    `states[t - 1]`): two reads, which `_cond` picks with `where` under jax.jit. So
+    its jaxpr has no `cond`, and it gives NumPy's numbers."""
+    jax = _library("jax")
+    jax.config.update("jax_enable_x64", True)
+    p = BENCHMARKS.PROBLEMS["lstm"]
+    source = BENCHMARKS.model_source(p)
+    text = catad.to_python(source, p.model, backend="array-api")
+    assert "where=xp.where)" in text, text
+    portable = catad.compile(source, p.model, backend="array-api")
+    args = tuple(p.make_inputs(p.sizes["tiny"][0], np.random.default_rng(3)).values())
+    jaxpr = str(jax.make_jaxpr(getattr(portable, p.gradient))(*map(jax.numpy.asarray, args)))
+    assert "scan[" in jaxpr and "cond[" not in jaxpr, jaxpr
+    _assert_close(_jit_call(getattr(portable, p.gradient), args),
+                  getattr(catad.compile(source, p.model), p.gradient)(*args))
 
 
 def test_a_loop_module_run_on_numpy_imports_no_jax(tmp_path):

@@ -668,6 +668,35 @@ def test_a_scalar_cast_prints_as_a_scalar_and_a_clipped_gather_clips_to_the_size
     np.testing.assert_allclose(m.f(np.arange(3.0), np.array([5, -1, 1])), [2 / 3, 0.0, 1 / 3])
 
 
+def test_size_only_values_are_of_sizes_and_int_literals_by_exact_arithmetic_and_print_as_python():
+    """`size_only`: sizes, int literals and what exact int arithmetic, comparisons and
+    ifs make of them; not data, not a float, not `//` by a size (Python raises where
+    NumPy gives 0), not a loop's step. The array-API module prints them as Python
+    numbers, and as arrays where an array is read, with the NumPy module's numbers."""
+    from catad.compiler.simplify import binding_types
+    from catad.compiler.size_only import size_only
+    from catad.compiler.target import IfElse
+
+    k = ArrayType(DType.I64)
+    body = Block((Bind("u", _call("add", "i", "t2")),), Name("u"))
+    fn = function("f", (("x", VEC), ("k", k)), F64, (
+        Bind("t1", _call("size", dim=N)), Bind("t2", _call("sub", "t1", 1)), Bind("t3", _call("eq", "t2", 0)),
+        Bind("t4", _call("floordiv", "t1", 2)), Bind("t5", _call("floordiv", 2, "t1")),
+        Bind("t6", _call("add", "t1", "k")), Bind("t7", _call("astype", "t2", dtype=DType.F64)),
+        Bind("t8", IfElse(Name("t3"), Block((), Name("t1")), Block((), Name("t4")))),
+        Bind("t9", _call("arange", lo=Dim(0), hi=N)), Bind("t10", LoopE(Lit(0), Name("t9"), "acc", "i", body, False)),
+        Bind("t11", _call("mul", "t8", "t10")), Bind("t12", _call("add", "t11", "t6")),
+        Bind("t13", _call("astype", "t12", dtype=DType.F64)), Bind("t14", _call("index", "x", "t2", spec=(("at",),))),
+        Bind("t15", _call("mul", "t13", "t7")), Bind("r", _call("add", "t15", "t14"))),
+        Name("r"), (SizeBinding("n", 0, 0),))
+    assert size_only(fn, binding_types(fn)) == {"t1", "t2", "t3", "t4", "t8"}
+    text, portable = module_of(fn, backend="array-api")
+    assert "t8 = n if t2 == 0 else t4" in text and "t5 = 2 // xp.asarray(n, dtype=xp.int64" in text, text
+    _, reference = module_of(fn)
+    for x in (np.array([2.0]), np.array([0.5, -1.0, 3.0, 4.0])):
+        np.testing.assert_allclose(portable.f(x, np.int64(3)), reference.f(x, np.int64(3)))
+
+
 def test_a_broadcast_the_function_returns_is_an_array_of_the_callers_own():
     fn = function("f", (("x", VEC), ("s", F64)), VEC,
                   (Bind("r", _call("broadcast_to", "s", shape=(N,))),), Name("r"), (SizeBinding("n", 0, 0),))
