@@ -1155,21 +1155,28 @@ def row_vectors_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+def _types_with(binds: list[Bind], types: Mapping[str, Type]) -> dict[str, Type] | None:
+    """`types` and the types of `binds`, in order, or None where one is ill typed."""
+    out = dict(types)
+    try:
+        for b in binds:
+            found = expr_type(b.expr, out)
+            if found is None:
+                return None
+            out[b.name] = found
+    except PrimTypeError:
+        return None
+    return out
+
+
 def _typed_bindings(binds: list[tuple[str, Expr]], t: Type, span: Any,
                     facts: Facts) -> tuple[Bind, ...] | None:
     """`binds` as bindings, when they are well typed and the last has type `t`."""
-    types = dict(facts.types)
-    try:
-        for name, expr in binds:
-            found = expr_type(expr, types)
-            if found is None:
-                return None
-            types[name] = found
-    except PrimTypeError:
+    made = [Bind(name, expr, span) for name, expr in binds]
+    types = _types_with(made, facts.types)
+    if types is None or types[binds[-1][0]] != t:
         return None
-    if types[binds[-1][0]] != t:
-        return None
-    return tuple(Bind(name, expr, span) for name, expr in binds)
+    return tuple(made)
 
 
 # ---- indexing -------------------------------------------------------------------------
@@ -1796,15 +1803,9 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             row_binds.append(Bind(made_row, add, bind.span))
             row = Name(made_row)
         terms = {**terms, k: (row,)}
-    row_types = dict(facts.types)
-    for b in row_binds:
-        try:
-            found = expr_type(b.expr, row_types)
-        except PrimTypeError:
-            return None
-        if found is None:
-            return None
-        row_types[b.name] = found
+    row_types = _types_with(row_binds, facts.types)
+    if row_types is None:
+        return None
     kept = [j for j in range(len(t.items)) if j not in terms]
     factors: list[Atom] = list(dict.fromkeys(f for k in sorted(terms) for f in terms[k]))
     made: list[Bind] = []
@@ -1880,16 +1881,8 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
         made.append(Bind(final, Call(P.ADD, (), (init_item(k), Name(total))), bind.span))
         items.append(Name(final))
     made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
-    types = dict(facts.types)
-    for b in made:
-        try:
-            found = expr_type(b.expr, types)
-        except PrimTypeError:
-            return None
-        if found is None:
-            return None
-        types[b.name] = found
-    if types[bind.name] != t:
+    types = _types_with(made, facts.types)
+    if types is None or types[bind.name] != t:
         return None
     return tuple(made)
 
