@@ -59,7 +59,7 @@ from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
 from .simplify import atom_type, binding_types, function_names, leading_dim
-from .size_only import PYTHON_FORMS, size_only
+from .size_only import PYTHON_FORMS, is_size_only, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
 from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, scalar, stacked_type
@@ -425,7 +425,7 @@ class _FunctionPrinter:
         match expr:
             case Name() | Lit() | Call() | MakeTuple() | Project():
                 raise AssertionError("printed above")
-            case IfElse(cond, then, orelse) if self.backend.portable and not self._size_only(cond):
+            case IfElse(cond, then, orelse) if self.backend.portable and not is_size_only(cond, self.static):
                 self._portable_if(cond, then, orelse, target)
             case IfElse(cond, then, orelse):  # a Python if (portable code: on a size-only condition)
                 python = bind.name in self.static
@@ -492,10 +492,6 @@ class _FunctionPrinter:
         for head, name in zip(heads, names):
             self.lines[head] = f"{pad}def {name}():"
         self._line(f"{target} = _cond({condition}, {', '.join(names)}{select})")
-
-    def _size_only(self, atom: Atom) -> bool:
-        return isinstance(atom, Name) and atom.id in self.static or (
-            isinstance(atom, Lit) and isinstance(atom.value, (bool, int)))
 
     def _assign(self, block: Block, target: str | None, python: bool = False) -> None:
         """The bindings of `block`, then `target = result` (`return result` when

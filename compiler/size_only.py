@@ -33,14 +33,19 @@ _EXACT = frozenset((P.ADD, P.SUB, P.MUL, P.NEG, P.MINIMUM, P.MAXIMUM, *P.COMPARI
 _BY_LITERAL = frozenset((P.FLOORDIV, P.MOD))  # exact only by a non-zero literal
 
 
+def is_size_only(atom: Atom, found: set[str] | frozenset[str]) -> bool:
+    """Whether `atom` is size-only: an int or bool literal, or a name in `found`."""
+    if isinstance(atom, Lit):
+        return isinstance(atom.value, (bool, int))
+    return atom.id in found
+
+
 def size_only(fn: TargetFunction, types: dict[str, Type]) -> frozenset[str]:
     """The names of `fn` bound to size-only values (`types`: every binding's type)."""
     found: set[str] = set()
 
     def known(atom: Atom) -> bool:
-        if isinstance(atom, Lit):
-            return isinstance(atom.value, (bool, int))
-        return atom.id in found
+        return is_size_only(atom, found)
 
     def scalar(name: str) -> bool:
         t = types.get(name)
