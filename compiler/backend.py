@@ -44,6 +44,9 @@ class Arg:
     """The application this text prints, when it is printed in place (not a name): a
     form that reads it may print the whole differently (NumPy: the sum of a product
     `a * b` as `np.einsum(..., a, b)`, without the product's array)."""
+    items: tuple[str, ...] | None = field(default=None, compare=False)
+    """The text of each item, when this is a tuple display (`(a, b)`): a loop state
+    held in a variable per item is assigned item by item."""
 
     def __str__(self) -> str:
         return self.text
@@ -162,6 +165,11 @@ def axes_text(axes: tuple[int, ...]) -> str:
 def tuple_text(items: list[str]) -> str:
     """Python tuple display: `()`, `(a,)`, `(a, b)`."""
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def tuple_arg(items: list[str]) -> Arg:
+    """A tuple display printed, with the text of each item."""
+    return Arg(tuple_text(items), items=tuple(items))
 
 
 def function(name: str) -> Form:

@@ -54,11 +54,11 @@ from typing import assert_never
 
 from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
-from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_text
+from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_arg, tuple_text
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
-from .simplify import atom_type, binding_types, function_names, leading_dim
+from .simplify import atom_type, binding_types, function_names, leading_dim, readers
 from .size_only import PYTHON_FORMS, is_size_only, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
@@ -148,6 +148,10 @@ class _FunctionPrinter:
         # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType))
         self.returned = _returned_names(fn.body)
+        # NumPy: the initial states of scans made in place (`_rows_only_items`), and the
+        # values only they read, at items that have no variable: not printed
+        self.initial_states, self.unread = ({}, set()) if backend.portable else _rows_only_initial_values(
+            fn.body, self.types)
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
@@ -282,7 +286,7 @@ class _FunctionPrinter:
             case Name(id) if id in self.pending:
                 return self._operand(atom, self.pending.pop(id)[0], python)
             case Name(id) if id in self.unpacked:
-                return Arg(tuple_text(self.unpacked[id]))
+                return tuple_arg(self.unpacked[id])
             case Name(id):
                 return self._operand(atom, Arg(identifier(self.rename.get(id, id))), python)
             case Lit(value):
@@ -351,7 +355,7 @@ class _FunctionPrinter:
                     self.used.add(helper)
                 return result
             case MakeTuple(items):
-                return self._fitted(items, lambda printed: Arg(tuple_text([a.text for a in printed])))
+                return self._fitted(items, lambda printed: tuple_arg([a.text for a in printed]))
             case Project(Name(id), k) if id in self.unpacked:
                 return Arg(self.unpacked[id][k])
             case Project(tup, k):
@@ -396,6 +400,8 @@ class _FunctionPrinter:
         """`target = bind.expr` (target: by default the binding's own name); an
         inlined temporary waits, printed, for the expression that reads it."""
         expr = bind.expr
+        if bind.name in self.initial_states or bind.name in self.unread:
+            return
         match expr:
             case Project(Name(id), k) if target is None and id in self.unpacked:
                 item = self.unpacked[id][k]
@@ -495,27 +501,34 @@ class _FunctionPrinter:
 
     def _assign(self, block: Block, target: str | None, python: bool = False) -> None:
         """The bindings of `block`, then `target = result` (`return result` when
-        target is None); a last binding that is the result and a single
-        expression goes there directly (`h = np.tanh(a)`, not `t = ...; h = t`).
+        target is None; `a, b = x, y` for a tuple state's variables).
         `python`: the target is size-only, a Python number."""
+        value = self._block_value(block, python)
+        if target is None:
+            self._line(f"return {value.text}")
+        elif ", " in target:
+            text = ", ".join(value.items) if value.items is not None else value.text
+            if text != target:
+                self._line(f"{target} = {text}")
+        elif value.text != target:
+            self._line(f"{identifier(target)} = {value.text}")
+
+    def _block_value(self, block: Block, python: bool = False) -> Arg:
+        """The bindings of `block` printed, and its result as code; a last binding
+        that is the result and a single expression is not assigned but returned
+        (`h = np.tanh(a)`, not `t = ...; h = t`)."""
         bindings = block.bindings
         last = bindings[-1] if bindings else None
         direct = last is not None and block.result == Name(last.name) and isinstance(last.expr, _SIMPLE)
         for bind in bindings[:-1] if direct else bindings:
             self._bind(bind)
-        value = (self._operand(block.result, self._printed_binding(last), python).text if direct
-                 else self._atom(block.result, python))
-        if direct and not isinstance(last.expr, MakeTuple):  # a tuple of the results: no one line
+        if not direct:
+            return self._arg(block.result, python)
+        assert last is not None
+        value = self._operand(block.result, self._printed_binding(last), python)
+        if not isinstance(last.expr, MakeTuple):  # a tuple of the results: no one line
             self._mark(last.span)
-        tuple_display = (direct and isinstance(last.expr, MakeTuple)) or (
-            isinstance(block.result, Name) and block.result.id in self.unpacked)
-        if target is None:
-            self._line(f"return {value}")
-        elif ", " in target:  # a tuple state's variables: `a, b = x, y`
-            if value != f"({target})":
-                self._line(f"{target} = {value[1:-1] if tuple_display else value}")
-        elif value != target:
-            self._line(f"{identifier(target)} = {value}")
+        return value
 
     def _indented(self, emit: Callable[[], None]) -> None:
         """Emit a nested block (`pass` if it prints nothing)."""
@@ -555,22 +568,32 @@ class _FunctionPrinter:
         self._indented(printed)
         return name
 
-    def _state_variables(self, loop: LoopE, base: str) -> str | None:
+    def _state_variables(self, loop: LoopE, base: str, rows_only: frozenset[int] = frozenset()) -> str | None:
         """A loop state that is a tuple of two or more items is held in one variable
         per item, `base_0, base_1, ...` (`acc_0 * w`, not `acc[0] * w`): their
-        names, to assign together, or None for a state held in one variable."""
+        names, to assign together, or None for a state held in one variable. The
+        items in `rows_only` (see `_rows_only_items`) have no variable; one item
+        left is held in `base`."""
         state = atom_type(loop.init, self.types)
         if not isinstance(state, TupleType) or len(state.items) < 2:
             return None
-        self.unpacked[loop.acc] = [self.namer.fresh(f"{base}_{k}") for k in range(len(state.items))]
-        return ", ".join(self.unpacked[loop.acc])
+        held = [k for k in range(len(state.items)) if k not in rows_only]
+        names = [base] if len(held) == 1 else [self.namer.fresh(f"{base}_{j}") for j in range(len(held))]
+        variable = dict(zip(held, names))
+        self.unpacked[loop.acc] = [variable.get(k, "") for k in range(len(state.items))]
+        return ", ".join(names)
 
-    def _items_text(self, atom: Atom) -> str:
-        """A tuple value to unpack: `x, y` for the display `(x, y)` of a tuple made
-        in place, the variable's name for a tuple held in one."""
-        held = isinstance(atom, Name) and atom.id not in self.pending and atom.id not in self.unpacked
-        text = self._atom(atom)
-        return text if held or not (text.startswith("(") and text.endswith(")")) else text[1:-1]
+    def _items_text(self, atom: Atom, items: list[int] | None = None) -> str:
+        """A tuple value to unpack (those of its `items` only): `x, y` for the display
+        `(x, y)` of a tuple made in place, the variable's name for a tuple held in one
+        (`v[0], v[2]` for some of its items)."""
+        if isinstance(atom, Name) and atom.id in self.initial_states:
+            made = self.initial_states[atom.id].items
+            return ", ".join(self._atom(made[k]) for k in items or range(len(made)))
+        arg = self._arg(atom)
+        if items is None:
+            return arg.text if arg.items is None else ", ".join(arg.items)
+        return ", ".join(arg.items[k] if arg.items is not None else f"{arg.operand}[{k}]" for k in items)
 
     def _fold(self, loop: LoopE, target: str, name: str) -> None:
         """NumPy: `target = init`, then `for x in xs: target = body`; the state lives in
@@ -600,33 +623,40 @@ class _FunctionPrinter:
         `acc, (states,) = _scan(xp, step, init, xs, (states,))`, the body a local
         function returning the state and the rows to stack (see `_step_function`).
         An item that is not stacked is the last state's, left in `acc` (a tuple
-        state: in a variable per item, and the result is held item by item too)."""
+        state: in a variable per item, and the result is held item by item too).
+        NumPy: an item that the body never reads is not state at all: each step
+        writes its value straight into its row (`_rows_only_items`)."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
         acc = identifier(loop.acc)
-        variables = self._state_variables(loop, acc)
+        rows_only = frozenset() if self.backend.portable else _rows_only_items(loop, state)
+        variables = self._state_variables(loop, acc, rows_only)
+        # (item, its text, an array, whether stacked); the text of an item in rows_only is its row
+        leaves: list[tuple[int, str, ArrayType, bool]]
         if variables is not None:
             assert isinstance(state, TupleType)
-            leaves = [(label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
+            leaves = [(k, label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
                       for label, leaf in _leaves(self.unpacked[loop.acc][k], item)]
         elif isinstance(loop.stacked, bool):
-            leaves = [(label, leaf, True) for label, leaf in _leaves(acc, state)]
+            leaves = [(0, label, leaf, True) for label, leaf in _leaves(acc, state)]
         else:
             assert isinstance(state, TupleType)
-            leaves = [(label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
+            leaves = [(k, label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
                       for label, leaf in _leaves(f"{acc}[{k}]", item)]
-        stacked = [(label, leaf) for label, leaf, is_stacked in leaves if is_stacked]
-        arrays = [target] if len(leaves) == 1 and leaves[0][0] == acc else [
-            self.namer.fresh(f"{target}_{k}") for k in range(len(stacked))]
+        stacked = [(k, label, leaf) for k, label, leaf, is_stacked in leaves if is_stacked]
+        hints = _row_hints(loop.body)
+        arrays = [target] if len(leaves) == 1 and leaves[0][1] == acc else [
+            self.namer.fresh(hints.get(k) or f"{target}_{j}") for j, (k, _, _) in enumerate(stacked)]
         if self.backend.portable:
-            state_text, rows = f"({variables})" if variables else acc, tuple_text([label for label, _ in stacked])
+            state_text = f"({variables})" if variables else acc
+            rows = tuple_text([label for _, label, _ in stacked])
 
             def body() -> None:
                 self._assign(loop.body, variables or acc)
                 self._line(f"return {state_text}, {rows}")
-            for array, (_, leaf) in zip(arrays, stacked):
+            for array, (_, _, leaf) in zip(arrays, stacked):
                 self._line(f"{array} = {self._zeros(stacked_type(leaf, Dim(0)))}")
             step = self._step_function(loop, acc, variables, body)
             self._line(f"{state_text}, {tuple_text(arrays)} = _scan({self.ns}, {step}, {self._atom(loop.init)}, "
@@ -634,20 +664,35 @@ class _FunctionPrinter:
             self.used.add("scan")
         else:
             step = self.namer.fresh("step")
-            for array, (_, leaf) in zip(arrays, stacked):
+            for array, (_, _, leaf) in zip(arrays, stacked):
                 self._line(f"{array} = {self._zeros(stacked_type(leaf, length))}")
-            self._line(f"{variables} = {self._items_text(loop.init)}" if variables
-                       else f"{acc} = {self._atom(loop.init)}")
+            count = len(state.items) if isinstance(state, TupleType) else 1
+            held = [k for k in range(count) if k not in rows_only]
+            if variables is None:
+                self._line(f"{acc} = {self._atom(loop.init)}")
+            elif variables:  # (no variables: every item is written in its row)
+                self._line(f"{variables} = {self._items_text(loop.init, held if rows_only else None)}")
             self._loop_header(loop, step)
 
             def body() -> None:
-                self._assign(loop.body, variables or acc)
-                for array, (label, _) in zip(arrays, stacked):
-                    self._line(f"{array}[{step}] = {label}")
+                if not rows_only:
+                    self._assign(loop.body, variables or acc)
+                else:  # the rows of the items that are not state first: they read the state before the step
+                    value = self._block_value(loop.body)
+                    items = value.items or tuple(f"{value.operand}[{k}]" for k in range(count))
+                    for array, (k, _, _) in zip(arrays, stacked):
+                        if k in rows_only:
+                            self._line(f"{array}[{step}] = {items[k]}")
+                    new = ", ".join(items[k] for k in held)
+                    if variables and new != variables:
+                        self._line(f"{variables} = {new}")
+                for array, (k, label, _) in zip(arrays, stacked):
+                    if k not in rows_only:
+                        self._line(f"{array}[{step}] = {label}")
             self._indented(body)
         if arrays != [target]:
             names = iter(arrays)
-            texts = [next(names) if s else label for label, _, s in leaves]
+            texts = [next(names) if s else label for _, label, _, s in leaves]
             if variables is None:
                 self._line(f"{target} = {_nest(texts, state)}")
                 return
@@ -753,6 +798,55 @@ def _count(atoms: tuple[Atom, ...], *counters: Counter[str]) -> None:
 
 
 _TEMPORARY = re.compile(r"t[0-9]+\Z")
+
+
+def _rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
+    """The items of a scan's tuple state that need no variable: arrays that are
+    stacked (the scan's result holds their rows, not their last value) and that the
+    body never reads (`acc.k` nowhere in it; the state read whole reads them all)."""
+    if not isinstance(state, TupleType) or len(state.items) < 2:
+        return frozenset()
+    reads = [r.expr for r in readers(loop.body).get(loop.acc, [])]
+    if not all(isinstance(r, Project) for r in reads):
+        return frozenset()
+    read = {r.k for r in reads}  # type: ignore[union-attr]
+    return frozenset(k for k, item in enumerate(state.items)
+                     if isinstance(item, ArrayType) and item_stacked(loop.stacked, k) and k not in read)
+
+
+def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[str, MakeTuple], set[str]]:
+    """The tuples made only to be the initial state of a scan with items that have
+    no variable (`_rows_only_items`): their items are printed where the scan's
+    state variables are assigned. And the names only such items read, whose values
+    no step reads: `t28 = np.zeros((d,))` would be dead code."""
+    defs = definitions(body)
+    reads = readers(body)
+    tuples: dict[str, MakeTuple] = {}
+    ignored: Counter[str] = Counter()
+    for expr in defs.values():
+        if not isinstance(expr, LoopE) or not isinstance(expr.init, Name):
+            continue
+        made = defs.get(expr.init.id)
+        rows_only = _rows_only_items(expr, atom_type(expr.init, types) or TupleType(()))
+        if rows_only and isinstance(made, MakeTuple) and len(reads.get(expr.init.id, [])) == 1:
+            tuples[expr.init.id] = made
+            _count(tuple(made.items[k] for k in rows_only), ignored)
+    return tuples, {name for name, count in ignored.items()
+                    if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit)}
+
+
+def _row_hints(body: Block) -> dict[int, str]:
+    """Names for the arrays a scan stacks its items in, after the values they hold:
+    item k of a body that returns `(h, forget)` is stacked in `forgets`. Items whose
+    values are temporaries, or the state itself, get none."""
+    result = definitions(body).get(body.result.id) if isinstance(body.result, Name) else None
+    if not isinstance(result, MakeTuple):
+        return {}
+    return {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(result.items)
+            if isinstance(item, Name) and not _TEMPORARY.match(item.id) and item.id in definitions(body)}
+
+
+_SUFFIX = re.compile(r"_[0-9]+\Z")
 
 
 def _leaves(label: str, t: Type) -> list[tuple[str, ArrayType]]:

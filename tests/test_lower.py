@@ -724,6 +724,27 @@ def test_a_loop_is_printed_with_the_names_of_its_lambda():
     np.testing.assert_allclose(m.odd(xs), xs.sum(axis=0))
 
 
+def test_a_stacked_item_that_no_step_reads_is_written_straight_into_its_row():
+    # item 1 of the state is stacked and never read: it has no variable and no initial
+    # value (full(n, 7.0) is not printed); its row, which reads the state before the
+    # step, is written before the state changes; its array is named after its value
+    src = ("fn f(xs: f64[t, n]) -> (f64[t, n], f64[t, n]) {\n"
+           "    scan((zeros(n), full(n, 7.0)), xs, |s, x| { let (h, before) = s; (h * 0.5 + x, h) })\n}\n")
+    text = catad.to_python(src)
+    assert ("    s = np.zeros((n,))\n    for step, x in enumerate(xs):\n        hs[step] = s\n"
+            "        s = s * 0.5 + x\n") in text, text
+    assert "np.full" not in text, text
+    xs = np.arange(8.0).reshape(4, 2)
+    states, befores = load_module(text, "rows_only").f(xs)
+    h, expected_states, expected_befores = np.zeros(2), [], []
+    for x in xs:
+        expected_befores.append(h)
+        h = h * 0.5 + x
+        expected_states.append(h)
+    np.testing.assert_allclose(states, expected_states)
+    np.testing.assert_allclose(befores, expected_befores)
+
+
 MAT = ArrayType(DType.F64, (N, Dim.of("m")))
 
 
