@@ -59,7 +59,7 @@ from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
 from .simplify import atom_type, binding_types, function_names, leading_dim
-from .size_only import PYTHON_FORMS, is_size_only, size_only
+from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
 from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, scalar, stacked_type
@@ -136,11 +136,13 @@ class _FunctionPrinter:
         self.source = source
         self.used = used
         self.types = binding_types(fn)
-        # portable code: the values of the sizes alone, printed as Python ints and bools
-        # (static under jax.jit), made arrays where an array is read (`_operand`)
-        self.static = size_only(fn, self.types) if backend.portable else frozenset()
+        # the values of the sizes alone, printed as Python ints and bools (static under
+        # jax.jit; int arithmetic, not NumPy scalars'), made arrays where an array is read
+        # (`_operand`)
+        self.static = size_only(fn, self.types)
         self.namer = Namer(function_names(fn))
         self.rename: dict[str, str] = {}  # an IR name printed as another variable
+        self.sizes: dict[str, Arg] = {}  # a size (`t - 1`), printed wherever it is read
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
         # item: the text of each item
         self.unpacked: dict[str, list[str]] = {}
@@ -283,6 +285,8 @@ class _FunctionPrinter:
                 return self._operand(atom, self.pending.pop(id)[0], python)
             case Name(id) if id in self.unpacked:
                 return Arg(tuple_text(self.unpacked[id]))
+            case Name(id) if id in self.sizes:
+                return self._operand(atom, self.sizes[id], python)
             case Name(id):
                 return self._operand(atom, Arg(identifier(self.rename.get(id, id))), python)
             case Lit(value):
@@ -306,8 +310,13 @@ class _FunctionPrinter:
                          types: tuple[Type | None, ...]) -> tuple[bool, ...]:
         """Which arguments of a call that is not size-only may be Python numbers:
         the indices of `index` and `index_add`, the value converted by `astype`, and
-        the operands of arithmetic and comparisons with int64 arrays alone (a Python
-        int yields to int64: `t - 1 - x`)."""
+        the operands of arithmetic and comparisons beside int64 and float64 values
+        alone (a Python int yields to them: `t - 1 - x`, `x / n`), where the library
+        computes it (an operand is an array, or a float) or Python's arithmetic is
+        exact (`size_only.python_exact`: an int64 scalar may be a Python int, a step
+        of `for i in range(k)`). Otherwise an array of the typed dtype is read:
+        `np.int64(n)` (`_operand`), not a Python int that a float32 array would take
+        the dtype of, or that `1.0 / n` would divide by zero with a ZeroDivisionError."""
         static = tuple(isinstance(a, Name) and a.id in self.static for a in args)
         if prim is P.INDEX or prim is P.INDEX_ADD:
             first = 1 if prim is P.INDEX else 2
@@ -315,8 +324,11 @@ class _FunctionPrinter:
         if prim is P.ASTYPE:
             return static
         if prim in P.ARITHMETIC or prim in P.COMPARISON:
-            if all(s or (isinstance(t, ArrayType) and not t.weak and t.dtype is DType.I64)
-                   for s, t in zip(static, types)):
+            others = [t for s, t in zip(static, types) if not s]
+            yielding = all(isinstance(t, ArrayType) and not t.weak and t.dtype in (DType.I64, DType.F64)
+                           for t in others)
+            computed = any(t.rank > 0 or t.dtype is DType.F64 for t in others)
+            if others and yielding and (computed or python_exact(prim, args)):
                 return static
         return (False,) * len(args)
 
@@ -403,10 +415,8 @@ class _FunctionPrinter:
                     self.rename[bind.name] = item
                     return
         if isinstance(expr, Call) and expr.prim is P.SIZE and bind.name in self.static and target is None:
-            size = dim_text(dict(expr.params)["dim"])
-            if size.isidentifier():  # `t16 = t`: read as t
-                self.rename[bind.name] = size
-                return
+            self.sizes[bind.name] = self._printed(expr, python=True)  # `t16 = t - 1`: read as t - 1
+            return
         if target is None and bind.name in self.inlined:
             printed = self._printed_binding(bind)
             if len(printed.text) <= INLINE_WIDTH:

@@ -320,6 +320,53 @@ def test_values_of_the_sizes_alone_are_python_numbers_and_an_if_on_them_a_python
         assert "cond[" not in jaxpr, jaxpr
 
 
+# ---- the NumPy module: sizes as Python ints ------------------------------------------
+
+
+def _evaluated(source: str, name: str, args: tuple) -> tuple:
+    """The unary evaluator's value of function `name` of `source` (derived ones too)."""
+    from catad.compiler.unary_eval import evaluate
+    return evaluate(catad.stages(source).vectorised.function(name), list(args))
+
+
+def _assert_equal_with_dtypes(got, expected, rtol=0.0, atol=0.0):
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, tuple):
+            _assert_equal_with_dtypes(g, e, rtol, atol)
+            continue
+        assert np.asarray(g).dtype == np.asarray(e).dtype, (g, e)
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+
+
+SIZE_ARITHMETIC = """\
+fn sizes(x: f64[n], y: f32[n]) -> (f64, f64, f64, i64) {
+    (x[n - 1] / f64(n - 1), n / (n - 1), sum(y * n), n * 3 - 1)
+}
+"""
+
+
+@pytest.mark.parametrize("length", [1, 4])
+def test_the_numpy_module_computes_sizes_as_python_ints_and_numpy_numbers_where_numpy_computes(length):
+    """The NumPy module prints the values of the sizes alone as Python ints (`n - 1`,
+    not `np.int64(n - 1)`), and makes one a NumPy number where NumPy's arithmetic is
+    meant: `n / (n - 1)` divides int64s (inf at n = 1, where Python's `/` raises),
+    `y * n` is f64 as typed (y, f32, would keep its dtype beside a Python int), a
+    float cast is `np.float64`. Every backend gives the evaluator's numbers and dtypes."""
+    text = catad.to_python(SIZE_ARITHMETIC)
+    body = text[text.index("\ndef sizes("):]
+    last = re.search(r"(\w+) = n - 1\n", body)
+    assert last is not None, body
+    assert f"x[{last[1]}] / np.float64({last[1]})" in body and f"np.int64(n) / np.int64({last[1]})" in body, body
+    assert "y * np.int64(n)" in body and "np.int64(n * 3 - 1))" in body, body
+    x, y = np.arange(1.0, length + 1), np.arange(length, dtype=np.float32)
+    portable = catad.compile(SIZE_ARITHMETIC, backend="array-api")
+    with np.errstate(divide="ignore"):
+        expected = _evaluated(SIZE_ARITHMETIC, "sizes", (x, y))
+        _assert_equal_with_dtypes(catad.compile(SIZE_ARITHMETIC).sizes(x, y), expected)
+        for library, convert in sorted(LIBRARIES.items()):
+            _assert_equal_with_dtypes(to_numpy(portable.sizes(convert(x), convert(y))), expected)
+
+
 # ---- loops under jax.jit: jax.lax.scan, compiled once -----------------------------------
 
 LOOPS = """\
