@@ -58,6 +58,7 @@ from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_tex
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
+from .reversals import reversed_array, unread
 from .simplify import atom_type, binding_types, function_names, leading_dim
 from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
@@ -146,9 +147,14 @@ class _FunctionPrinter:
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
         # item: the text of each item
         self.unpacked: dict[str, list[str]] = {}
+        # a gather of every row, last first, prints as the array reversed (`reversals.py`);
+        # its index arrays, unread, are not printed
+        self.defined = definitions(fn.body)
+        self.unread = unread(fn.body, self.types)
         # a loop's sequence is evaluated once, printed in `for x in xs` (portable code:
         # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
-        self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType))
+        self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
+                                            self.unread)
         self.returned = _returned_names(fn.body)
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
@@ -343,6 +349,10 @@ class _FunctionPrinter:
         match expr:
             case Name() | Lit():
                 return self._arg(expr, python)
+            case Call(prim, ps, args) if (x := reversed_array(expr, self.defined, self.types)) is not None:
+                x_type = atom_type(x, self.types)
+                return self._fitted((x,), lambda printed: self.backend.reversal.printed(
+                    self._app(prim, dict(ps), printed, (x_type,))))
             case Call(prim, ps, args):
                 types = tuple(atom_type(a, self.types) for a in args)
                 if python:
@@ -408,6 +418,8 @@ class _FunctionPrinter:
         """`target = bind.expr` (target: by default the binding's own name); an
         inlined temporary waits, printed, for the expression that reads it."""
         expr = bind.expr
+        if bind.name in self.unread:
+            return
         match expr:
             case Project(Name(id), k) if target is None and id in self.unpacked:
                 item = self.unpacked[id][k]
@@ -678,12 +690,12 @@ INLINE_WIDTH = 80
 CONDITIONAL_WIDTH = 100  # the widest line an if statement is folded into
 
 
-def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) -> set[str]:
+def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool], unread: frozenset[str]) -> set[str]:
     """The temporaries (`t12`) printed inside the one expression that reads them
     (`z = X @ w + b`, not `t1 = X @ w; z = t1 + b`): calls, tuples and projections
-    read exactly once in the function, by a call, tuple, projection, an `if`'s
-    condition, a loop's initial state or (where `sequence_inlined`) its
-    sequence, or the result of their own block. NumPy then frees, or reuses in place, the array of such a
+    read exactly once in the function (the `unread` calls, not printed, read
+    nothing), by a call, tuple, projection, an `if`'s condition, a loop's initial
+    state or (where `sequence_inlined`) its sequence, or the result of their own block. NumPy then frees, or reuses in place, the array of such a
     value as soon as it is read, instead of keeping every intermediate alive."""
     reads: Counter[str] = Counter()
     inlined: set[str] = set()
@@ -692,6 +704,8 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
         here: Counter[str] = Counter()  # reads by this block's simple expressions and result
         for bind in b.bindings:
             match bind.expr:
+                case _ if bind.name in unread:
+                    continue
                 case Call(args=atoms) | MakeTuple(items=atoms):
                     _count(atoms, reads, here)
                 case Project(tup, _):

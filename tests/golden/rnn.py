@@ -98,7 +98,6 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         t6[step] = acc
     t24 = t1 if t == 0 else t6[t - 1]
     t28 = np.zeros((d,))
-    t29 = np.arange(t)
     t75_0 = np.zeros((t, d))
     t75_1 = np.zeros((t, h))
     t75_2 = np.zeros((t, d))
@@ -115,7 +114,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         t75_2[step_1] = acc_1_3
         t75_3[step_1] = acc_1_4
     t80 = t75_1.T
-    xs_bar = t75_0[t - 1 - t29]
+    xs_bar = t75_0[::-1]
     return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
 
 
@@ -152,7 +151,6 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
     t22 = np.zeros((d,))
-    t23 = np.arange(t)
     t71_0 = np.zeros((t, d))
     t71_1 = np.zeros((t, h))
     t71_2 = np.zeros((t, d))
@@ -169,7 +167,7 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         t71_2[step_1] = acc_1_3
         t71_3[step_1] = acc_1_4
     t76 = t71_1.T
-    xs_bar = t71_0[t - 1 - t23]
+    xs_bar = t71_0[::-1]
     return (t6, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
 
 
