@@ -578,5 +578,9 @@ ARRAY_API_HELPERS: tuple[Helper, ...] = ARRAY_API_ONLY + tuple(
     ARRAY_API_REPLACED.get(h.name, h) for h in NUMPY_HELPERS
     if h.name not in ("float_dtype", "index_add_into", "gather_add_into"))
 
-ARRAY_API = Backend("array-api", "xp", ("import warnings", "", "import array_api_compat"), ARRAY_API_FORMS, ARRAY_API_HELPERS,
-                    helper_args="xp, ", portable=True)
+REVERSAL = call_form(lambda app: app.call("flip", app.args[0], "axis=0"))
+"""`xp.flip(x, axis=0)`: PyTorch has no slices of negative step (`x[::-1]`); a view on
+NumPy and a copy on PyTorch, as those libraries flip."""
+
+ARRAY_API = Backend("array-api", "xp", ("import warnings", "", "import array_api_compat"), ARRAY_API_FORMS,
+                    ARRAY_API_HELPERS, REVERSAL, helper_args="xp, ", portable=True)

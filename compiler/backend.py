@@ -3,7 +3,9 @@
 The printer (`lower.py`) walks the target IR; a `Backend` decides what each
 primitive prints as (`forms`, one `Form` per primitive), which runtime
 helpers the module may define (`helpers`), its imports, and whether the code
-must keep to the array API standard (`portable`). Two backends exist:
+must keep to the array API standard (`portable`), and how a gather of every
+row of an array, last first, prints (`reversal`, see `reversals.py`). Two
+backends exist:
 
     numpy_backend.NUMPY          `np.exp(x)`, helpers `_sigmoid(x)`; NumPy only,
                                  and the module needs nothing but NumPy
@@ -121,6 +123,7 @@ class Backend:
     imports: tuple[str, ...]
     forms: Mapping[Primitive, Form]
     helpers: tuple[Helper, ...]
+    reversal: Form  # `x[L - 1 - arange(L)]`, L the length of x's leading axis: x reversed along it
     helper_args: str = ""
     portable: bool = False
 

@@ -58,8 +58,9 @@ from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_tex
 from .errors import Source, Span
 from .names import Namer, identifier
 from .numpy_backend import NUMPY
+from .reversals import reversed_array, unread
 from .simplify import atom_type, binding_types, function_names, leading_dim, readers
-from .size_only import PYTHON_FORMS, is_size_only, size_only
+from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
 from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, scalar, stacked_type
@@ -136,22 +137,30 @@ class _FunctionPrinter:
         self.source = source
         self.used = used
         self.types = binding_types(fn)
-        # portable code: the values of the sizes alone, printed as Python ints and bools
-        # (static under jax.jit), made arrays where an array is read (`_operand`)
-        self.static = size_only(fn, self.types) if backend.portable else frozenset()
+        # the values of the sizes alone, printed as Python ints and bools (static under
+        # jax.jit; int arithmetic, not NumPy scalars'), made arrays where an array is read
+        # (`_operand`)
+        self.static = size_only(fn, self.types)
         self.namer = Namer(function_names(fn))
         self.rename: dict[str, str] = {}  # an IR name printed as another variable
+        self.sizes: dict[str, Arg] = {}  # a size (`t - 1`), printed wherever it is read
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
         # item: the text of each item
         self.unpacked: dict[str, list[str]] = {}
+        # a gather of every row, last first, prints as the array reversed (`reversals.py`);
+        # its index arrays, unread, are not printed
+        self.defined = definitions(fn.body)
+        self.unread = unread(fn.body, self.types)
         # a loop's sequence is evaluated once, printed in `for x in xs` (portable code:
         # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
-        self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType))
+        self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
+                                            self.unread)
         self.returned = _returned_names(fn.body)
         # NumPy: the initial states of scans made in place (`_rows_only_items`), and the
-        # values only they read, at items that have no variable: not printed
-        self.initial_states, self.unread = ({}, set()) if backend.portable else _rows_only_initial_values(
-            fn.body, self.types)
+        # values only they read, at items that have no variable: not printed either
+        self.initial_states, unread_initially = ({}, frozenset()) if backend.portable else (
+            _rows_only_initial_values(fn.body, self.types))
+        self.unread |= unread_initially
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
@@ -287,6 +296,8 @@ class _FunctionPrinter:
                 return self._operand(atom, self.pending.pop(id)[0], python)
             case Name(id) if id in self.unpacked:
                 return tuple_arg(self.unpacked[id])
+            case Name(id) if id in self.sizes:
+                return self._operand(atom, self.sizes[id], python)
             case Name(id):
                 return self._operand(atom, Arg(identifier(self.rename.get(id, id))), python)
             case Lit(value):
@@ -310,8 +321,13 @@ class _FunctionPrinter:
                          types: tuple[Type | None, ...]) -> tuple[bool, ...]:
         """Which arguments of a call that is not size-only may be Python numbers:
         the indices of `index` and `index_add`, the value converted by `astype`, and
-        the operands of arithmetic and comparisons with int64 arrays alone (a Python
-        int yields to int64: `t - 1 - x`)."""
+        the operands of arithmetic and comparisons beside int64 and float64 values
+        alone (a Python int yields to them: `t - 1 - x`, `x / n`), where the library
+        computes it (an operand is an array, or a float) or Python's arithmetic is
+        exact (`size_only.python_exact`: an int64 scalar may be a Python int, a step
+        of `for i in range(k)`). Otherwise an array of the typed dtype is read:
+        `np.int64(n)` (`_operand`), not a Python int that a float32 array would take
+        the dtype of, or that `1.0 / n` would divide by zero with a ZeroDivisionError."""
         static = tuple(isinstance(a, Name) and a.id in self.static for a in args)
         if prim is P.INDEX or prim is P.INDEX_ADD:
             first = 1 if prim is P.INDEX else 2
@@ -319,8 +335,11 @@ class _FunctionPrinter:
         if prim is P.ASTYPE:
             return static
         if prim in P.ARITHMETIC or prim in P.COMPARISON:
-            if all(s or (isinstance(t, ArrayType) and not t.weak and t.dtype is DType.I64)
-                   for s, t in zip(static, types)):
+            others = [t for s, t in zip(static, types) if not s]
+            yielding = all(isinstance(t, ArrayType) and not t.weak and t.dtype in (DType.I64, DType.F64)
+                           for t in others)
+            computed = any(t.rank > 0 or t.dtype is DType.F64 for t in others)
+            if others and yielding and (computed or python_exact(prim, args)):
                 return static
         return (False,) * len(args)
 
@@ -335,6 +354,10 @@ class _FunctionPrinter:
         match expr:
             case Name() | Lit():
                 return self._arg(expr, python)
+            case Call(prim, ps, args) if (x := reversed_array(expr, self.defined, self.types)) is not None:
+                x_type = atom_type(x, self.types)
+                return self._fitted((x,), lambda printed: self.backend.reversal.printed(
+                    self._app(prim, dict(ps), printed, (x_type,))))
             case Call(prim, ps, args):
                 types = tuple(atom_type(a, self.types) for a in args)
                 if python:
@@ -409,10 +432,8 @@ class _FunctionPrinter:
                     self.rename[bind.name] = item
                     return
         if isinstance(expr, Call) and expr.prim is P.SIZE and bind.name in self.static and target is None:
-            size = dim_text(dict(expr.params)["dim"])
-            if size.isidentifier():  # `t16 = t`: read as t
-                self.rename[bind.name] = size
-                return
+            self.sizes[bind.name] = self._printed(expr, python=True)  # `t16 = t - 1`: read as t - 1
+            return
         if target is None and bind.name in self.inlined:
             printed = self._printed_binding(bind)
             if len(printed.text) <= INLINE_WIDTH:
@@ -713,12 +734,12 @@ INLINE_WIDTH = 80
 CONDITIONAL_WIDTH = 100  # the widest line an if statement is folded into
 
 
-def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) -> set[str]:
+def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool], unread: frozenset[str]) -> set[str]:
     """The temporaries (`t12`) printed inside the one expression that reads them
     (`z = X @ w + b`, not `t1 = X @ w; z = t1 + b`): calls, tuples and projections
-    read exactly once in the function, by a call, tuple, projection, an `if`'s
-    condition, a loop's initial state or (where `sequence_inlined`) its
-    sequence, or the result of their own block. NumPy then frees, or reuses in place, the array of such a
+    read exactly once in the function (the `unread` calls, not printed, read
+    nothing), by a call, tuple, projection, an `if`'s condition, a loop's initial
+    state or (where `sequence_inlined`) its sequence, or the result of their own block. NumPy then frees, or reuses in place, the array of such a
     value as soon as it is read, instead of keeping every intermediate alive."""
     reads: Counter[str] = Counter()
     inlined: set[str] = set()
@@ -727,6 +748,8 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool]) 
         here: Counter[str] = Counter()  # reads by this block's simple expressions and result
         for bind in b.bindings:
             match bind.expr:
+                case _ if bind.name in unread:
+                    continue
                 case Call(args=atoms) | MakeTuple(items=atoms):
                     _count(atoms, reads, here)
                 case Project(tup, _):
@@ -814,7 +837,7 @@ def _rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
                      if isinstance(item, ArrayType) and item_stacked(loop.stacked, k) and k not in read)
 
 
-def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[str, MakeTuple], set[str]]:
+def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[str, MakeTuple], frozenset[str]]:
     """The tuples made only to be the initial state of a scan with items that have
     no variable (`_rows_only_items`): their items are printed where the scan's
     state variables are assigned. And the names only such items read, whose values
@@ -831,8 +854,8 @@ def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict
         if rows_only and isinstance(made, MakeTuple) and len(reads.get(expr.init.id, [])) == 1:
             tuples[expr.init.id] = made
             _count(tuple(made.items[k] for k in rows_only), ignored)
-    return tuples, {name for name, count in ignored.items()
-                    if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit)}
+    return tuples, frozenset(name for name, count in ignored.items()
+                             if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit))
 
 
 def _row_hints(body: Block) -> dict[int, str]:

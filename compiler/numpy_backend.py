@@ -441,4 +441,9 @@ def _gather_add_into(zeros, value, key):
 )
 
 
-NUMPY = Backend("numpy", "np", ("import numpy as np",), NUMPY_FORMS, NUMPY_HELPERS)
+REVERSAL = call_form(lambda app: f"{app.args[0].operand}[::-1]")
+"""`x[::-1]`: a view, where the gather it prints would copy. Nothing the module
+writes into is a view (a scan writes its rows into fresh zeros, a scatter-add
+adds in place only into zeros printed where it reads them, `fresh_target`)."""
+
+NUMPY = Backend("numpy", "np", ("import numpy as np",), NUMPY_FORMS, NUMPY_HELPERS, REVERSAL)

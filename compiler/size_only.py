@@ -40,6 +40,15 @@ def is_size_only(atom: Atom, found: set[str] | frozenset[str]) -> bool:
     return atom.id in found
 
 
+def python_exact(prim: P.Primitive, args: tuple[Atom, ...]) -> bool:
+    """Whether `prim` on these arguments computes on Python ints and bools what it
+    does on NumPy's int64 and bool: `+ - *`, `min`, ..., `//` and `%` by a non-zero
+    literal."""
+    if prim in _BY_LITERAL:
+        return isinstance(args[1], Lit) and isinstance(args[1].value, int) and args[1].value != 0
+    return prim in _EXACT
+
+
 def size_only(fn: TargetFunction, types: dict[str, Type]) -> frozenset[str]:
     """The names of `fn` bound to size-only values (`types`: every binding's type)."""
     found: set[str] = set()
@@ -61,10 +70,8 @@ def size_only(fn: TargetFunction, types: dict[str, Type]) -> frozenset[str]:
                     decided = True
                 case Call(P.CONST, ps, ()):
                     decided = param(ps, "dtype") in (DType.I64, DType.BOOL)
-                case Call(prim, _, args) if prim in _EXACT:
+                case Call(prim, _, args) if python_exact(prim, args):
                     decided = all(map(known, args))
-                case Call(prim, _, (a, Lit(divisor))) if prim in _BY_LITERAL:
-                    decided = known(a) and isinstance(divisor, int) and divisor != 0
                 case IfElse(cond, then, orelse):
                     block(then)
                     block(orelse)

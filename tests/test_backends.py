@@ -320,6 +320,96 @@ def test_values_of_the_sizes_alone_are_python_numbers_and_an_if_on_them_a_python
         assert "cond[" not in jaxpr, jaxpr
 
 
+# ---- sizes as Python ints, rows read back as reversed views --------------------------
+
+
+def _evaluated(source: str, name: str, args: tuple) -> tuple:
+    """The unary evaluator's value of function `name` of `source` (derived ones too)."""
+    from catad.compiler.unary_eval import evaluate
+    return evaluate(catad.stages(source).vectorised.function(name), list(args))
+
+
+def _assert_equal_with_dtypes(got, expected, rtol=0.0, atol=0.0):
+    for g, e in zip(got, expected, strict=True):
+        if isinstance(e, tuple):
+            _assert_equal_with_dtypes(g, e, rtol, atol)
+            continue
+        assert np.asarray(g).dtype == np.asarray(e).dtype, (g, e)
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+
+
+SIZE_ARITHMETIC = """\
+fn sizes(x: f64[n], y: f32[n]) -> (f64, f64, f64, i64) {
+    (x[n - 1] / f64(n - 1), n / (n - 1), sum(y * n), n * 3 - 1)
+}
+"""
+
+
+@pytest.mark.parametrize("length", [1, 4])
+def test_the_numpy_module_computes_sizes_as_python_ints_and_numpy_numbers_where_numpy_computes(length):
+    """The NumPy module prints the values of the sizes alone as Python ints (`n - 1`,
+    not `np.int64(n - 1)`), and makes one a NumPy number where NumPy's arithmetic is
+    meant: `n / (n - 1)` divides int64s (inf at n = 1, where Python's `/` raises),
+    `y * n` is f64 as typed (y, f32, would keep its dtype beside a Python int), a
+    float cast is `np.float64`. Every backend gives the evaluator's numbers and dtypes."""
+    text = catad.to_python(SIZE_ARITHMETIC)
+    body = text[text.index("\ndef sizes("):]
+    last = re.search(r"(\w+) = n - 1\n", body)
+    assert last is not None, body
+    assert f"x[{last[1]}] / np.float64({last[1]})" in body and f"np.int64(n) / np.int64({last[1]})" in body, body
+    assert "y * np.int64(n)" in body and "np.int64(n * 3 - 1))" in body, body
+    x, y = np.arange(1.0, length + 1), np.arange(length, dtype=np.float32)
+    portable = catad.compile(SIZE_ARITHMETIC, backend="array-api")
+    with np.errstate(divide="ignore"):
+        expected = _evaluated(SIZE_ARITHMETIC, "sizes", (x, y))
+        _assert_equal_with_dtypes(catad.compile(SIZE_ARITHMETIC).sizes(x, y), expected)
+        for library, convert in sorted(LIBRARIES.items()):
+            _assert_equal_with_dtypes(to_numpy(portable.sizes(convert(x), convert(y))), expected)
+
+
+REVERSALS = (EXAMPLES / "rnn.catad").read_text() + """
+fn derived = vjp(rnn_last);
+
+fn backwards(xs: f64[t, n]) -> f64[t, n] { for i in 0..t { xs[t - 1 - i] } }
+
+fn shifted(xs: f64[t, n]) -> f64[t - 1, n] { for i in 0..t - 1 { xs[t - 2 - i] } }
+"""
+
+
+@pytest.mark.parametrize("length", [0, 1, 5])
+def test_rows_read_last_first_are_a_reversed_view_and_a_reverse_loop_steps_on_python_ints(length):
+    """A gather of every row of an array, last first (`x[t - 1 - arange(t)]`: the RNN's
+    vjp puts the rows its reverse loop stacked back in order), prints as the reversed
+    array: NumPy's view `x[::-1]`, `xp.flip(x, axis=0)` on the array API (PyTorch has
+    no negative steps); its index is not computed. Rows of an array of another length
+    stay a gather. The reverse loop's row `t - 1 - step` is Python int arithmetic.
+    Every backend gives the evaluator's numbers."""
+    text = catad.to_python(REVERSALS)
+    start = text.index("\ndef derived(")
+    derived = text[start:text.index("\ndef ", start + 1)]
+    assert re.search(r"xs_bar = \w+\[::-1\]\n", derived) and "np.arange(" not in derived, derived
+    assert "np.int64(" not in derived and " = t - 1 - step_1\n" in derived, derived
+    assert "return xs[::-1]\n" in text and "return xs[t - 2 - np.arange(t - 1)]\n" in text, text
+    portable_text = catad.to_python(REVERSALS, backend="array-api")
+    assert re.search(r"xs_bar = xp.flip\(\w+, axis=0\)\n", portable_text), portable_text
+    assert "return xp.flip(xs, axis=0)\n" in portable_text, portable_text
+    numpy_module, portable = catad.compile(REVERSALS), catad.compile(REVERSALS, backend="array-api")
+    rng = np.random.default_rng(8)
+    h, d = 3, 2
+    args = {"derived": tuple(rng.standard_normal(s) for s in ((h, d), (h, h), (h,), (length, d), (h,))),
+            "backwards": (rng.standard_normal((length, d)),),
+            "shifted": (rng.standard_normal((length + 1, d)),)}
+    for name, arguments in args.items():
+        expected = _evaluated(REVERSALS, name, arguments)
+        got = getattr(numpy_module, name)(*arguments)
+        _assert_equal_with_dtypes(got, expected, rtol=1e-11, atol=1e-14)
+        for library, convert in sorted(LIBRARIES.items()):
+            _assert_equal_with_dtypes(to_numpy(getattr(portable, name)(*map(convert, arguments))), expected,
+                                      rtol=1e-11, atol=1e-14)
+    xs_bar = numpy_module.derived(*args["derived"])[1][3]
+    assert xs_bar.strides[0] < 0 or length < 2, xs_bar.strides  # a view, read back to front
+
+
 # ---- loops under jax.jit: jax.lax.scan, compiled once -----------------------------------
 
 LOOPS = """\

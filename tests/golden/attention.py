@@ -39,7 +39,7 @@ def attention(Wq, Wk, Wv, X):
     # examples/attention.catad:6  let V = X @ Wv;
     V = X @ Wv
     # examples/attention.catad:7  let scores = Q @ transpose(K) / sqrt(f64(e));
-    scores = Q @ K.T / np.sqrt(np.float64(np.int64(e)))
+    scores = Q @ K.T / np.sqrt(np.float64(e))
     # examples/attention.catad:8  softmax(scores, axis = 1) @ V
     return _softmax(scores, axis=1) @ V
 
@@ -74,7 +74,7 @@ def causal_attention(Wq, Wk, Wv, X):
     # examples/attention.catad:15  let scores = for i in 0..t { for j in 0..t {
     t1 = np.arange(t)
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
-    scores = np.where(t1 <= t1[:, None], Q @ K.T / np.sqrt(np.float64(np.int64(e))), -1e+30)
+    scores = np.where(t1 <= t1[:, None], Q @ K.T / np.sqrt(np.float64(e)), -1e+30)
     # examples/attention.catad:18  softmax(scores, axis = 1) @ (X @ Wv)
     return _softmax(scores, axis=1) @ (X @ Wv)
 
@@ -111,7 +111,7 @@ def attention_vjp(Wq, Wk, Wv, X, attention_bar):
     # examples/attention.catad:6  let V = X @ Wv;
     V = X @ Wv
     # examples/attention.catad:7  let scores = Q @ transpose(K) / sqrt(f64(e));
-    t5 = np.sqrt(np.float64(np.int64(e)))
+    t5 = np.sqrt(np.float64(e))
     scores = Q @ K.T / t5
     # examples/attention.catad:8  softmax(scores, axis = 1) @ V
     t6 = _softmax(scores, axis=1)
@@ -166,7 +166,7 @@ def causal_attention_vjp(Wq, Wk, Wv, X, causal_attention_bar):
     t1 = np.arange(t)
     # examples/attention.catad:16  if j <= i { dot(Q[i], K[j]) / sqrt(f64(e)) } else { -1.0e30 }
     t4 = t1 <= t1[:, None]
-    t14 = np.sqrt(np.float64(np.int64(e)))
+    t14 = np.sqrt(np.float64(e))
     scores = np.where(t4, Q @ K.T / t14, -1e+30)
     # examples/attention.catad:18  softmax(scores, axis = 1) @ (X @ Wv)
     t17 = _softmax(scores, axis=1)

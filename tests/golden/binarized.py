@@ -62,7 +62,7 @@ def hidden(W, X):
     if X.shape != (n, d):
         raise ValueError(f"hidden: argument X should have shape {(n, d)} (f64[n, d] with n = {n}, d = {d}), got {X.shape}")
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / np.int64(d)
+    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / d
     # examples/binarized.catad:10  where(x >= 0.0, 1.0, -1.0)
     return np.where(x >= 0.0, 1.0, -1.0)
 
@@ -91,7 +91,7 @@ def predict(W, v, b, X):
     if X.shape != (n, d):
         raise ValueError(f"predict: argument X should have shape {(n, d)} (f64[n, d] with n = {n}, d = {d}), got {X.shape}")
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / np.int64(d)
+    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / d
     # examples/binarized.catad:22  sigmoid(hidden(W, X) @ v + b)
     return _sigmoid(np.where(x >= 0.0, 1.0, -1.0) @ v + b)
 
@@ -123,7 +123,7 @@ def loss(W, v, b, X, y):
     if y.shape != (n,):
         raise ValueError(f"loss: argument y should have shape {(n,)} (f64[n] with n = {n}), got {y.shape}")
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / np.int64(d)
+    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / d
     # examples/binarized.catad:27  let z = hidden(W, X) @ v + b;
     z = np.where(x >= 0.0, 1.0, -1.0) @ v + b
     # examples/binarized.catad:28  mean(softplus(z) - y * z)
@@ -157,8 +157,7 @@ def loss_grad(W, v, b, X, y):
     if y.shape != (n,):
         raise ValueError(f"loss_grad: argument y should have shape {(n,)} (f64[n] with n = {n}), got {y.shape}")
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    t8 = np.int64(d)
-    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / t8
+    x = X @ np.where(W >= 0.0, 1.0, -1.0).T / d
     # examples/binarized.catad:10  where(x >= 0.0, 1.0, -1.0)
     t13 = np.where(x >= 0.0, 1.0, -1.0)
     # examples/binarized.catad:27  let z = hidden(W, X) @ v + b;
@@ -170,5 +169,5 @@ def loss_grad(W, v, b, X, y):
     b_bar = np.sum(z_bar, axis=0)
     v_bar = z_bar @ t13
     # examples/binarized.catad:18  binarize(X @ transpose(binarize(W)) / d)
-    t40 = (np.where(np.abs(x) <= 1.0, z_bar[:, None] * v, 0.0) / t8).T @ X
+    t40 = (np.where(np.abs(x) <= 1.0, z_bar[:, None] * v, 0.0) / d).T @ X
     return (np.where(np.abs(W) <= 1.0, t40, 0.0), v_bar, b_bar)

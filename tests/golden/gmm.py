@@ -81,8 +81,7 @@ def gmm(alphas, means, icf, x, gamma, wm):
     t2 = np.arange(d)
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
     t6 = np.reshape(t2, (1, d, 1))
-    t8 = np.int64(d)
-    t23 = t8 + t2 * (2 * t8 - t2 - 1) // 2 + t6 - t2 - 1
+    t23 = d + t2 * (2 * d - t2 - 1) // 2 + t6 - t2 - 1
     t24 = np.reshape(np.arange(k), (k, 1, 1))
     Ls = np.where(t6 > t2, icf[np.clip(t24, 0, k - 1), np.clip(t23, 0, m - 1)], 0.0)
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
@@ -97,10 +96,9 @@ def gmm(alphas, means, icf, x, gamma, wm):
     t56 = np.sum(t30 ** 2, axis=(0, 1)) + np.sum(ls ** 2, axis=(0, 1))
     prior = 0.5 * gamma * gamma * t56 - np.float64(wm) * np.sum(sum_qs, axis=0)
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
-    t63 = np.int64(n)
-    t66 = np.float64(t63) * _logsumexp(alphas, axis=0)
+    t66 = np.float64(n) * _logsumexp(alphas, axis=0)
     t68 = np.sum(_logsumexp(main, axis=1), axis=0) - t66 + prior
-    return t68 - 0.9189385332046727 * np.float64(t63 * t8)
+    return t68 - 0.9189385332046727 * np.float64(n * d)
 
 
 def gmm_grad(alphas, means, icf, x, gamma, wm):
@@ -147,8 +145,7 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
     t5 = np.reshape(t2, (1, d, 1))
     t6 = t5 > t2
-    t7 = np.int64(d)
-    t18 = t7 + t2 * (2 * t7 - t2 - 1) // 2 + t5 - t2 - 1
+    t18 = d + t2 * (2 * d - t2 - 1) // 2 + t5 - t2 - 1
     t19 = np.reshape(np.arange(k), (k, 1, 1))
     Ls = np.where(t6, icf[np.clip(t19, 0, k - 1), np.clip(t18, 0, m - 1)], 0.0)
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
@@ -166,10 +163,8 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     prior = t46 - t47 * np.sum(sum_qs, axis=0)
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
     t50 = _logsumexp(main, axis=1)
-    t52 = np.int64(n)
-    t53 = np.float64(t52)
+    t53 = np.float64(n)
     t54 = _logsumexp(alphas, axis=0)
-    t61 = 0.9189385332046727 * np.float64(t52 * t7)
     t78 = np.exp(main - t50[:, None])
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
     ls_bar = t40 * (2 * ls)
@@ -195,5 +190,5 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:10  let qs = icf[:, :d];
     icf_bar = _index_add(t156, qs_bar, (slice(None, None), slice(None, d)))
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
-    t62 = np.sum(t50, axis=0) - t53 * t54 + prior - t61
+    t62 = np.sum(t50, axis=0) - t53 * t54 + prior - 0.9189385332046727 * np.float64(n * d)
     return (t62, (alphas_bar, means_bar, icf_bar))

@@ -96,17 +96,14 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
-    t18 = np.int64(t)
-    t24 = t1 if t18 == 0 else t6[t18 - 1]
-    t29 = np.arange(t)
-    t32 = np.int64(t - 1)
+    t24 = t1 if t == 0 else t6[t - 1]
     t75_0 = np.zeros((t, d))
     t75_1 = np.zeros((t, h))
     t75_2 = np.zeros((t, d))
     t75_3 = np.zeros((t, h))
     acc_1 = rnn_last_bar
     for step_1 in range(t):
-        t33 = t32 - step_1
+        t33 = t - 1 - step_1
         t40 = t1 if t33 == 0 else t6[t33 - 1]
         t47 = t6[t33]
         t51 = acc_1 * (1.0 - t47 * t47)
@@ -116,7 +113,7 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         t75_3[step_1] = t40
         acc_1 = t51 @ Wh
     t80 = t75_1.T
-    xs_bar = t75_0[t32 - t29]
+    xs_bar = t75_0[::-1]
     return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
 
 
@@ -152,15 +149,13 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
-    t23 = np.arange(t)
-    t26 = np.int64(t - 1)
     t71_0 = np.zeros((t, d))
     t71_1 = np.zeros((t, h))
     t71_2 = np.zeros((t, d))
     t71_3 = np.zeros((t, h))
     acc_1 = t1
     for step_1 in range(t):
-        t27 = t26 - step_1
+        t27 = t - 1 - step_1
         t36 = t1 if t27 == 0 else t6[t27 - 1]
         t43 = t6[t27]
         t47 = (acc_1 + rnn_states_bar[t27]) * (1.0 - t43 * t43)
@@ -170,7 +165,7 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         t71_3[step_1] = t36
         acc_1 = t47 @ Wh
     t76 = t71_1.T
-    xs_bar = t71_0[t26 - t23]
+    xs_bar = t71_0[::-1]
     return (t6, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
 
 

@@ -191,7 +191,7 @@ def logits(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, X):
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     a = g1 * centred / np.sqrt(np.mean(centred * centred, axis=1) + 1e-05)[:, None] + b1
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
-    scores = a @ Wq @ (a @ Wk).T / np.sqrt(np.float64(np.int64(e)))
+    scores = a @ Wq @ (a @ Wk).T / np.sqrt(np.float64(e))
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     x_1 = x + _softmax(scores, axis=1) @ (a @ Wv) @ Wo
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
@@ -281,7 +281,7 @@ def loss(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     t20 = g1 * centred / np.sqrt(np.mean(centred * centred, axis=2) + 1e-05)[:, :, None]
     a = t20 + b1
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
-    scores = a @ Wq @ np.transpose(a @ Wk, (0, 2, 1)) / np.sqrt(np.float64(np.int64(e)))
+    scores = a @ Wq @ np.transpose(a @ Wk, (0, 2, 1)) / np.sqrt(np.float64(e))
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     x_1 = x + _softmax(scores, axis=2) @ (a @ Wv) @ Wo
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
@@ -377,8 +377,7 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
     t17 = a @ Wq
     t18 = a @ Wk
-    t21 = np.int64(e)
-    t23 = np.sqrt(np.float64(t21))
+    t23 = np.sqrt(np.float64(e))
     scores = t17 @ np.transpose(t18, (0, 2, 1)) / t23
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     t24 = _softmax(scores, axis=2)
@@ -401,7 +400,7 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
     t43 = _logsumexp(z, axis=2)
     # examples/transformer.catad:31  mean(for s in 0..m {
-    t53 = 1.0 / (np.int64(m) * np.int64(t))
+    t53 = 1.0 / np.int64(m * t)
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
     z_bar = Ys * -t53 + t53 * np.exp(z - t43[:, :, None])
     # examples/transformer.catad:23  x @ U
@@ -419,11 +418,11 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b2_bar = np.sum(m_bar, axis=(0, 1))
     t91 = m_bar / t36
-    t201 = 2 * (np.einsum("ijk,ijk->ij", -t91, t37) / (2.0 * t35) / t21)[:, :, None]
+    t201 = 2 * (np.einsum("ijk,ijk->ij", -t91, t37) / (2.0 * t35) / e)[:, :, None]
     g2_bar = np.einsum("ijk,ijk->k", t91, centred_1)
     centred_bar = t201 * centred_1 + g2 * t91
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    x_bar_1 = x_bar + (centred_bar + (-np.sum(centred_bar, axis=2) / t21)[:, :, None])
+    x_bar_1 = x_bar + (centred_bar + (-np.sum(centred_bar, axis=2) / e)[:, :, None])
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     t123 = x_bar_1 @ Wo.T
     Wo_bar = np.sum(np.transpose(t26, (0, 2, 1)) @ x_bar_1, axis=0)
@@ -442,11 +441,11 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
     b1_bar = np.sum(a_bar, axis=(0, 1))
     t160 = a_bar / t15
-    t204 = 2 * (np.einsum("ijk,ijk->ij", -t160, t16) / (2.0 * t14) / t21)[:, :, None]
+    t204 = 2 * (np.einsum("ijk,ijk->ij", -t160, t16) / (2.0 * t14) / e)[:, :, None]
     g1_bar = np.einsum("ijk,ijk->k", t160, centred)
     centred_bar_1 = t204 * centred + g1 * t160
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    x_bar_2 = x_bar_1 + (centred_bar_1 + (-np.sum(centred_bar_1, axis=2) / t21)[:, :, None])
+    x_bar_2 = x_bar_1 + (centred_bar_1 + (-np.sum(centred_bar_1, axis=2) / e)[:, :, None])
     # examples/transformer.catad:17  let x = X @ E + P;
     P_bar = np.sum(x_bar_2, axis=0)
     E_bar = np.sum(np.transpose(Xs, (0, 2, 1)) @ x_bar_2, axis=0)
