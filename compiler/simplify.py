@@ -1172,9 +1172,13 @@ def _types_with(binds: list[Bind], types: Mapping[str, Type]) -> dict[str, Type]
 def _typed_bindings(binds: list[tuple[str, Expr]], t: Type, span: Any,
                     facts: Facts) -> tuple[Bind, ...] | None:
     """`binds` as bindings, when they are well typed and the last has type `t`."""
-    made = [Bind(name, expr, span) for name, expr in binds]
+    return _well_typed([Bind(name, expr, span) for name, expr in binds], t, facts)
+
+
+def _well_typed(made: list[Bind], t: Type, facts: Facts) -> tuple[Bind, ...] | None:
+    """`made`, when its bindings are well typed and the last has type `t`."""
     types = _types_with(made, facts.types)
-    if types is None or types[binds[-1][0]] != t:
+    if types is None or types[made[-1].name] != t:
         return None
     return tuple(made)
 
@@ -1414,14 +1418,16 @@ _MAY_FAIL = frozenset((P.INDEX, P.GATHER, P.INDEX_ADD, P.GATHER_ADD))
 def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # let r = loop(init, xs, |acc, x| { let a = f(w); body }); ...
     #   -> let a = f(w); let r = loop(init, xs, |acc, x| body)     (f(w) reads neither acc, x
-    #   nor the body: computed once; indexing, which may fail, stays where it is)
+    #   nor the body: computed once; indexing, which may fail, stays where it is, and so
+    #   does the tuple a step returns, which the loop rules read item by item)
     match bind.expr:
         case LoopE(init, xs, acc, x, body, stacked):
-            inside = {acc, x} | {b.name for b in body.bindings}
+            inside = _step_names(bind.expr)
             hoisted: list[Bind] = []
             for b in body.bindings:
                 movable = (isinstance(b.expr, Call) and b.expr.prim not in _MAY_FAIL
-                           or isinstance(b.expr, MakeTuple | Project))
+                           or isinstance(b.expr, Project)
+                           or isinstance(b.expr, MakeTuple) and Name(b.name) != body.result)
                 if movable and not (_used_names(b.expr) & inside):
                     hoisted.append(b)
                     inside.discard(b.name)
@@ -1431,6 +1437,11 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             return (*hoisted, Bind(bind.name, LoopE(init, xs, acc, x, Block(kept, body.result), stacked),
                                    bind.span))
     return None
+
+
+def _step_names(loop: LoopE) -> set[str]:
+    """The names a step of `loop` binds: its state, its item and its body's bindings."""
+    return {loop.acc, loop.x} | {b.name for b in loop.body.bindings}
 
 
 def _is_last(atom: Atom, length: Dim, facts: Facts) -> bool:
@@ -1604,21 +1615,13 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             needed = _state_items_needed(bind.expr, {r.k for r in found}, facts)  # type: ignore[union-attr]
             if needed is None or len(needed) == len(t.items) or not needed:
                 return None
-            if not all(isinstance(item, ArrayType) for item in t.items):
-                return None
+            if not all(isinstance(item, ArrayType) for k, item in enumerate(t.items) if k not in needed):
+                return None  # (a dropped item's value is zeros of its type)
             kept = sorted(needed)
             single = len(kept) == 1
             fresh = facts.namer.temporary
             made: list[Bind] = []
-            init_def = facts.definition(init)
-            init_items: list[Atom] = []
-            for k in kept:
-                if isinstance(init_def, MakeTuple):
-                    init_items.append(init_def.items[k])
-                else:
-                    name = fresh()
-                    made.append(Bind(name, Project(init, k), bind.span))
-                    init_items.append(Name(name))
+            init_items = [_initial_item(init, k, made, bind.span, facts) for k in kept]
             new_init = fresh()
             made.append(Bind(new_init, init_items[0] if single else MakeTuple(tuple(init_items)), bind.span))
             position = {k: j for j, k in enumerate(kept)}
@@ -1647,6 +1650,16 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                 items.append(Name(name))
             return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     return None
+
+
+def _initial_item(init: Atom, k: int, made: list[Bind], span: Any, facts: Facts) -> Atom:
+    """Item k of a loop's initial tuple `init`: the atom the tuple was made of, or
+    its projection, bound at the end of `made`."""
+    match facts.definition(init):
+        case MakeTuple(items):
+            return items[k]
+    made.append(Bind(facts.namer.temporary(), Project(init, k), span))
+    return Name(made[-1].name)
 
 
 def _read_items(name: str, t: Type | None, facts: Facts) -> set[int] | None:
@@ -1809,16 +1822,7 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
     kept = [j for j in range(len(t.items)) if j not in terms]
     factors: list[Atom] = list(dict.fromkeys(f for k in sorted(terms) for f in terms[k]))
     made: list[Bind] = []
-    init_def = facts.definition(loop.init)
-
-    def init_item(k: int) -> Atom:
-        if isinstance(init_def, MakeTuple):
-            return init_def.items[k]
-        name = fresh()
-        made.append(Bind(name, Project(loop.init, k), bind.span))
-        return Name(name)
-
-    init_items = [init_item(j) for j in kept]
+    init_items = [_initial_item(loop.init, j, made, bind.span, facts) for j in kept]
     for f in factors:
         ft = atom_type(f, row_types)
         if not isinstance(ft, ArrayType):
@@ -1862,13 +1866,8 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             parts.append(name)
         total = fresh()
         if k in rows and rows[k].reverse:  # the rows of a reverse loop, last step first
-            last, steps, backwards = fresh(), fresh(), fresh()
-            length = leading_dim(item)
-            made += [Bind(last, Call(P.SIZE, params(dim=length - 1), ()), bind.span),
-                     Bind(steps, Call(P.ARANGE, params(lo=Dim(0), hi=length), ()), bind.span),
-                     Bind(backwards, Call(P.SUB, (), (Name(last), Name(steps))), bind.span),
-                     Bind(total, Call(P.GATHER, params(clip=False), (Name(parts[0]), Name(backwards))),
-                          bind.span)]
+            backwards = _rows_of_steps(leading_dim(item), True, made, bind.span, facts)
+            made.append(Bind(total, Call(P.GATHER, params(clip=False), (Name(parts[0]), backwards)), bind.span))
         elif k in rows:
             made.append(Bind(total, Name(parts[0]), bind.span))
         elif len(parts) == 2:
@@ -1877,14 +1876,23 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
                      Bind(total, Call(P.MATMUL, (), (Name(turned), Name(parts[1]))), bind.span)]
         else:
             made.append(Bind(total, Call(P.SUM, params(axes=(0,)), (Name(parts[0]),)), bind.span))
-        final = fresh()
-        made.append(Bind(final, Call(P.ADD, (), (init_item(k), Name(total))), bind.span))
+        final, start = fresh(), _initial_item(loop.init, k, made, bind.span, facts)
+        made.append(Bind(final, Call(P.ADD, (), (start, Name(total))), bind.span))
         items.append(Name(final))
     made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
-    types = _types_with(made, facts.types)
-    if types is None or types[bind.name] != t:
-        return None
-    return tuple(made)
+    return _well_typed(made, t, facts)
+
+
+def _rows_of_steps(length: Dim, reverse: bool, made: list[Bind], span: Any, facts: Facts) -> Name:
+    """The row each step of a loop over arange(length) is at, stacked, bound at the end of
+    `made`: arange(length), or length - 1 - arange(length) for a reverse loop (`_step_row`)."""
+    fresh = facts.namer.temporary
+    made.append(Bind(fresh(), Call(P.ARANGE, params(lo=Dim(0), hi=length), ()), span))
+    if reverse:
+        steps = Name(made[-1].name)
+        made.append(Bind(fresh(), Call(P.SIZE, params(dim=length - 1), ()), span))
+        made.append(Bind(fresh(), Call(P.SUB, (), (Name(made[-1].name), steps)), span))
+    return Name(made[-1].name)
 
 
 def _only_last_of_item(scan: str, k: int, t: Type, facts: Facts) -> bool:
