@@ -25,7 +25,11 @@ same along the summed axes, a transpose, or the rows of a product; the normalise
 exponentials of a softmax written by hand sum to one); indexing (a gather or
 scatter of every item in order is a reshape); loops (invariants hoisted, a scan
 item read only at its last state not stacked, state items nobody reads dropped,
-accumulated outer products summed by one product after the loop); and sharing of
+an item each step returns unchanged its initial value, a stacked item no step
+makes — a value, a row of an array at the step's own row, the state before the
+step — made once after the loop, accumulated outer products summed by one
+product after the loop, an invariant added at every step added once times the
+length); and sharing of
 equal expressions. Rules that only pay when a value has no other reader consult
 `Facts.readers`, taken as each round begins; they stay correct whatever it says.
 """
@@ -1204,6 +1208,20 @@ def index_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
 
 
 
+@rewrite
+def gather_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
+    # broadcast_to(a, (t, ..))[rows] -> broadcast_to(a, (len(rows), ..))   (a not varying along
+    # the leading axis; the rows of a reverse loop's stacked items read so)
+    match expr:
+        case Call(P.GATHER, _, (x, _)):
+            match facts.definition(x):
+                case Call(P.BROADCAST_TO, bps, (a,)):
+                    ta, t = facts.type_of(a), expr_type(expr, facts.types)
+                    if isinstance(ta, ArrayType) and isinstance(t, ArrayType) and ta.rank < len(param(bps, "shape")):
+                        return Call(P.BROADCAST_TO, params(shape=t.shape), (a,))
+    return None
+
+
 def _arange_axis(atom: Atom, facts: Facts) -> tuple[Dim, int] | None:
     """`(n, k)` when `atom` is `arange(0, n)` laid along its axis k (counted from the
     end, so negative), every other axis of length 1."""
@@ -1670,6 +1688,20 @@ def _read_items(name: str, t: Type | None, facts: Facts) -> set[int] | None:
     return {r.k for r in found}  # type: ignore[union-attr]
 
 
+def _read_state_items(bind: Bind, facts: Facts) -> tuple[TupleType, set[int], _StateBody] | None:
+    """For the loop `bind` makes, when its body makes its tuple state item by item
+    (`_StateBody`) and its result is read by projections alone, some: the result's
+    type, the items read and the body."""
+    assert isinstance(bind.expr, LoopE)
+    t = expr_type(bind.expr, facts.types)
+    read = _read_items(bind.name, t, facts)
+    state = _StateBody.of(bind.expr)
+    if not read or state is None:
+        return None
+    assert isinstance(t, TupleType)
+    return t, read, state
+
+
 def _outer_factors(atom: Atom, facts: Facts, defs: Mapping[str, Expr]) -> tuple[Atom, Atom] | None:
     """`(u, v)` when `atom` is the outer product `u[:, None] * v` of two vectors (either order)."""
     match defs.get(atom.id) if isinstance(atom, Name) else None:
@@ -1751,12 +1783,10 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # those read at their last state alone); the other items keep their stacking
     match bind.expr:
         case LoopE(body=body, stacked=stacked):
-            t = expr_type(bind.expr, facts.types)
-            read = _read_items(bind.name, t, facts)
-            state = _StateBody.of(bind.expr)
-            if read is None or not read or state is None:
+            found = _read_state_items(bind, facts)
+            if found is None:
                 return None
-            assert isinstance(t, TupleType)
+            t, read, state = found
             read = {k for k in read if not item_stacked(stacked, k)}
             defs = {b.name: b.expr for b in body.bindings}
             uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
@@ -1895,6 +1925,179 @@ def _rows_of_steps(length: Dim, reverse: bool, made: list[Bind], span: Any, fact
     return Name(made[-1].name)
 
 
+def invariant_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| { let a = acc.k; ..; (.., a, ..) })
+    #   -> let r2 = loop(init, xs, |acc, x| { let a = init.k; ..; (.., a, ..) }); r := (r2.0, .., init.k, ..)
+    # (an item each step returns unchanged is its initial value after every step, and
+    # stacked, broadcast_to(init.k, (T, ..)); no step reads it any more, and
+    # unused_state_items drops it); a state that is no tuple:
+    #   loop(init, xs, |acc, x| acc)  ->  init   (a scan: broadcast_to(init, (T, ..)))
+    match bind.expr:
+        case LoopE(init, xs, acc, x, body, stacked) as loop:
+            t = expr_type(loop, facts.types)
+            if body.result == Name(acc):
+                if not isinstance(t, ArrayType):
+                    return None
+                every_state = Call(P.BROADCAST_TO, params(shape=t.shape), (init,)) if stacked else init
+                return _typed_bindings([(bind.name, every_state)], t, bind.span, facts)
+            state = _StateBody.of(loop)
+            if state is None or not isinstance(t, TupleType):
+                return None
+            unchanged = {a: k for a, k in state.acc_items.items() if state.new.items[k] == Name(a)}
+            if not unchanged:
+                return None
+            made: list[Bind] = []
+            initial = {k: _initial_item(init, k, made, bind.span, facts) for k in sorted(unchanged.values())}
+            steps = tuple(Bind(b.name, initial[unchanged[b.name]], b.span) if b.name in unchanged else b
+                          for b in body.bindings)
+            outside: dict[int, Atom] = {}
+            for k, start in initial.items():
+                item = t.items[k]
+                if not item_stacked(stacked, k):
+                    outside[k] = start
+                elif isinstance(item, ArrayType):
+                    made.append(Bind(facts.namer.temporary(),
+                                     Call(P.BROADCAST_TO, params(shape=item.shape), (start,)), bind.span))
+                    outside[k] = Name(made[-1].name)
+                else:
+                    return None
+            return _items_outside(bind, LoopE(init, xs, acc, x, Block(steps, body.result), stacked), outside,
+                                  made, facts)
+    return None
+
+
+def stacked_items_of_no_step(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = scan[k](init, arange(T), |acc, i| (.., e, ..)); r.k  ->  the stacked item made
+    # once, outside the loop, when e is
+    #   v, made by no step                    ->  broadcast_to(v, (T, ..))      (over any xs)
+    #   A[t], A made by no step               ->  A[rows]
+    #   if t == 0 { a } else { S[t - 1] }     ->  concat((a[None], S))[rows]   (the state
+    #                                             before step t of a loop whose states are S)
+    # t the step's own row, i (rows = arange(T)) or T - 1 - i (rows = T - 1 - arange(T)), as
+    # a reverse loop reads its forward loop's states and items. Item k is then read by no
+    # step (nor by another item) and unused_state_items drops it: no copy per step
+    match bind.expr:
+        case LoopE(stacked=stacked) as loop if stacked is not False:
+            found = _read_state_items(bind, facts)
+            if found is None:
+                return None
+            t, read, state = found
+            reached = set().union(*map(state.reached, state.new.items))
+            made: list[Bind] = []
+            outside: dict[int, Atom] = {}
+            for k in sorted(read - reached):
+                if item_stacked(stacked, k):
+                    stack = _stacked_outside(state.new.items[k], loop, t.items[k], state.definitions, bind.span,
+                                             facts)
+                    if stack is not None:
+                        made += stack
+                        outside[k] = Name(stack[-1].name)
+            return _items_outside(bind, loop, outside, made, facts) if outside else None
+    return None
+
+
+def accumulated_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| (.., acc.k + v, ..)); r.k  ->  init.k + T * v
+    # (v made by no step, acc.k read by no other item and item k not stacked: T steps add
+    # v T times; no step reads the item any more, and unused_state_items drops it)
+    match bind.expr:
+        case LoopE(init, xs, stacked=stacked) as loop:
+            found = _read_state_items(bind, facts)
+            if found is None:
+                return None
+            t, read, state = found
+            inside = _step_names(loop)
+            uses = Counter(n for b in loop.body.bindings for n in _used_list(b.expr))
+            made: list[Bind] = []
+            outside: dict[int, Atom] = {}
+            for a, k in sorted(state.acc_items.items(), key=lambda item: item[1]):
+                new_k, item = state.new.items[k], t.items[k]
+                if (k not in read or item_stacked(stacked, k) or uses[a] != 1 or not isinstance(new_k, Name)
+                        or uses[new_k.id] != 1 or not isinstance(item, ArrayType)):
+                    continue
+                match state.definitions.get(new_k.id):
+                    case Call(P.ADD, _, (Name(added_to), v)) | Call(P.ADD, _, (v, Name(added_to))) if (
+                            added_to == a and (isinstance(v, Lit) or v.id not in inside)):
+                        count, times, total = (facts.namer.temporary() for _ in range(3))
+                        made += [Bind(count, Call(P.SIZE, params(dim=leading_dim(facts.type_of(xs))), ()), bind.span),
+                                 Bind(times, Call(P.ASTYPE, params(dtype=item.dtype), (Name(count),)), bind.span),
+                                 Bind(total, Call(P.MUL, (), (Name(times), v)), bind.span)]
+                        start = _initial_item(init, k, made, bind.span, facts)
+                        made.append(Bind(facts.namer.temporary(), Call(P.ADD, (), (start, Name(total))), bind.span))
+                        outside[k] = Name(made[-1].name)
+            return _items_outside(bind, loop, outside, made, facts) if outside else None
+    return None
+
+
+def _items_outside(bind: Bind, loop: LoopE, outside: dict[int, Atom], made: list[Bind],
+                   facts: Facts) -> tuple[Bind, ...] | None:
+    """`made`, then `loop` bound afresh and `bind` bound to the tuple of its items, item
+    k the atom `outside[k]` (made in `made`) where there is one: the loop's result is no
+    longer read at those items; None where that is ill typed."""
+    t = expr_type(bind.expr, facts.types)
+    assert isinstance(t, TupleType)
+    rest = facts.namer.temporary()
+    made = [*made, Bind(rest, loop, bind.span)]
+    items: list[Atom] = []
+    for k in range(len(t.items)):
+        if k not in outside:
+            made.append(Bind(facts.namer.temporary(), Project(Name(rest), k), bind.span))
+        items.append(outside.get(k, Name(made[-1].name)))
+    made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
+    return _well_typed(made, t, facts)
+
+
+def _stacked_outside(e: Atom, loop: LoopE, stacked_type: Type, defs: Mapping[str, Expr], span: Any,
+                     facts: Facts) -> tuple[Bind, ...] | None:
+    """Bindings outside `loop` that make the stack of `e` over its steps (of type
+    `stacked_type`), the last bound to it, as `stacked_items_of_no_step` says; None
+    where `e` is none of its forms."""
+    inside = _step_names(loop)
+
+    def made_by_no_step(a: Atom) -> bool:
+        return isinstance(a, Lit) or a.id not in inside
+    if not isinstance(stacked_type, ArrayType):
+        return None
+    fresh = facts.namer.temporary
+    if made_by_no_step(e):
+        return _typed_bindings([(fresh(), Call(P.BROADCAST_TO, params(shape=stacked_type.shape), (e,)))],
+                               stacked_type, span, facts)
+    made: list[Bind] = []
+    match defs.get(e.id):
+        case Call(P.INDEX, _, (Name(a), row)) as read if made_by_no_step(Name(a)) and _reads_a_row(read, a, facts):
+            source: Atom = Name(a)
+        case IfElse() as choice if (before := _state_before(choice, defs, facts)) is not None:
+            first, states, row = before
+            if not (made_by_no_step(first) and made_by_no_step(states)):
+                return None
+            made.append(Bind(fresh(), Call(P.EXPAND_DIMS, params(axis=0), (first,)), span))
+            made.append(Bind(fresh(), Call(P.CONCAT, params(axis=0), (Name(made[-1].name), states)), span))
+            source = Name(made[-1].name)
+        case _:
+            return None
+    reverse = _step_row(row, loop, stacked_type.shape[0], facts, defs)
+    if reverse is None:
+        return None
+    rows = _rows_of_steps(stacked_type.shape[0], reverse, made, span, facts)
+    made.append(Bind(fresh(), Call(P.GATHER, params(clip=False), (source, rows)), span))
+    return _well_typed(made, stacked_type, facts)
+
+
+def _state_before(choice: IfElse, defs: Mapping[str, Expr], facts: Facts) -> tuple[Atom, Name, Atom] | None:
+    """`(a, S, t)` when `choice` is `if t == 0 { a } else { S[t - 1] }`, `defs` the
+    definitions of the block it is in: the state before step t of a loop that starts
+    at a and whose states are S."""
+    match choice:
+        case IfElse(Name(cond), Block((), first),
+                    Block((Bind(before, Call(P.SUB, _, (row, one))), Bind(previous, read)), Name(result))):
+            match defs.get(cond), read:
+                case Call(P.EQ, _, (at, zero)), Call(P.INDEX, _, (Name(states), Name(b))) if (
+                        at == row and _constant(zero, facts) == 0 and _constant(one, facts) == 1
+                        and b == before and result == previous and _reads_a_row(read, states, facts)):
+                    return first, Name(states), row
+    return None
+
+
 def _only_last_of_item(scan: str, k: int, t: Type, facts: Facts) -> bool:
     """Item k (of type `t`) of the scan `scan` is read, and only at its last state."""
     items = [r.name for r in facts.readers.get(scan, []) if isinstance(r.expr, Project) and r.expr.k == k]
@@ -1963,6 +2166,7 @@ RULES: tuple[Rule, ...] = (
     normalised_weights,
     reduce_before_linear_work,
     index_of_broadcast,
+    gather_of_broadcast,
     index_of_arange,
     gather_in_order,
     scatter_in_order,
@@ -1973,6 +2177,9 @@ RULES: tuple[Rule, ...] = (
     hoist_invariants,
     unstack_last_states,
     fold_of_no_steps,
+    invariant_state_items,
+    stacked_items_of_no_step,
+    accumulated_invariants,
     unused_state_items,
     accumulated_products,
     share_common,

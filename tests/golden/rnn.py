@@ -98,27 +98,22 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         t6[step] = acc
     t18 = np.int64(t)
     t24 = t1 if t18 == 0 else t6[t18 - 1]
-    t28 = np.zeros((d,))
     t29 = np.arange(t)
     t32 = np.int64(t - 1)
-    t75_0 = np.zeros((t, d))
-    t75_1 = np.zeros((t, h))
-    t75_2 = np.zeros((t, d))
-    t75_3 = np.zeros((t, h))
-    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = rnn_last_bar, t28, t1, t28, t1
+    t27 = t32 - t29
+    t3_0 = np.zeros((t, d))
+    t3_1 = np.zeros((t, h))
+    acc_1_0, acc_1_1, acc_1_2 = rnn_last_bar, np.zeros((d,)), t1
     for step_1 in range(t):
-        t33 = t32 - step_1
-        t40 = t1 if t33 == 0 else t6[t33 - 1]
-        t47 = t6[t33]
+        t47 = t6[t32 - step_1]
         t51 = acc_1_0 * (1.0 - t47 * t47)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t51 @ Wh, t51 @ Wx, t51, xs[t33], t40
-        t75_0[step_1] = acc_1_1
-        t75_1[step_1] = acc_1_2
-        t75_2[step_1] = acc_1_3
-        t75_3[step_1] = acc_1_4
-    t80 = t75_1.T
-    xs_bar = t75_0[t32 - t29]
-    return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
+        acc_1_0, acc_1_1, acc_1_2 = t51 @ Wh, t51 @ Wx, t51
+        t3_0[step_1] = acc_1_1
+        t3_1[step_1] = acc_1_2
+    t80 = t3_1.T
+    xs_bar = t3_0[t27]
+    t84 = t80 @ np.concatenate([t1[None], t6], axis=0)[t27]
+    return (t24, (t80 @ xs[t27], t84, np.sum(t3_1, axis=0), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -153,27 +148,23 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
-    t22 = np.zeros((d,))
     t23 = np.arange(t)
     t26 = np.int64(t - 1)
-    t71_0 = np.zeros((t, d))
-    t71_1 = np.zeros((t, h))
-    t71_2 = np.zeros((t, d))
-    t71_3 = np.zeros((t, h))
-    acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t1, t22, t1, t22, t1
+    t24 = t26 - t23
+    t3_0 = np.zeros((t, d))
+    t3_1 = np.zeros((t, h))
+    acc_1_0, acc_1_1, acc_1_2 = t1, np.zeros((d,)), t1
     for step_1 in range(t):
         t27 = t26 - step_1
-        t36 = t1 if t27 == 0 else t6[t27 - 1]
         t43 = t6[t27]
         t47 = (acc_1_0 + rnn_states_bar[t27]) * (1.0 - t43 * t43)
-        acc_1_0, acc_1_1, acc_1_2, acc_1_3, acc_1_4 = t47 @ Wh, t47 @ Wx, t47, xs[t27], t36
-        t71_0[step_1] = acc_1_1
-        t71_1[step_1] = acc_1_2
-        t71_2[step_1] = acc_1_3
-        t71_3[step_1] = acc_1_4
-    t76 = t71_1.T
-    xs_bar = t71_0[t26 - t23]
-    return (t6, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
+        acc_1_0, acc_1_1, acc_1_2 = t47 @ Wh, t47 @ Wx, t47
+        t3_0[step_1] = acc_1_1
+        t3_1[step_1] = acc_1_2
+    t76 = t3_1.T
+    xs_bar = t3_0[t24]
+    t80 = t76 @ np.concatenate([t1[None], t6], axis=0)[t24]
+    return (t6, (t76 @ xs[t24], t80, np.sum(t3_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
