@@ -25,7 +25,11 @@ same along the summed axes, a transpose, or the rows of a product; the normalise
 exponentials of a softmax written by hand sum to one); indexing (a gather or
 scatter of every item in order is a reshape); loops (invariants hoisted, a scan
 item read only at its last state not stacked, state items nobody reads dropped,
-accumulated outer products summed by one product after the loop); and sharing of
+an item each step returns unchanged its initial value, a stacked item no step
+makes — a value, a row of an array at the step's own row — made once after the
+loop, accumulated outer products summed by one
+product after the loop, an invariant added at every step added once times the
+length); and sharing of
 equal expressions. Rules that only pay when a value has no other reader consult
 `Facts.readers`, taken as each round begins; they stay correct whatever it says.
 """
@@ -1172,9 +1176,13 @@ def _types_with(binds: list[Bind], types: Mapping[str, Type]) -> dict[str, Type]
 def _typed_bindings(binds: list[tuple[str, Expr]], t: Type, span: Any,
                     facts: Facts) -> tuple[Bind, ...] | None:
     """`binds` as bindings, when they are well typed and the last has type `t`."""
-    made = [Bind(name, expr, span) for name, expr in binds]
+    return _well_typed([Bind(name, expr, span) for name, expr in binds], t, facts)
+
+
+def _well_typed(made: list[Bind], t: Type, facts: Facts) -> tuple[Bind, ...] | None:
+    """`made`, when its bindings are well typed and the last has type `t`."""
     types = _types_with(made, facts.types)
-    if types is None or types[binds[-1][0]] != t:
+    if types is None or types[made[-1].name] != t:
         return None
     return tuple(made)
 
@@ -1198,6 +1206,20 @@ def index_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
                         return Call(P.BROADCAST_TO, params(shape=t.shape), (a,))
     return None
 
+
+
+@rewrite
+def gather_of_broadcast(expr: Expr, facts: Facts) -> Expr | None:
+    # broadcast_to(a, (t, ..))[rows] -> broadcast_to(a, (len(rows), ..))   (a not varying along
+    # the leading axis; the rows of a reverse loop's stacked items read so)
+    match expr:
+        case Call(P.GATHER, _, (x, _)):
+            match facts.definition(x):
+                case Call(P.BROADCAST_TO, bps, (a,)):
+                    ta, t = facts.type_of(a), expr_type(expr, facts.types)
+                    if isinstance(ta, ArrayType) and isinstance(t, ArrayType) and ta.rank < len(param(bps, "shape")):
+                        return Call(P.BROADCAST_TO, params(shape=t.shape), (a,))
+    return None
 
 
 def _arange_axis(atom: Atom, facts: Facts) -> tuple[Dim, int] | None:
@@ -1414,14 +1436,16 @@ _MAY_FAIL = frozenset((P.INDEX, P.GATHER, P.INDEX_ADD, P.GATHER_ADD))
 def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # let r = loop(init, xs, |acc, x| { let a = f(w); body }); ...
     #   -> let a = f(w); let r = loop(init, xs, |acc, x| body)     (f(w) reads neither acc, x
-    #   nor the body: computed once; indexing, which may fail, stays where it is)
+    #   nor the body: computed once; indexing, which may fail, stays where it is, and so
+    #   does the tuple a step returns, which the loop rules read item by item)
     match bind.expr:
         case LoopE(init, xs, acc, x, body, stacked):
-            inside = {acc, x} | {b.name for b in body.bindings}
+            inside = _step_names(bind.expr)
             hoisted: list[Bind] = []
             for b in body.bindings:
                 movable = (isinstance(b.expr, Call) and b.expr.prim not in _MAY_FAIL
-                           or isinstance(b.expr, MakeTuple | Project))
+                           or isinstance(b.expr, Project)
+                           or isinstance(b.expr, MakeTuple) and Name(b.name) != body.result)
                 if movable and not (_used_names(b.expr) & inside):
                     hoisted.append(b)
                     inside.discard(b.name)
@@ -1431,6 +1455,11 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             return (*hoisted, Bind(bind.name, LoopE(init, xs, acc, x, Block(kept, body.result), stacked),
                                    bind.span))
     return None
+
+
+def _step_names(loop: LoopE) -> set[str]:
+    """The names a step of `loop` binds: its state, its item and its body's bindings."""
+    return {loop.acc, loop.x} | {b.name for b in loop.body.bindings}
 
 
 def _is_last(atom: Atom, length: Dim, facts: Facts) -> bool:
@@ -1604,21 +1633,13 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             needed = _state_items_needed(bind.expr, {r.k for r in found}, facts)  # type: ignore[union-attr]
             if needed is None or len(needed) == len(t.items) or not needed:
                 return None
-            if not all(isinstance(item, ArrayType) for item in t.items):
-                return None
+            if not all(isinstance(item, ArrayType) for k, item in enumerate(t.items) if k not in needed):
+                return None  # (a dropped item's value is zeros of its type)
             kept = sorted(needed)
             single = len(kept) == 1
             fresh = facts.namer.temporary
             made: list[Bind] = []
-            init_def = facts.definition(init)
-            init_items: list[Atom] = []
-            for k in kept:
-                if isinstance(init_def, MakeTuple):
-                    init_items.append(init_def.items[k])
-                else:
-                    name = fresh()
-                    made.append(Bind(name, Project(init, k), bind.span))
-                    init_items.append(Name(name))
+            init_items = [_initial_item(init, k, made, bind.span, facts) for k in kept]
             new_init = fresh()
             made.append(Bind(new_init, init_items[0] if single else MakeTuple(tuple(init_items)), bind.span))
             position = {k: j for j, k in enumerate(kept)}
@@ -1649,12 +1670,36 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+def _initial_item(init: Atom, k: int, made: list[Bind], span: Any, facts: Facts) -> Atom:
+    """Item k of a loop's initial tuple `init`: the atom the tuple was made of, or
+    its projection, bound at the end of `made`."""
+    match facts.definition(init):
+        case MakeTuple(items):
+            return items[k]
+    made.append(Bind(facts.namer.temporary(), Project(init, k), span))
+    return Name(made[-1].name)
+
+
 def _read_items(name: str, t: Type | None, facts: Facts) -> set[int] | None:
     """The items read of the tuple `name`, when it is only read by projections."""
     found = [r.expr for r in facts.readers.get(name, [])]
     if not isinstance(t, TupleType) or not all(isinstance(r, Project) for r in found):
         return None
     return {r.k for r in found}  # type: ignore[union-attr]
+
+
+def _read_state_items(bind: Bind, facts: Facts) -> tuple[TupleType, set[int], _StateBody] | None:
+    """For the loop `bind` makes, when its body makes its tuple state item by item
+    (`_StateBody`) and its result is read by projections alone, some: the result's
+    type, the items read and the body."""
+    assert isinstance(bind.expr, LoopE)
+    t = expr_type(bind.expr, facts.types)
+    read = _read_items(bind.name, t, facts)
+    state = _StateBody.of(bind.expr)
+    if not read or state is None:
+        return None
+    assert isinstance(t, TupleType)
+    return t, read, state
 
 
 def _outer_factors(atom: Atom, facts: Facts, defs: Mapping[str, Expr]) -> tuple[Atom, Atom] | None:
@@ -1738,12 +1783,10 @@ def accumulated_products(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # those read at their last state alone); the other items keep their stacking
     match bind.expr:
         case LoopE(body=body, stacked=stacked):
-            t = expr_type(bind.expr, facts.types)
-            read = _read_items(bind.name, t, facts)
-            state = _StateBody.of(bind.expr)
-            if read is None or not read or state is None:
+            found = _read_state_items(bind, facts)
+            if found is None:
                 return None
-            assert isinstance(t, TupleType)
+            t, read, state = found
             read = {k for k in read if not item_stacked(stacked, k)}
             defs = {b.name: b.expr for b in body.bindings}
             uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
@@ -1809,16 +1852,7 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
     kept = [j for j in range(len(t.items)) if j not in terms]
     factors: list[Atom] = list(dict.fromkeys(f for k in sorted(terms) for f in terms[k]))
     made: list[Bind] = []
-    init_def = facts.definition(loop.init)
-
-    def init_item(k: int) -> Atom:
-        if isinstance(init_def, MakeTuple):
-            return init_def.items[k]
-        name = fresh()
-        made.append(Bind(name, Project(loop.init, k), bind.span))
-        return Name(name)
-
-    init_items = [init_item(j) for j in kept]
+    init_items = [_initial_item(loop.init, j, made, bind.span, facts) for j in kept]
     for f in factors:
         ft = atom_type(f, row_types)
         if not isinstance(ft, ArrayType):
@@ -1862,13 +1896,8 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             parts.append(name)
         total = fresh()
         if k in rows and rows[k].reverse:  # the rows of a reverse loop, last step first
-            last, steps, backwards = fresh(), fresh(), fresh()
-            length = leading_dim(item)
-            made += [Bind(last, Call(P.SIZE, params(dim=length - 1), ()), bind.span),
-                     Bind(steps, Call(P.ARANGE, params(lo=Dim(0), hi=length), ()), bind.span),
-                     Bind(backwards, Call(P.SUB, (), (Name(last), Name(steps))), bind.span),
-                     Bind(total, Call(P.GATHER, params(clip=False), (Name(parts[0]), Name(backwards))),
-                          bind.span)]
+            backwards = _rows_of_steps(leading_dim(item), True, made, bind.span, facts)
+            made.append(Bind(total, Call(P.GATHER, params(clip=False), (Name(parts[0]), backwards)), bind.span))
         elif k in rows:
             made.append(Bind(total, Name(parts[0]), bind.span))
         elif len(parts) == 2:
@@ -1877,14 +1906,170 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
                      Bind(total, Call(P.MATMUL, (), (Name(turned), Name(parts[1]))), bind.span)]
         else:
             made.append(Bind(total, Call(P.SUM, params(axes=(0,)), (Name(parts[0]),)), bind.span))
-        final = fresh()
-        made.append(Bind(final, Call(P.ADD, (), (init_item(k), Name(total))), bind.span))
+        final, start = fresh(), _initial_item(loop.init, k, made, bind.span, facts)
+        made.append(Bind(final, Call(P.ADD, (), (start, Name(total))), bind.span))
         items.append(Name(final))
     made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
-    types = _types_with(made, facts.types)
-    if types is None or types[bind.name] != t:
+    return _well_typed(made, t, facts)
+
+
+def _rows_of_steps(length: Dim, reverse: bool, made: list[Bind], span: Any, facts: Facts) -> Name:
+    """The row each step of a loop over arange(length) is at, stacked, bound at the end of
+    `made`: arange(length), or length - 1 - arange(length) for a reverse loop (`_step_row`)."""
+    fresh = facts.namer.temporary
+    made.append(Bind(fresh(), Call(P.ARANGE, params(lo=Dim(0), hi=length), ()), span))
+    if reverse:
+        steps = Name(made[-1].name)
+        made.append(Bind(fresh(), Call(P.SIZE, params(dim=length - 1), ()), span))
+        made.append(Bind(fresh(), Call(P.SUB, (), (Name(made[-1].name), steps)), span))
+    return Name(made[-1].name)
+
+
+def invariant_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| { let a = acc.k; ..; (.., a, ..) })
+    #   -> let r2 = loop(init, xs, |acc, x| { let a = init.k; ..; (.., a, ..) }); r := (r2.0, .., init.k, ..)
+    # (an item each step returns unchanged is its initial value after every step, and
+    # stacked, broadcast_to(init.k, (T, ..)); no step reads it any more, and
+    # unused_state_items drops it); a state that is no tuple:
+    #   loop(init, xs, |acc, x| acc)  ->  init   (a scan: broadcast_to(init, (T, ..)))
+    match bind.expr:
+        case LoopE(init, xs, acc, x, body, stacked) as loop:
+            t = expr_type(loop, facts.types)
+            if body.result == Name(acc):
+                if not isinstance(t, ArrayType):
+                    return None
+                every_state = Call(P.BROADCAST_TO, params(shape=t.shape), (init,)) if stacked else init
+                return _typed_bindings([(bind.name, every_state)], t, bind.span, facts)
+            state = _StateBody.of(loop)
+            if state is None or not isinstance(t, TupleType):
+                return None
+            unchanged = {a: k for a, k in state.acc_items.items() if state.new.items[k] == Name(a)}
+            if not unchanged:
+                return None
+            made: list[Bind] = []
+            initial = {k: _initial_item(init, k, made, bind.span, facts) for k in sorted(unchanged.values())}
+            steps = tuple(Bind(b.name, initial[unchanged[b.name]], b.span) if b.name in unchanged else b
+                          for b in body.bindings)
+            outside: dict[int, Atom] = {}
+            for k, start in initial.items():
+                item = t.items[k]
+                if not item_stacked(stacked, k):
+                    outside[k] = start
+                elif isinstance(item, ArrayType):
+                    made.append(Bind(facts.namer.temporary(),
+                                     Call(P.BROADCAST_TO, params(shape=item.shape), (start,)), bind.span))
+                    outside[k] = Name(made[-1].name)
+                else:
+                    return None
+            return _items_outside(bind, LoopE(init, xs, acc, x, Block(steps, body.result), stacked), outside,
+                                  made, facts)
+    return None
+
+
+def stacked_items_of_no_step(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = scan[k](init, arange(T), |acc, i| (.., e, ..)); r.k  ->  the stacked item made
+    # once, outside the loop, when e is
+    #   v, made by no step                    ->  broadcast_to(v, (T, ..))      (over any xs)
+    #   A[t], A made by no step               ->  A[rows]
+    # t the step's own row, i (rows = arange(T)) or T - 1 - i (rows = T - 1 - arange(T)), as
+    # a reverse loop reads its forward loop's states and items. Item k is then read by no
+    # step (nor by another item) and unused_state_items drops it: no copy per step
+    match bind.expr:
+        case LoopE(stacked=stacked) as loop if stacked is not False:
+            found = _read_state_items(bind, facts)
+            if found is None:
+                return None
+            t, read, state = found
+            reached = set().union(*map(state.reached, state.new.items))
+            made: list[Bind] = []
+            outside: dict[int, Atom] = {}
+            for k in sorted(read - reached):
+                if item_stacked(stacked, k):
+                    stack = _stacked_outside(state.new.items[k], loop, t.items[k], state.definitions, bind.span,
+                                             facts)
+                    if stack is not None:
+                        made += stack
+                        outside[k] = Name(stack[-1].name)
+            return _items_outside(bind, loop, outside, made, facts) if outside else None
+    return None
+
+
+def accumulated_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| (.., acc.k + v, ..)); r.k  ->  init.k + T * v
+    # (v made by no step, acc.k read by no other item and item k not stacked: T steps add
+    # v T times; no step reads the item any more, and unused_state_items drops it)
+    match bind.expr:
+        case LoopE(init, xs, stacked=stacked) as loop:
+            found = _read_state_items(bind, facts)
+            if found is None:
+                return None
+            t, read, state = found
+            inside = _step_names(loop)
+            uses = Counter(n for b in loop.body.bindings for n in _used_list(b.expr))
+            made: list[Bind] = []
+            outside: dict[int, Atom] = {}
+            for a, k in sorted(state.acc_items.items(), key=lambda item: item[1]):
+                new_k, item = state.new.items[k], t.items[k]
+                if (k not in read or item_stacked(stacked, k) or uses[a] != 1 or not isinstance(new_k, Name)
+                        or uses[new_k.id] != 1 or not isinstance(item, ArrayType)):
+                    continue
+                match state.definitions.get(new_k.id):
+                    case Call(P.ADD, _, (Name(added_to), v)) | Call(P.ADD, _, (v, Name(added_to))) if (
+                            added_to == a and (isinstance(v, Lit) or v.id not in inside)):
+                        count, times, total = (facts.namer.temporary() for _ in range(3))
+                        made += [Bind(count, Call(P.SIZE, params(dim=leading_dim(facts.type_of(xs))), ()), bind.span),
+                                 Bind(times, Call(P.ASTYPE, params(dtype=item.dtype), (Name(count),)), bind.span),
+                                 Bind(total, Call(P.MUL, (), (Name(times), v)), bind.span)]
+                        start = _initial_item(init, k, made, bind.span, facts)
+                        made.append(Bind(facts.namer.temporary(), Call(P.ADD, (), (start, Name(total))), bind.span))
+                        outside[k] = Name(made[-1].name)
+            return _items_outside(bind, loop, outside, made, facts) if outside else None
+    return None
+
+
+def _items_outside(bind: Bind, loop: LoopE, outside: dict[int, Atom], made: list[Bind],
+                   facts: Facts) -> tuple[Bind, ...] | None:
+    """`made`, then `loop` bound afresh and `bind` bound to the tuple of its items, item
+    k the atom `outside[k]` (made in `made`) where there is one: the loop's result is no
+    longer read at those items; None where that is ill typed."""
+    t = expr_type(bind.expr, facts.types)
+    assert isinstance(t, TupleType)
+    rest = facts.namer.temporary()
+    made = [*made, Bind(rest, loop, bind.span)]
+    items: list[Atom] = []
+    for k in range(len(t.items)):
+        if k not in outside:
+            made.append(Bind(facts.namer.temporary(), Project(Name(rest), k), bind.span))
+        items.append(outside.get(k, Name(made[-1].name)))
+    made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
+    return _well_typed(made, t, facts)
+
+
+def _stacked_outside(e: Atom, loop: LoopE, stacked_type: Type, defs: Mapping[str, Expr], span: Any,
+                     facts: Facts) -> tuple[Bind, ...] | None:
+    """Bindings outside `loop` that make the stack of `e` over its steps (of type
+    `stacked_type`), the last bound to it, as `stacked_items_of_no_step` says; None
+    where `e` is none of its forms."""
+    inside = _step_names(loop)
+
+    def made_by_no_step(a: Atom) -> bool:
+        return isinstance(a, Lit) or a.id not in inside
+    if not isinstance(stacked_type, ArrayType):
         return None
-    return tuple(made)
+    fresh = facts.namer.temporary
+    if made_by_no_step(e):
+        return _typed_bindings([(fresh(), Call(P.BROADCAST_TO, params(shape=stacked_type.shape), (e,)))],
+                               stacked_type, span, facts)
+    match defs.get(e.id):
+        case Call(P.INDEX, _, (Name(a), row)) as read if made_by_no_step(Name(a)) and _reads_a_row(read, a, facts):
+            reverse = _step_row(row, loop, stacked_type.shape[0], facts, defs)
+            if reverse is None:
+                return None
+            made: list[Bind] = []
+            rows = _rows_of_steps(stacked_type.shape[0], reverse, made, span, facts)
+            made.append(Bind(fresh(), Call(P.GATHER, params(clip=False), (Name(a), rows)), span))
+            return _well_typed(made, stacked_type, facts)
+    return None
 
 
 def _only_last_of_item(scan: str, k: int, t: Type, facts: Facts) -> bool:
@@ -1955,6 +2140,7 @@ RULES: tuple[Rule, ...] = (
     normalised_weights,
     reduce_before_linear_work,
     index_of_broadcast,
+    gather_of_broadcast,
     index_of_arange,
     gather_in_order,
     scatter_in_order,
@@ -1965,6 +2151,9 @@ RULES: tuple[Rule, ...] = (
     hoist_invariants,
     unstack_last_states,
     fold_of_no_steps,
+    invariant_state_items,
+    stacked_items_of_no_step,
+    accumulated_invariants,
     unused_state_items,
     accumulated_products,
     share_common,

@@ -38,7 +38,7 @@ from catad.compiler.unary_check import UnaryTypeError, check_function, check_ter
 from catad.compiler.unary_eval import evaluate
 
 from program_strategy import compile_source, programs, scaled, size_values
-from test_simplify import N, block, call, let, simplified, values_agree
+from test_simplify import EXAMPLES, N, block, call, let, simplified, values_agree
 
 n, m = Dim.of("n"), Dim.of("m")
 STACKINGS: tuple[Stacking, ...] = ((True, False), (False, True), True, False)
@@ -611,12 +611,84 @@ def test_an_rnn_gradient_matches_finite_differences():
             close(g, finite_gradient(module.f, args, k))
 
 
+STATE_BEFORE = """
+fn f(x0: f64[n], xs: f64[t, n]) -> f64 { sum(fold(x0, xs, |s, x| s * tanh(x))) }
+fn f_grad = grad(f, wrt = (x0, xs));
+"""
+
+
 @pytest.mark.parametrize("backend", ["numpy", "array-api"])
-def test_a_fold_gradient_reads_the_state_before_each_step_in_place(backend):
-    text = catad.to_python(RNN, backend=backend)
+@pytest.mark.parametrize("source", [RNN, STATE_BEFORE], ids=["rnn", "xs-cotangent"])
+def test_a_fold_gradient_reads_the_state_before_each_step_in_place(backend, source):
+    # the state before step t, a factor of Wh's cotangent (the RNN) or of xs's at t
+    text = catad.to_python(source, backend=backend)
     gradient = text[text.index("def f_grad("):]
     assert not re.search(r"\bconcat", gradient), "the states copied behind the initial one"
     assert "if " in gradient, "the state before step t: init at t = 0, else states[t - 1]"
+
+
+def _last_loop_body(text: str, function: str) -> list[str]:
+    """The lines of the body of the last `for` loop of `function` in the module `text`."""
+    lines = text[text.index(f"def {function}("):].splitlines()
+    start = max(k for k, line in enumerate(lines) if line.lstrip().startswith("for "))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = []
+    for line in lines[start + 1:]:
+        if len(line) - len(line.lstrip()) <= indent:
+            break
+        body.append(line.strip())
+    return body
+
+
+def test_an_rnn_vjp_stacks_no_row_of_its_inputs_in_its_reverse_loop():
+    # stacked_items_of_no_step: the reverse loop of rnn_last's vjp stacked xs[T - 1 - step]
+    # at every step, a factor of Wx's cotangent: it is xs reversed, gathered once
+    source = (EXAMPLES / "rnn.catad").read_text(encoding="utf-8") + "fn rnn_last_vjp = vjp(rnn_last);\n"
+    text = catad.to_python(source)
+    body = _last_loop_body(text, "rnn_last_vjp")
+    stores = [line for line in body if re.match(r"\w+\[\w+\] = ", line)]
+    # the cotangents of xs's rows and of the pre-activations, and the state before the step
+    assert len(stores) == 3, body
+    assert not any("xs[" in line for line in body), body
+    module = load_module(text, "rnn")
+    rng = np.random.default_rng(3)
+    for length in SEQUENCE_LENGTHS:
+        args = (0.5 * rng.standard_normal((4, 3)), 0.5 * rng.standard_normal((4, 4)), rng.standard_normal(4),
+                rng.standard_normal((length, 3)))
+        bar = rng.standard_normal(4)
+        _, grads = module.rnn_last_vjp(*args, bar)
+        for k, g in enumerate(grads):
+            close(g, finite_gradient(lambda *a: bar @ module.rnn_last(*a), args, k))
+
+
+LINEAR = """
+fn f(s: f64[n], xs: f64[t, n]) -> f64 { sum(fold(s, xs, |a, p| a + p)) }
+fn g(W: f64[n, n], x: f64[n]) -> f64 { sum(fold(x, arange(4), |acc, i| acc + W @ x) ** 2) }
+fn f_grad = grad(f, wrt = (s, xs));
+fn f_grad_s = grad(f, wrt = s);
+fn g_grad = grad(g, wrt = (W, x));
+"""
+
+
+def test_the_gradients_of_linear_folds_have_no_reverse_loop():
+    # invariant_state_items: their reverse loops carried the state's cotangent unchanged
+    # (acc_0, acc_1 = acc_0, acc_0), stacked it or added the same term at every step
+    # (accumulated_invariants): the cotangent is the initial one, broadcast or times T
+    text = catad.to_python(LINEAR)
+    module = load_module(text, "linear")
+    for name, loops in (("f_grad", 0), ("f_grad_s", 0), ("g_grad", 1)):  # g_grad: g's own fold
+        gradient = text[text.index(f"def {name}("):]
+        gradient = gradient[:gradient.index("\n\n\n")] if "\n\n\n" in gradient else gradient
+        assert len(re.findall(r"^\s+for ", gradient, re.M)) == loops, gradient
+    rng = np.random.default_rng(4)
+    for length in SEQUENCE_LENGTHS:
+        args = (rng.standard_normal(3), rng.standard_normal((length, 3)))
+        for k, g in enumerate(module.f_grad(*args)):
+            close(g, finite_gradient(module.f, args, k))
+        close(module.f_grad_s(*args), finite_gradient(module.f, args, 0))
+    args = (0.5 * rng.standard_normal((3, 3)), rng.standard_normal(3))
+    for k, g in enumerate(module.g_grad(*args)):
+        close(g, finite_gradient(module.g, args, k))
 
 
 LAYERS = """

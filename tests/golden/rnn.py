@@ -97,24 +97,22 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
     t24 = t1 if t == 0 else t6[t - 1]
-    t75_0 = np.zeros((t, d))
-    t75_1 = np.zeros((t, h))
-    t75_2 = np.zeros((t, d))
-    t75_3 = np.zeros((t, h))
+    t3_0 = np.zeros((t, d))
+    t3_1 = np.zeros((t, h))
+    t3_2 = np.zeros((t, h))
     acc_1 = rnn_last_bar
     for step_1 in range(t):
         t33 = t - 1 - step_1
         t40 = t1 if t33 == 0 else t6[t33 - 1]
         t47 = t6[t33]
         t51 = acc_1 * (1.0 - t47 * t47)
-        t75_0[step_1] = t51 @ Wx
-        t75_1[step_1] = t51
-        t75_2[step_1] = xs[t33]
-        t75_3[step_1] = t40
+        t3_0[step_1] = t51 @ Wx
+        t3_1[step_1] = t51
+        t3_2[step_1] = t40
         acc_1 = t51 @ Wh
-    t80 = t75_1.T
-    xs_bar = t75_0[::-1]
-    return (t24, (t80 @ t75_2, t80 @ t75_3, np.sum(t75_1, axis=0), xs_bar))
+    t80 = t3_1.T
+    xs_bar = t3_0[::-1]
+    return (t24, (t80 @ xs[::-1], t80 @ t3_2, np.sum(t3_1, axis=0), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -149,24 +147,22 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
     for step, x in enumerate(xs):
         acc = np.tanh(Wx @ x + Wh @ acc + b)
         t6[step] = acc
-    t71_0 = np.zeros((t, d))
-    t71_1 = np.zeros((t, h))
-    t71_2 = np.zeros((t, d))
-    t71_3 = np.zeros((t, h))
+    t3_0 = np.zeros((t, d))
+    t3_1 = np.zeros((t, h))
+    t3_2 = np.zeros((t, h))
     acc_1 = t1
     for step_1 in range(t):
         t27 = t - 1 - step_1
         t36 = t1 if t27 == 0 else t6[t27 - 1]
         t43 = t6[t27]
         t47 = (acc_1 + rnn_states_bar[t27]) * (1.0 - t43 * t43)
-        t71_0[step_1] = t47 @ Wx
-        t71_1[step_1] = t47
-        t71_2[step_1] = xs[t27]
-        t71_3[step_1] = t36
+        t3_0[step_1] = t47 @ Wx
+        t3_1[step_1] = t47
+        t3_2[step_1] = t36
         acc_1 = t47 @ Wh
-    t76 = t71_1.T
-    xs_bar = t71_0[::-1]
-    return (t6, (t76 @ t71_2, t76 @ t71_3, np.sum(t71_1, axis=0), xs_bar))
+    t76 = t3_1.T
+    xs_bar = t3_0[::-1]
+    return (t6, (t76 @ xs[::-1], t76 @ t3_2, np.sum(t3_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
