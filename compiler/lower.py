@@ -156,10 +156,9 @@ class _FunctionPrinter:
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
                                             self.unread)
         self.returned = _returned_names(fn.body)
-        # NumPy: the initial states of scans made in place (`_rows_only_items`), and the
-        # values only they read, at items that have no variable: not printed either
-        self.initial_states, unread_initially = ({}, frozenset()) if backend.portable else (
-            _rows_only_initial_values(fn.body, self.types))
+        # the initial states of scans with items that are not state (`_rows_only_items`),
+        # and the values only they read, at those items: not printed either
+        self.initial_states, unread_initially = _rows_only_initial_values(fn.body, self.types)
         self.unread |= unread_initially
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
@@ -583,7 +582,7 @@ class _FunctionPrinter:
         self._line(f"def {name}({state}, {identifier(loop.x)}):")
 
         def printed() -> None:
-            if variables is not None:
+            if variables and variables != state:
                 self._line(f"{variables} = {state}")
             body()
         self._indented(printed)
@@ -645,16 +644,16 @@ class _FunctionPrinter:
         function returning the state and the rows to stack (see `_step_function`).
         An item that is not stacked is the last state's, left in `acc` (a tuple
         state: in a variable per item, and the result is held item by item too).
-        NumPy: an item that the body never reads is not state at all: each step
-        writes its value straight into its row (`_rows_only_items`)."""
+        An item that the body never reads is not state at all
+        (`_rows_only_items`): each step makes its row, before the state changes."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
         acc = identifier(loop.acc)
-        rows_only = frozenset() if self.backend.portable else _rows_only_items(loop, state)
+        rows_only = _rows_only_items(loop, state)
         variables = self._state_variables(loop, acc, rows_only)
-        # (item, its text, an array, whether stacked); the text of an item in rows_only is its row
+        # (item, its text, an array, whether stacked); an item in rows_only has no text
         leaves: list[tuple[int, str, ArrayType, bool]]
         if variables is not None:
             assert isinstance(state, TupleType)
@@ -670,46 +669,66 @@ class _FunctionPrinter:
         hints = _row_hints(loop.body)
         arrays = [target] if len(leaves) == 1 and leaves[0][1] == acc else [
             self.namer.fresh(hints.get(k) or f"{target}_{j}") for j, (k, _, _) in enumerate(stacked)]
+        count = len(state.items) if isinstance(state, TupleType) else 1
+        held = [k for k in range(count) if k not in rows_only]
+        initial = self._items_text(loop.init, held) if rows_only else None
+
+        def rows_made_first() -> list[str]:
+            """The step's body, its rows_only items' rows (NumPy: written; portable: their
+            texts, bound first where the new state would change them), then the new state;
+            the rows of the other stacked items."""
+            if not rows_only:
+                self._assign(loop.body, variables or acc)
+                return [label for _, label, _ in stacked]
+            value = self._block_value(loop.body)
+            items = value.items or tuple(f"{value.operand}[{k}]" for k in range(count))
+            rows: dict[int, str] = {}
+            for array, (k, _, _) in zip(arrays, stacked):
+                if k not in rows_only:
+                    continue
+                if not self.backend.portable:
+                    self._line(f"{array}[{step}] = {items[k]}")
+                elif items[k].isidentifier() and items[k] not in (variables or "").split(", "):
+                    rows[k] = items[k]
+                else:
+                    rows[k] = self.namer.fresh("row")
+                    self._line(f"{rows[k]} = {items[k]}")
+            new = ", ".join(items[k] for k in held)
+            if variables and new != variables:
+                self._line(f"{variables} = {new}")
+            return [rows.get(k, label) for k, label, _ in stacked]
+
         if self.backend.portable:
-            state_text = f"({variables})" if variables else acc
-            rows = tuple_text([label for _, label, _ in stacked])
+            state_text = acc if variables is None else "()" if not variables else (
+                variables if len(held) == 1 else f"({variables})")
 
             def body() -> None:
-                self._assign(loop.body, variables or acc)
-                self._line(f"return {state_text}, {rows}")
+                rows = rows_made_first()
+                self._line(f"return {state_text}, {tuple_text(rows)}")
             for array, (_, _, leaf) in zip(arrays, stacked):
                 self._line(f"{array} = {self._zeros(stacked_type(leaf, Dim(0)))}")
-            step = self._step_function(loop, acc, variables, body)
-            self._line(f"{state_text}, {tuple_text(arrays)} = _scan({self.ns}, {step}, {self._atom(loop.init)}, "
+            parameter = variables if variables and len(held) == 1 else acc
+            step = self._step_function(loop, parameter, variables, body)
+            start = self._atom(loop.init) if initial is None else (
+                initial if len(held) == 1 else f"({initial})" if held else "()")
+            self._line(f"{state_text}, {tuple_text(arrays)} = _scan({self.ns}, {step}, {start}, "
                        f"{self._atom(loop.xs)}, {tuple_text(arrays)})")
             self.used.add("scan")
         else:
             step = self.namer.fresh("step")
             for array, (_, _, leaf) in zip(arrays, stacked):
                 self._line(f"{array} = {self._zeros(stacked_type(leaf, length))}")
-            count = len(state.items) if isinstance(state, TupleType) else 1
-            held = [k for k in range(count) if k not in rows_only]
             if variables is None:
                 self._line(f"{acc} = {self._atom(loop.init)}")
             elif variables:  # (no variables: every item is written in its row)
-                self._line(f"{variables} = {self._items_text(loop.init, held if rows_only else None)}")
+                self._line(f"{variables} = {initial or self._items_text(loop.init)}")
             self._loop_header(loop, step)
 
             def body() -> None:
-                if not rows_only:
-                    self._assign(loop.body, variables or acc)
-                else:  # the rows of the items that are not state first: they read the state before the step
-                    value = self._block_value(loop.body)
-                    items = value.items or tuple(f"{value.operand}[{k}]" for k in range(count))
-                    for array, (k, _, _) in zip(arrays, stacked):
-                        if k in rows_only:
-                            self._line(f"{array}[{step}] = {items[k]}")
-                    new = ", ".join(items[k] for k in held)
-                    if variables and new != variables:
-                        self._line(f"{variables} = {new}")
-                for array, (k, label, _) in zip(arrays, stacked):
+                rows = rows_made_first()
+                for array, (k, _, _), row in zip(arrays, stacked, rows):
                     if k not in rows_only:
-                        self._line(f"{array}[{step}] = {label}")
+                        self._line(f"{array}[{step}] = {row}")
             self._indented(body)
         if arrays != [target]:
             names = iter(arrays)
