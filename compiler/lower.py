@@ -156,11 +156,14 @@ class _FunctionPrinter:
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
                                             self.unread)
         self.returned = _returned_names(fn.body)
+        self.item_projections = _item_projections(fn.body)
         # the initial states of scans with items that are not state (`_rows_only_items`),
         # and the values only they read, at those items: not printed either
         self.initial_states, unread_initially = _rows_only_initial_values(fn.body, self.types)
         self.unread |= unread_initially
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
+        if not backend.portable:  # NumPy loops over the steps print `range(k)`
+            self.unread |= _read_as_ranges(fn.body, self.counts, self.unread)
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
         self.depth = 0
@@ -462,9 +465,9 @@ class _FunctionPrinter:
                 self._indented(lambda: self._assign(orelse, target, python))
                 self._conditional_expression(start, target)
             case LoopE(stacked=False):
-                self._fold(expr, target, bind.name)
+                self._fold(expr, self._loop_target(expr, target, bind.name), bind.name)
             case LoopE():
-                self._scan(expr, target, bind.name)
+                self._scan(expr, self._loop_target(expr, target, bind.name), bind.name)
             case Lambda() | Apply():
                 raise AssertionError(f"lower: {type(expr).__name__} in {self.fn.name} is left; "
                                      "simplify (beta-reduce) the function before lowering")
@@ -588,17 +591,37 @@ class _FunctionPrinter:
         self._indented(printed)
         return name
 
-    def _state_variables(self, loop: LoopE, base: str, rows_only: frozenset[int] = frozenset()) -> str | None:
+    def _single_state(self, loop: LoopE) -> str:
+        """The variable of a loop's state: the state's own name, or the name the loop
+        gives its one item (`_single_state_name`), which the body then reads."""
+        single = _single_state_name(loop, self.types)
+        if single is None:
+            return identifier(loop.acc)
+        self.rename[loop.acc] = self.namer.fresh(single)
+        return self.rename[loop.acc]
+
+    def _state_variables(self, loop: LoopE, base: str, result: str,
+                         rows_only: frozenset[int] = frozenset()) -> str | None:
         """A loop state that is a tuple of two or more items is held in one variable
         per item, `base_0, base_1, ...` (`acc_0 * w`, not `acc[0] * w`): their
         names, to assign together, or None for a state held in one variable. The
         items in `rows_only` (see `_rows_only_items`) have no variable; one item
-        left is held in `base`."""
+        left is held in `base`. An item the loop names (`LoopE.names`: a reverse
+        loop's `state_bar, W_bar`) is held in a variable of that name; the name of a
+        projection of the loop's `result` at that item, where it is the same, is
+        free for it (`_bind` prints the projection as the item's variable)."""
         state = atom_type(loop.init, self.types)
         if not isinstance(state, TupleType) or len(state.items) < 2:
             return None
         held = [k for k in range(len(state.items)) if k not in rows_only]
-        names = [base] if len(held) == 1 else [self.namer.fresh(f"{base}_{j}") for j in range(len(held))]
+        named = [loop.names[k] if k < len(loop.names) else None for k in held]
+
+        def variable_named(name: str) -> str:  # the IR's own projection of the item, if so named
+            return name if name in self.item_projections.get(result, {}).values() else self.namer.fresh(name)
+        if len(held) == 1:
+            names = [variable_named(named[0]) if named[0] else base]
+        else:
+            names = [variable_named(name) if name else self.namer.fresh(f"{base}_{j}") for j, name in enumerate(named)]
         variable = dict(zip(held, names))
         self.unpacked[loop.acc] = [variable.get(k, "") for k in range(len(state.items))]
         return ", ".join(names)
@@ -620,7 +643,7 @@ class _FunctionPrinter:
         the result's variable (a tuple: in a variable per item, which the result is
         too). Portable code: `target = _fold(xp, step, init, xs)`, the body a local
         function (see `_step_function`)."""
-        variables = self._state_variables(loop, target)
+        variables = self._state_variables(loop, target, name)
         if variables is None:
             self.rename[loop.acc] = target
         if self.backend.portable:
@@ -650,9 +673,9 @@ class _FunctionPrinter:
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
-        acc = identifier(loop.acc)
+        acc = self._single_state(loop)
         rows_only = _rows_only_items(loop, state)
-        variables = self._state_variables(loop, acc, rows_only)
+        variables = self._state_variables(loop, acc, name, rows_only)
         # (item, its text, an array, whether stacked); an item in rows_only has no text
         leaves: list[tuple[int, str, ArrayType, bool]]
         if variables is not None:
@@ -666,7 +689,7 @@ class _FunctionPrinter:
             leaves = [(k, label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
                       for label, leaf in _leaves(f"{acc}[{k}]", item)]
         stacked = [(k, label, leaf) for k, label, leaf, is_stacked in leaves if is_stacked]
-        hints = _row_hints(loop.body)
+        hints = _row_hints(loop)
         arrays = [target] if len(leaves) == 1 and leaves[0][1] == acc else [
             self.namer.fresh(hints.get(k) or f"{target}_{j}") for j, (k, _, _) in enumerate(stacked)]
         count = len(state.items) if isinstance(state, TupleType) else 1
@@ -740,6 +763,16 @@ class _FunctionPrinter:
             remaining = iter(texts)
             self.unpacked[name] = [_nest([next(remaining) for _ in _leaves("", item)], item)
                                    for item in state.items]
+
+    def _loop_target(self, loop: LoopE, target: str, name: str) -> str:
+        """The variable of a loop's result: a temporary's (`t6`) is named after the
+        state's item when the loop names its one item (`_single_state_name`):
+        `state` for a fold's last state, `states` for a scan's."""
+        single = _single_state_name(loop, self.types)
+        if single is None or not _TEMPORARY.match(target):
+            return target
+        self.rename[name] = self.namer.fresh(single if loop.stacked is False else f"{single}s")
+        return self.rename[name]
 
     def _zeros(self, t: ArrayType) -> str:
         """`np.zeros(shape)` (with the dtype unless f64); portable: with dtype and device."""
@@ -842,6 +875,35 @@ def _count(atoms: tuple[Atom, ...], *counters: Counter[str]) -> None:
 _TEMPORARY = re.compile(r"t[0-9]+\Z")
 
 
+def _item_projections(body: Block) -> dict[str, dict[int, str]]:
+    """For each loop's result, the names bound to its items (`r.k`)."""
+    found: dict[str, dict[int, str]] = {}
+    defined = definitions(body)
+    for name, expr in defined.items():
+        if isinstance(expr, Project) and isinstance(expr.tuple, Name) and isinstance(defined.get(expr.tuple.id), LoopE):
+            found.setdefault(expr.tuple.id, {})[expr.k] = name
+    return found
+
+
+def _read_as_ranges(body: Block, counts: dict[str, Dim], unread: frozenset[str]) -> frozenset[str]:
+    """The names of `np.arange(k)` (`counts`) that only loops read, as their
+    sequence, besides what is not printed (`unread`): `for i in range(k)` prints
+    no array."""
+    found = readers(body)
+    return frozenset(name for name in counts
+                     if all(r.name in unread or isinstance(r.expr, LoopE) and r.expr.xs == Name(name)
+                            and r.expr.init != Name(name) for r in found.get(name, [])))
+
+
+def _single_state_name(loop: LoopE, types: dict[str, Type]) -> str | None:
+    """The name a loop gives its state where the state is one item, not a tuple: the
+    item the simplifier left of a tuple whose items the loop named (a vjp's forward
+    scan, once its residuals are dropped, is the fold's `state` again)."""
+    if len(loop.names) != 1 or isinstance(atom_type(loop.init, types), TupleType):
+        return None
+    return loop.names[0]
+
+
 def _rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
     """The items of a scan's tuple state that need no variable: arrays that are
     stacked (the scan's result holds their rows, not their last value) and that the
@@ -877,15 +939,18 @@ def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict
                              if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit))
 
 
-def _row_hints(body: Block) -> dict[int, str]:
-    """Names for the arrays a scan stacks its items in, after the values they hold:
-    item k of a body that returns `(h, forget)` is stacked in `forgets`. Items whose
-    values are temporaries, or the state itself, get none."""
+def _row_hints(loop: LoopE) -> dict[int, str]:
+    """Names for the arrays a scan stacks its items in, after the items' names
+    (`x_bar` in `x_bars`) or the values they hold: item k of a body that returns
+    `(h, forget)` is stacked in `forgets`. Items whose values are temporaries, or the
+    state itself, get none."""
+    body = loop.body
     result = definitions(body).get(body.result.id) if isinstance(body.result, Name) else None
-    if not isinstance(result, MakeTuple):
-        return {}
-    return {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(result.items)
-            if isinstance(item, Name) and not _TEMPORARY.match(item.id) and item.id in definitions(body)}
+    values = result.items if isinstance(result, MakeTuple) else ()
+    hints = {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(values)
+             if isinstance(item, Name) and not _TEMPORARY.match(item.id) and item.id in definitions(body)}
+    hints.update((k, f"{name}s") for k, name in enumerate(loop.names) if name is not None)
+    return hints
 
 
 _SUFFIX = re.compile(r"_[0-9]+\Z")

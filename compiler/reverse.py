@@ -72,7 +72,7 @@ from .primitives import (ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, LOGSUME
                          SUB, ZEROS, Primitive, params)
 from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
 from .types import ArrayType, Dim, Stacking, TupleType, Type, stacking, strip_weak
-from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+from .unary import (Build, Custom, Drop, Get, If, Loop, LoopNames, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, Var)
 from .unary_builder import Builder, Value
 from .vjp_rules import VJP_RULES
@@ -149,7 +149,7 @@ def vjp_function(fn: UFunction, wrt: tuple[int, ...], name: str, *, algebra: Alg
     extra: tuple[Type, ...] = (tangent_type(result_type, algebra),) if cotangent_param else ()
     b = Builder(types + extra)
     stack = [b.arg(i) for i in range(len(types))]
-    tape = Adjoint(b, algebra, rules=rules)
+    tape = Adjoint(b, algebra, rules=rules, names={k: param for k, (param, _) in enumerate(fn.params)})
     tape.primal(fn.body, stack)
     value = stack[-1]
     if cotangent_param:
@@ -181,7 +181,9 @@ class Adjoint:
     forward sweep collects the body's `residuals`: those of them worth storing
     (`_worth_storing`), in the order they are made. With `replay`, the values the
     forward loop stored for this step, in that order, the sweep reads each residual
-    from it instead of computing it again."""
+    from it instead of computing it again. `names`: the source names of values
+    this builder did not make, by position (the function's parameters, a loop's
+    state and item), for the loops it emits to name their items after."""
 
     b: Builder
     algebra: Algebra
@@ -190,6 +192,10 @@ class Adjoint:
     per_step: set[int] | None = None
     replay: Iterator[Value] | None = None
     residuals: list[Value] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+
+    def source_name(self, v: Value) -> str | None:
+        return self.b.hint_of(v) or self.names.get(v.pos)
 
     # ---- the forward sweep --------------------------------------------------
 
@@ -319,7 +325,8 @@ class Adjoint:
         x_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
 
         def run(lb: Builder, acc: Value, x: Value) -> tuple[Value, list[Value]]:
-            inner = Adjoint(lb, self.algebra, rules=self.rules, per_step={acc.pos, x.pos})
+            inner = Adjoint(lb, self.algebra, rules=self.rules, per_step={acc.pos, x.pos},
+                            names=self._step_names(term, acc, x))
             local = list(context) + [acc, x]
             inner.primal(body, local)
             return local[-1], inner.residuals
@@ -339,9 +346,11 @@ class Adjoint:
             return lb.tuple(*_leaves(lb, new), *residuals)
 
         zeros = [b.prim(ZEROS, params(shape=r.type.shape, dtype=r.type.dtype)) for r in found]
-        # the state's name is not the carried tuple's (its residuals are items too)
+        # the state's name is its items' (the residuals are items of the carried tuple too)
+        state_names = (term.names.state,) if leaves == 1 else (None,) * leaves
         scan = b.loop(b.tuple(*_leaves(b, init), *zeros), xs, step, stacked=True,
-                      names=(None, term.names[1]), span=term.span)
+                      names=LoopNames(x=term.names.x, items=state_names + tuple(map(scratch.hint_of, found))),
+                      span=term.span)
         items = [b.get(scan, k) for k in range(leaves + len(found))]
         states = _rebuild(b, items[:leaves], init.type)
         if term.hint:
@@ -407,6 +416,15 @@ class Adjoint:
                 case _:
                     assert_never(step)
 
+    def _step_names(self, loop: Loop, acc: Value, x: Value) -> dict[int, str]:
+        """The source names an adjoint of `loop`'s body knows: this one's, and the
+        state's and the item's."""
+        names = dict(self.names)
+        for v, name in ((acc, loop.names.state), (x, loop.names.x)):
+            if name is not None:
+                names[v.pos] = name
+        return names
+
     def _read_outside(self, body: Term, context: tuple[Value, ...]) -> list[Value]:
         """The values of `context` that `body` reads and that carry cotangents, by position."""
         seen: dict[int, Value] = {}
@@ -426,7 +444,7 @@ class Adjoint:
         def branch(body: Term):
             def make(sb: Builder) -> Value:
                 local = list(step.context[:-1]) + [Value(len(sb.types) - 1, step.context[-1].type)]
-                inner = Adjoint(sb, alg, rules=self.rules)
+                inner = Adjoint(sb, alg, rules=self.rules, names=self.names)
                 inner.primal(body, local)
                 pending: dict[int, Deriv] = {}
                 inner.accumulate(pending, local[-1], ct)
@@ -474,7 +492,8 @@ class Adjoint:
             x = _at(lb, xs, t)
             # the body again, its residuals read from the forward loop's, not recomputed
             residuals = (_at(lb, r, t) for r in step.residuals)
-            inner = Adjoint(lb, alg, rules=self.rules, per_step={acc.pos, x.pos}, replay=residuals)
+            inner = Adjoint(lb, alg, rules=self.rules, per_step={acc.pos, x.pos}, replay=residuals,
+                            names=self._step_names(step.term, acc, x))
             local = list(step.context) + [acc, x]
             inner.primal(body, local)
             assert next(residuals, None) is None, "the body made fewer residuals than it stored"
@@ -492,7 +511,9 @@ class Adjoint:
 
         # the items' cotangents stacked, one per step; the others carried to the end
         carried = stacking((False,) * (len(carry0) - 1) + (True,)) if want_xs_bar else False
-        result = b.loop(b.tuple(*carry0), steps, reverse_step, stacked=carried, span=step.term.span)
+        names = LoopNames(items=tuple(_bar(name) for name in (
+            step.term.names.state, *map(self.source_name, outside), *((step.term.names.x,) if want_xs_bar else ()))))
+        result = b.loop(b.tuple(*carry0), steps, reverse_step, stacked=carried, names=names, span=step.term.span)
         self.accumulate(cotangents, init, b.get(result, 0))
         for j, v in enumerate(outside):
             self.accumulate(cotangents, v, b.get(result, 1 + j))
@@ -630,6 +651,11 @@ def _reads_below(term: Term, base: int) -> set[int]:
             return set()
         case _:
             assert_never(term)
+
+
+def _bar(name: str | None) -> str | None:
+    """The name of the cotangent of what `name` names."""
+    return None if name is None else name + "_bar"
 
 
 def _length(xs: Value) -> Dim:

@@ -1439,7 +1439,7 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     #   nor the body: computed once; indexing, which may fail, stays where it is, and so
     #   does the tuple a step returns, which the loop rules read item by item)
     match bind.expr:
-        case LoopE(init, xs, acc, x, body, stacked):
+        case LoopE(body=body):
             inside = _step_names(bind.expr)
             hoisted: list[Bind] = []
             for b in body.bindings:
@@ -1452,7 +1452,7 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             if not hoisted:
                 return None
             kept = tuple(b for b in body.bindings if b not in hoisted)
-            return (*hoisted, Bind(bind.name, LoopE(init, xs, acc, x, Block(kept, body.result), stacked),
+            return (*hoisted, Bind(bind.name, dataclasses.replace(bind.expr, body=Block(kept, body.result)),
                                    bind.span))
     return None
 
@@ -1660,7 +1660,8 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
             reduced = remove_dead_bindings(Block(tuple(new_body), body.result))
             loop = facts.namer.temporary()
             flags = stacking(tuple(item_stacked(stacked, k) for k in kept))
-            made.append(Bind(loop, LoopE(Name(new_init), xs, acc, x, reduced, flags), bind.span))
+            made.append(Bind(loop, LoopE(Name(new_init), xs, acc, x, reduced, flags,
+                                         names=_item_names(bind.expr, kept)), bind.span))
             items: list[Atom] = []
             for k, item in enumerate(t.items):
                 name = fresh()
@@ -1668,6 +1669,11 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                 items.append(Name(name))
             return (*made, Bind(bind.name, MakeTuple(tuple(items)), bind.span))
     return None
+
+
+def _item_names(loop: LoopE, kept: list[int]) -> tuple[str | None, ...]:
+    """The names of the items `kept` of `loop`'s state, in that order."""
+    return tuple(loop.names[k] if k < len(loop.names) else None for k in kept)
 
 
 def _initial_item(init: Atom, k: int, made: list[Bind], span: Any, facts: Facts) -> Atom:
@@ -1880,7 +1886,8 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
         return None
     scan = fresh()  # the kept items stacked as before, the factors stacked
     flags = stacking(tuple(item_stacked(loop.stacked, j) for j in kept) + (True,) * len(factors))
-    made.append(Bind(scan, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, flags), bind.span))
+    made.append(Bind(scan, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, flags,
+                                 names=_item_names(loop, kept) + (None,) * len(factors)), bind.span))
     where = {f: len(kept) + i for i, f in enumerate(factors)}
     items: list[Atom] = []
     for k, item in enumerate(t.items):
@@ -1933,7 +1940,7 @@ def invariant_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # unused_state_items drops it); a state that is no tuple:
     #   loop(init, xs, |acc, x| acc)  ->  init   (a scan: broadcast_to(init, (T, ..)))
     match bind.expr:
-        case LoopE(init, xs, acc, x, body, stacked) as loop:
+        case LoopE(init, acc=acc, body=body, stacked=stacked) as loop:
             t = expr_type(loop, facts.types)
             if body.result == Name(acc):
                 if not isinstance(t, ArrayType):
@@ -1961,7 +1968,7 @@ def invariant_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                     outside[k] = Name(made[-1].name)
                 else:
                     return None
-            return _items_outside(bind, LoopE(init, xs, acc, x, Block(steps, body.result), stacked), outside,
+            return _items_outside(bind, dataclasses.replace(loop, body=Block(steps, body.result)), outside,
                                   made, facts)
     return None
 
@@ -2233,9 +2240,9 @@ def _prepare(bind: Bind, facts: Facts) -> Bind:
         case IfElse(cond, then, orelse):
             expr = IfElse(r(cond), _simplify_block(then, facts.nested()),
                           _simplify_block(orelse, facts.nested()))
-        case LoopE(init, xs, acc, x, body, stacked):
+        case LoopE(init, xs, acc, x, body):
             _type_loop_names(r(init), r(xs), acc, x, facts.types)
-            expr = LoopE(r(init), r(xs), acc, x, _simplify_block(body, facts.nested()), stacked)
+            expr = dataclasses.replace(expr, init=r(init), xs=r(xs), body=_simplify_block(body, facts.nested()))
         case Lambda(ps, body):
             expr = Lambda(ps, _simplify_block(body, facts.nested()))
         case Apply(fn, args):
@@ -2298,8 +2305,8 @@ def _without_dead(expr: Expr) -> Expr:
     match expr:
         case IfElse(cond, then, orelse):
             return IfElse(cond, remove_dead_bindings(then), remove_dead_bindings(orelse))
-        case LoopE(init, xs, acc, x, body, stacked):
-            return LoopE(init, xs, acc, x, remove_dead_bindings(body), stacked)
+        case LoopE(body=body):
+            return dataclasses.replace(expr, body=remove_dead_bindings(body))
         case Lambda(ps, body):
             return Lambda(ps, remove_dead_bindings(body))
     return expr
@@ -2386,10 +2393,10 @@ class _Renamer:
                 return Project(self.atom(tup), k)
             case IfElse(cond, then, orelse):
                 return IfElse(self.atom(cond), self.block(then), self.block(orelse))
-            case LoopE(init, xs, acc, x, body, stacked):
+            case LoopE(init, xs, acc, x, body):
                 init, xs = self.atom(init), self.atom(xs)
                 acc, x = self.bind(acc), self.bind(x)
-                return LoopE(init, xs, acc, x, self.block(body), stacked)
+                return dataclasses.replace(e, init=init, xs=xs, acc=acc, x=x, body=self.block(body))
             case Lambda(ps, body):
                 return Lambda(tuple(map(self.bind, ps)), self.block(body))
             case Apply(fn, args):

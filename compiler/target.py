@@ -78,6 +78,9 @@ class LoopE:
     x: str
     body: "Block"
     stacked: bool
+    names: tuple[str | None, ...] = field(default=(), compare=False)
+    """What the code printed calls each item of a tuple state, where something
+    names it (`unary.LoopNames.items`): for the printer, no meaning."""
 
 
 @dataclass(frozen=True)

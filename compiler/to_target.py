@@ -109,7 +109,7 @@ class _Run:
             case Loop(body=body, stacked=stacked):
                 init, xs = stack[-2], stack[-1]
                 name = self.namer.fresh(term.hint or _loop_result_hint(term))
-                state_name, x_name = term.names
+                state_name, x_name = term.names.state, term.names.x
                 if state_name is not None and stacked is False:
                     # a fold's state is printed as its result (`state = body` in the loop), so
                     # the state's own name is left free of the result's: `acc_1` would clash
@@ -117,7 +117,7 @@ class _Run:
                     state_name += "_"
                 acc, x = self.namer.fresh(state_name or "acc"), self.namer.fresh(x_name or "x")
                 block = self._block(body, [*stack, Name(acc), Name(x)])
-                self._push(term, LoopE(init, xs, acc, x, block, stacked), stack, name)
+                self._push(term, LoopE(init, xs, acc, x, block, stacked, names=term.names.items), stack, name)
             case Custom(body=body):
                 self.term(body if term.hint is None else _named(body, term.hint), stack)
             case Build() | Map() | Reduce():
@@ -142,7 +142,7 @@ class _Run:
 def _loop_result_hint(loop: Loop) -> str | None:
     """A loop's result, where the source does not name it, after its state: a
     fold's is the last state (`state`), a scan's the states (`states`)."""
-    state = loop.names[0]
+    state = loop.names.state
     if state is None or not isinstance(loop.stacked, bool):
         return None
     return state + "s" if loop.stacked else state

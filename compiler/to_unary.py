@@ -52,7 +52,7 @@ from .primitives import substitute_dims as substitute_param_dims
 from .typed import (TCall, TConst, TExpr, TFor, TFunction, TGet, TIf, TLambda, TLet, TLoop, TMap,
                     TPrim, TProgram, TReduce, TSize, TTuple, TVar)
 from .types import ArrayType, Dim, Type
-from .unary import (Build, Custom, Drop, Get, If, Loop, Map, Prim, Reduce, Seq, Term, Tuple,
+from .unary import (Build, Custom, Drop, Get, If, Loop, LoopNames, Map, Prim, Reduce, Seq, Term, Tuple,
                     UFunction, UProgram, Var, seq, shift, substitute_dims)
 
 
@@ -147,7 +147,7 @@ def translate(expr: TExpr, env: Env) -> Term:
                        Drop(1, 2, span=span))
         case TLoop(fn=fn, init=init, xs=xs, stacked=stacked):
             body = _lambda(fn, env.push(2))
-            return seq(*_operands((init, xs), env), Loop(body, stacked, names=(fn.params[0][0], fn.params[1][0]), span=span),
+            return seq(*_operands((init, xs), env), Loop(body, stacked, names=LoopNames(fn.params[0][0], fn.params[1][0]), span=span),
                        Drop(1, 2, span=span))
         case TCall():
             return _call(expr, env)

@@ -29,8 +29,7 @@ result. Writing `Γ = A1..An` for a context (bottom first):
                                         X = S): the body is associative, so the fold
                                         may be bracketed any way (reverse mode uses
                                         prefix and suffix scans); the meaning is the fold's.
-                                        `names`: the source's names of the state and
-                                        the item, for the code printed (or None)
+                                        `names`: names for the code printed (`LoopNames`)
            | Custom(name, n, body)      Γ, A1..An ⊢ Γ, A1..An, B
                                         the call of user function `name`, which has a
                                         derivative rule, on the top n entries; its meaning
@@ -132,11 +131,23 @@ class Reduce(Instr):
 
 
 @dataclass(frozen=True)
+class LoopNames:
+    """What the code printed calls a loop's values, where something names them (None
+    where nothing does): its state and item (a lambda's parameters, `|state, x|`),
+    and each item of a tuple state (a reverse loop's `state_bar, W_bar`). Names
+    have no meaning: loops that differ only in them are equal."""
+
+    state: str | None = None
+    x: str | None = None
+    items: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True)
 class Loop(Instr):
     body: "Term"
     stacked: Stacking
     associative: bool = field(default=False, kw_only=True)
-    names: tuple[str | None, str | None] = field(default=(None, None), kw_only=True, compare=False)
+    names: LoopNames = field(default=LoopNames(), kw_only=True, compare=False)
 
 
 Level = int | tuple["Level", ...]

@@ -27,7 +27,7 @@ from .prim_types import result_type
 from .primitives import Params, Primitive
 from .types import BOOL, ArrayType, Stacking, TupleType, Type, loop_result_type
 from .unary_check import join_types
-from .unary import Custom, Drop, Get, If, Lanes, Loop, Prim, Term, Tuple, Var, seq, shift
+from .unary import Custom, Drop, Get, If, Lanes, Loop, LoopNames, Prim, Term, Tuple, Var, seq, shift
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class Builder:
         return value
 
     def loop(self, init: Value, xs: Value, body: Callable[["Builder", Value, Value], Value], *,
-             stacked: Stacking, associative: bool = False, names: tuple[str | None, str | None] = (None, None),
+             stacked: Stacking, associative: bool = False, names: LoopNames = LoopNames(),
              hint: str | None = None, span: Span = NO_SPAN) -> Value:
         """fold (stacked=False) or scan over the leading axis of `xs`:
         `body(b, acc, x)` returns the next state (`associative`, `names`: see `unary.Loop`)."""

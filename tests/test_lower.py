@@ -724,6 +724,35 @@ def test_a_loop_is_printed_with_the_names_of_its_lambda():
     np.testing.assert_allclose(m.odd(xs), xs.sum(axis=0))
 
 
+def test_the_loops_of_a_gradient_are_printed_with_the_names_of_the_source():
+    # the forward loop keeps the fold's `|h, x|` once its residuals leave its state (`hs`
+    # its states); the reverse loop carries `h_bar` and, accumulated, `main_bar`, and
+    # stacks `x_bars`; no `acc` and no arange for a loop over the steps is left
+    src = ("fn f(main: f64[n, n], xs: f64[t, n]) -> f64 {\n"
+           "    sum(fold(zeros(n), xs, |h, x| sin(main[0] * h + main[1] * x)))\n}\n"
+           "fn f_grad = grad(f);\n")
+    text = catad.to_python(src)
+    gradient = text[text.index("def f_grad("):]
+    for line in ("    for step, x in enumerate(xs):\n", "        hs[step] = h\n", "    h_bar, main_bar",
+                 "        x_bars[step_1] = ", "    xs_bar = x_bars[::-1]\n"):
+        assert line in gradient, gradient
+    assert re.search(r"\bmain_bar\b.* = ", gradient) and not re.search(r"\bacc|np\.arange", gradient), gradient
+    m = load_module(text, "gradient_names")
+    rng = np.random.default_rng(2)
+    args = (rng.standard_normal((3, 3)), rng.standard_normal((4, 3)))
+    grads = m.f_grad(*args)
+    for k, g in enumerate(grads):
+        step = 1e-6
+        numeric = np.zeros_like(args[k])
+        for i in np.ndindex(args[k].shape):
+            plus, minus = [list(args) for _ in range(2)]
+            plus[k], minus[k] = args[k].copy(), args[k].copy()
+            plus[k][i] += step
+            minus[k][i] -= step
+            numeric[i] = (m.f(*plus) - m.f(*minus)) / (2 * step)
+        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stacked_item_that_no_step_reads_is_not_state(backend):
     # item 1 of the state is stacked and never read: it has no variable and no initial

@@ -91,27 +91,27 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
         raise ValueError(f"rnn_last_vjp: argument rnn_last_bar should have shape {(h,)} (f64[h] with h = {h}), got {rnn_last_bar.shape}")
     # examples/rnn.catad:4  fold(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t6 = np.zeros((t, h))
-    acc = t1
+    states = np.zeros((t, h))
+    state = t1
     for step, x in enumerate(xs):
-        acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t6[step] = acc
-    t24 = t1 if t == 0 else t6[t - 1]
-    t3_0 = np.zeros((t, d))
+        state = np.tanh(Wx @ x + Wh @ state + b)
+        states[step] = state
+    t24 = t1 if t == 0 else states[t - 1]
+    x_bars = np.zeros((t, d))
     t3_1 = np.zeros((t, h))
     t3_2 = np.zeros((t, h))
-    acc_1 = rnn_last_bar
+    state_bar = rnn_last_bar
     for step_1 in range(t):
         t33 = t - 1 - step_1
-        t40 = t1 if t33 == 0 else t6[t33 - 1]
-        t47 = t6[t33]
-        t51 = acc_1 * (1.0 - t47 * t47)
-        t3_0[step_1] = t51 @ Wx
+        t40 = t1 if t33 == 0 else states[t33 - 1]
+        t47 = states[t33]
+        t51 = state_bar * (1.0 - t47 * t47)
+        x_bars[step_1] = t51 @ Wx
         t3_1[step_1] = t51
         t3_2[step_1] = t40
-        acc_1 = t51 @ Wh
+        state_bar = t51 @ Wh
     t80 = t3_1.T
-    xs_bar = t3_0[::-1]
+    xs_bar = x_bars[::-1]
     return (t24, (t80 @ xs[::-1], t80 @ t3_2, np.sum(t3_1, axis=0), xs_bar))
 
 
@@ -142,27 +142,27 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         raise ValueError(f"rnn_states_vjp: argument rnn_states_bar should have shape {(t, h)} (f64[t, h] with t = {t}, h = {h}), got {rnn_states_bar.shape}")
     # examples/rnn.catad:8  scan(zeros(h), xs, |state, x| tanh(Wx @ x + Wh @ state + b))
     t1 = np.zeros((h,))
-    t6 = np.zeros((t, h))
-    acc = t1
+    states = np.zeros((t, h))
+    state = t1
     for step, x in enumerate(xs):
-        acc = np.tanh(Wx @ x + Wh @ acc + b)
-        t6[step] = acc
-    t3_0 = np.zeros((t, d))
+        state = np.tanh(Wx @ x + Wh @ state + b)
+        states[step] = state
+    x_bars = np.zeros((t, d))
     t3_1 = np.zeros((t, h))
     t3_2 = np.zeros((t, h))
-    acc_1 = t1
+    state_bar = t1
     for step_1 in range(t):
         t27 = t - 1 - step_1
-        t36 = t1 if t27 == 0 else t6[t27 - 1]
-        t43 = t6[t27]
-        t47 = (acc_1 + rnn_states_bar[t27]) * (1.0 - t43 * t43)
-        t3_0[step_1] = t47 @ Wx
+        t36 = t1 if t27 == 0 else states[t27 - 1]
+        t43 = states[t27]
+        t47 = (state_bar + rnn_states_bar[t27]) * (1.0 - t43 * t43)
+        x_bars[step_1] = t47 @ Wx
         t3_1[step_1] = t47
         t3_2[step_1] = t36
-        acc_1 = t47 @ Wh
+        state_bar = t47 @ Wh
     t76 = t3_1.T
-    xs_bar = t3_0[::-1]
-    return (t6, (t76 @ xs[::-1], t76 @ t3_2, np.sum(t3_1, axis=0), xs_bar))
+    xs_bar = x_bars[::-1]
+    return (states, (t76 @ xs[::-1], t76 @ t3_2, np.sum(t3_1, axis=0), xs_bar))
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
