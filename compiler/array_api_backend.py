@@ -576,7 +576,7 @@ def _gather_add(xp, target, value, key):
 
 ARRAY_API_HELPERS: tuple[Helper, ...] = ARRAY_API_ONLY + tuple(
     ARRAY_API_REPLACED.get(h.name, h) for h in NUMPY_HELPERS
-    if h.name not in ("float_dtype", "index_add_into", "gather_add_into"))
+    if h.name not in ("float_dtype", "add_at", "index_add_into", "gather_add_into"))
 
 REVERSAL = call_form(lambda app: app.call("flip", app.args[0], "axis=0"))
 """`xp.flip(x, axis=0)`: PyTorch has no slices of negative step (`x[::-1]`); a view on

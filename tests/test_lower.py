@@ -293,6 +293,29 @@ def test_only_the_helpers_used_are_emitted_in_a_fixed_order(helpers):
     assert re.findall(r"^def (_\w+)\(", logistic, flags=re.MULTILINE) == ["_sigmoid"]
 
 
+
+@pytest.mark.parametrize("dtype", [DType.F64, DType.F32, DType.I64])
+@pytest.mark.parametrize("count", [10, 5000])
+def test_gather_add_adds_as_add_at_does_on_the_flat_positions_too(dtype, count):
+    """5000 values in range take the flat positions (`_add_at`), 10 add.at's general
+    path: each the same numbers as np.add.at, repeats accumulating in the same order;
+    a negative index (wrapping in add.at) or one past the end (IndexError) goes to add.at."""
+    fn, _ = _case_function(P.GATHER_ADD, params(clip=False),
+                           (t(dtype, 64, 32), t(dtype, "n"), t(DType.I64, "n"), t(DType.I64, "n")))
+    text, module = module_of(fn)
+    assert "_add_at(out, key, value)" in text
+    rng = np.random.default_rng(count)
+    target, value = (rng.normal(size=shape).astype(numpy_dtype(dtype)) * 100 for shape in ((64, 32), count))
+    rows, cols = rng.integers(0, 64, count), rng.integers(0, 32, count)
+    rows[1], cols[1] = -1, -32
+    for key in ((rows[2:], cols[2:]), (rows, cols)):
+        expected = target.copy()
+        np.add.at(expected, key, value[:key[0].size])
+        got = module.f(target, value[:key[0].size], *key, np.zeros(key[0].size))
+        np.testing.assert_array_equal(got, expected, strict=True)
+    with pytest.raises(IndexError):
+        module.f(target, value[:3], np.array([0, 64, 1]), cols[:3], np.zeros(3))
+
 # ---- the text of the module ------------------------------------------------------------
 
 

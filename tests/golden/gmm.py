@@ -30,10 +30,27 @@ def _index_add(target, value, key):
     return out
 
 
+def _add_at(out, key, value):
+    """np.add.at(out, key, value): value added at the index arrays key, repeats
+    accumulating. Where key indexes every axis of a C-ordered out, in range, with
+    4096 values or more, they are added at the flat positions: add.at's fast path
+    (one index array into a 1-D array) takes about 3 ns a value, its general one
+    13 (its fixed cost, about 20 us, is lower below a few thousand values)."""
+    if (len(key) < out.ndim or np.size(value) < 4096 or not out.flags.c_contiguous
+            or not all(0 <= np.min(i) and np.max(i) < n for i, n in zip(key, out.shape))):
+        np.add.at(out, key, value)
+        return
+    flat = 0
+    for i, n in zip(key, out.shape):
+        flat = flat * n + i
+    flat, value = np.broadcast_arrays(flat, value)
+    np.add.at(out.reshape(-1), flat.ravel(), value.ravel())
+
+
 def _gather_add(target, value, key):
     """A copy of target with value added at the index arrays key; repeats accumulate."""
     out = np.array(target)
-    np.add.at(out, key, value)
+    _add_at(out, key, value)
     return out
 
 
