@@ -23,13 +23,15 @@ mean taken before the linear work that made its argument, so that the full-size
 argument is never made: split over a sum of terms, before a factor that is the
 same along the summed axes, a transpose, or the rows of a product; the normalised
 exponentials of a softmax written by hand sum to one); indexing (a gather or
-scatter of every item in order is a reshape); loops (invariants hoisted, a scan
+scatter of every item in order is a reshape, a row of a row one index, a constant row
+of a scatter at a constant row the row added to); loops (invariants hoisted, a scan
 item read only at its last state not stacked, state items nobody reads dropped,
 an item each step returns unchanged its initial value, a stacked item no step
 makes — a value, a row of an array at the step's own row — made once after the
 loop, accumulated outer products summed by one
 product after the loop, an invariant added at every step added once times the
-length); and sharing of
+length, an item every step makes by adding values into zeros at one place carried
+as the values); and sharing of
 equal expressions. Rules that only pay when a value has no other reader consult
 `Facts.readers`, taken as each round begins; they stay correct whatever it says.
 """
@@ -1412,6 +1414,64 @@ def row_of_scatter(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+def _leading_rows(spec: tuple, shape: tuple[Dim, ...]) -> int | None:
+    """m, when `spec` is m `at` items, then slices that take their whole axes of `shape`."""
+    m = 0
+    while m < len(spec) and spec[m] == ("at",):
+        m += 1
+    return m if _whole_slices(spec[m:], shape[m:]) else None
+
+
+@rewrite
+def index_of_index(expr: Expr, facts: Facts) -> Expr | None:
+    # x[i][j] -> x[i, j]      (the first index takes leading items and whole axes: one
+    # read, not two; a reverse loop reads its forward loop's stacked items so. A value
+    # the source names, `let w = main[i]`, keeps its name)
+    match expr:
+        case Call(P.INDEX, outer, (Name() as inner_name, *js)) if _TEMPORARY.match(inner_name.id):
+            match facts.definition(inner_name):
+                case Call(P.INDEX, inner, (x, *i)):
+                    t, spec = facts.type_of(x), param(inner, "spec")
+                    if not isinstance(t, ArrayType):
+                        return None
+                    m = _leading_rows(spec, t.shape)
+                    if m is None:
+                        return None
+                    spec_j = param(outer, "spec")
+                    new = Call(P.INDEX, params(spec=spec[:m] + spec_j + spec[m + len(spec_j):]), (x, *i, *js))
+                    return new if _typed_as(new, expr, facts) else None
+    return None
+
+
+def row_of_row_scatter(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let s = index_add(y, v, k); .. s[k] .. s[j] ..  ->  .. y[k] + v .. y[j] ..
+    # (k and j distinct constant rows; y zeros: v and zeros. Where every read of s is a
+    # constant row, s itself is never made: no copy of y per scatter)
+    match bind.expr:
+        case Call(P.INDEX, ps, (Name(scattered), j)) if _reads_a_row(bind.expr, scattered, facts):
+            match facts.definition(Name(scattered)):
+                case Call(P.INDEX_ADD, scatter_ps, (y, v, k)):
+                    t, row = facts.type_of(y), expr_type(bind.expr, facts.types)
+                    at, read = _constant(k, facts), _constant(j, facts)
+                    if not (isinstance(t, ArrayType) and isinstance(at, int) and isinstance(read, int)
+                            and param(scatter_ps, "spec")[:1] == (("at",),)
+                            and _whole_slices(param(scatter_ps, "spec")[1:], t.shape[1:])
+                            and facts.type_of(v) == row):
+                        return None
+                    if not all(_reads_a_row(r.expr, scattered, facts)
+                               and isinstance(_constant(r.expr.args[1], facts), int)  # type: ignore[union-attr]
+                               for r in facts.readers.get(scattered, [])):
+                        return None
+                    if _is(y, facts, 0):
+                        return (Bind(bind.name, v if at == read else _zeros(row), bind.span),)
+                    if at != read:
+                        return (Bind(bind.name, Call(P.INDEX, ps, (y, j)), bind.span),)
+                    y_row = facts.namer.temporary()
+                    return _typed_bindings([(y_row, Call(P.INDEX, ps, (y, j))),
+                                            (bind.name, Call(P.ADD, (), (Name(y_row), v)))], row, bind.span, facts)
+    return None
+
+
 # ---- tuples and loops ---------------------------------------------------------------
 
 
@@ -2034,6 +2094,82 @@ def accumulated_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+def state_scattered_into_zeros(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # let r = loop(init, xs, |acc, x| { let a = acc.k; ..; (.., index_add(0, v, i), ..) })
+    #   -> let r2 = loop(init', xs, |acc, x| { let a = index_add(0, acc.k, i); ..; (.., v, ..) });
+    #      r := (.., index_add(0, r2.k, i), ..)
+    # (init.k zeros, init'.k zeros of v's type, i made by no step, item k not stacked: an
+    # item that every step makes as values added into zeros at one place is the values,
+    # carried alone; row_of_row_scatter then reads its rows without the zeros made whole)
+    match bind.expr:
+        case LoopE(init, body=body, stacked=stacked) as loop:
+            t = expr_type(loop, facts.types)
+            state = _StateBody.of(loop)
+            made_init = facts.definition(init)
+            if state is None or not isinstance(t, TupleType) or not isinstance(made_init, MakeTuple):
+                return None
+            inside = _step_names(loop)
+            uses = Counter(n for b in body.bindings for n in _used_list(b.expr))
+            carried: dict[int, tuple[Call, Atom]] = {}  # item k: its scatter, and the values
+            for k, new_k in enumerate(state.new.items):
+                if item_stacked(stacked, k) or not isinstance(new_k, Name) or uses[new_k.id] != 1:
+                    continue
+                match state.definitions.get(new_k.id):
+                    case Call(P.INDEX_ADD, _, (target, v, *at)) as scatter if (
+                            _is(target, facts, 0) and _is(made_init.items[k], facts, 0)
+                            and all(isinstance(a, Lit) or a.id not in inside for a in at)):
+                        region = expr_type(Call(P.INDEX, scatter.params, (target, *at)), facts.types)
+                        if facts.type_of(target) == t.items[k] and region == facts.type_of(v):
+                            carried[k] = (scatter, v)
+            if not carried:
+                return None
+            fresh = facts.namer.temporary
+            made: list[Bind] = []
+
+            def scatter_of(k: int, values: Atom) -> Name:
+                scatter, _ = carried[k]
+                zeros = fresh()
+                made.append(Bind(zeros, _zeros(t.items[k]), bind.span))
+                made.append(Bind(fresh(), dataclasses.replace(scatter, args=(Name(zeros), values, *scatter.args[2:])),
+                                 bind.span))
+                return Name(made[-1].name)
+            initial = []
+            for k, item in enumerate(made_init.items):
+                if k in carried:
+                    region = facts.type_of(carried[k][1])
+                    assert isinstance(region, ArrayType)
+                    made.append(Bind(fresh(), _zeros(region), bind.span))
+                    item = Name(made[-1].name)
+                initial.append(item)
+            made.append(Bind(fresh(), MakeTuple(tuple(initial)), bind.span))
+            new_init = Name(made[-1].name)
+            outside, made = made, []
+            steps: list[Bind] = []
+            for b in body.bindings:
+                if b.name in state.acc_items and state.acc_items[b.name] in carried:
+                    values = fresh()
+                    steps.append(Bind(values, b.expr, b.span))
+                    scatter_of(state.acc_items[b.name], Name(values))
+                    steps += made[:-1]
+                    steps.append(Bind(b.name, made[-1].expr, b.span))
+                    made = []
+                elif Name(b.name) == body.result:
+                    steps.append(Bind(b.name, MakeTuple(tuple(carried[k][1] if k in carried else item
+                                                              for k, item in enumerate(state.new.items))), b.span))
+                else:
+                    steps.append(b)
+            rest = fresh()
+            made = [*outside, Bind(rest, dataclasses.replace(loop, init=new_init, body=Block(tuple(steps), body.result)),
+                                   bind.span)]
+            items: list[Atom] = []
+            for k in range(len(t.items)):
+                made.append(Bind(fresh(), Project(Name(rest), k), bind.span))
+                items.append(scatter_of(k, Name(made[-1].name)) if k in carried else Name(made[-1].name))
+            made.append(Bind(bind.name, MakeTuple(tuple(items)), bind.span))
+            return _well_typed(made, t, facts)
+    return None
+
+
 def _items_outside(bind: Bind, loop: LoopE, outside: dict[int, Atom], made: list[Bind],
                    facts: Facts) -> tuple[Bind, ...] | None:
     """`made`, then `loop` bound afresh and `bind` bound to the tuple of its items, item
@@ -2154,6 +2290,8 @@ RULES: tuple[Rule, ...] = (
     add_into_scatter,
     rows_into_zeros,
     row_of_scatter,
+    index_of_index,
+    row_of_row_scatter,
     tuple_of_projections,
     hoist_invariants,
     unstack_last_states,
@@ -2161,6 +2299,7 @@ RULES: tuple[Rule, ...] = (
     invariant_state_items,
     stacked_items_of_no_step,
     accumulated_invariants,
+    state_scattered_into_zeros,
     unused_state_items,
     accumulated_products,
     share_common,

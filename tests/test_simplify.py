@@ -1121,6 +1121,58 @@ def test_a_row_of_values_added_along_a_whole_axis_is_their_row_added_into_a_row(
                for b in simplified(*whole, result="u").bindings)
 
 
+def test_a_row_of_a_row_is_one_index():
+    # A[k][1] -> A[k, 1]: one read; a value the source names (w = A[k]) stays, and so does
+    # a row of a slice that is not a whole axis
+    bindings = (let("t1", call("index", "A", "k", spec=(("at",), ("slice", Dim(0), N)))),
+                let("r", call("index", "t1", 1, spec=(("at",),))))
+    assert simplified(*bindings, result="r") == block(
+        let("r", call("index", "A", "k", 1, spec=(("at",), ("at",)))), result="r")
+    values_agree(*bindings, result="r")
+    named = (let("w", bindings[0].expr), let("r", call("index", "w", 1, spec=(("at",),))))
+    assert simplified(*named, result="r") == block(*named, result="r")
+    sliced = (let("t1", call("index", "A", "k", spec=(("at",), ("slice", Dim(1), N)))),
+              let("r", call("index", "t1", 1, spec=(("at",),))))
+    assert simplified(*sliced, result="r") == block(*sliced, result="r")
+
+
+@pytest.mark.parametrize("target", ["A", "zeros"])
+def test_constant_rows_of_a_scatter_at_a_constant_row_read_the_rows_added_to(target):
+    # index_add(A, x, 0)[0] + index_add(A, x, 0)[2] -> (A[0] + x) + A[2]: the copy of A is
+    # never made (of zeros: x + zeros)
+    spec = (("at",), ("slice", Dim(0), N))
+    made = (let("z", call("zeros", shape=(N, N), dtype=DType.F64)),) if target == "zeros" else ()
+    bindings = (*made, let("s", call("index_add", "z" if made else "A", "x", 0, spec=spec)),
+                let("r0", call("index", "s", 0, spec=spec)), let("r2", call("index", "s", 2, spec=spec)),
+                let("r", call("add", "r0", "r2")))
+    got = simplified(*bindings, result="r")
+    assert not any(isinstance(b.expr, Call) and b.expr.prim is P.INDEX_ADD for b in got.bindings), got
+    values_agree(*bindings, result="r")
+    # a row the sizes do not decide (k): the scatter stays
+    read_at_k = (*bindings[:-1], let("rk", call("index", "s", "k", spec=spec)), let("r", call("add", "r0", "rk")))
+    assert any(isinstance(b.expr, Call) and b.expr.prim is P.INDEX_ADD
+               for b in simplified(*read_at_k, result="r").bindings)
+
+
+@pytest.mark.parametrize("start", ["zeros", "A"])
+def test_a_state_item_made_by_adding_into_zeros_carries_the_values_alone(start):
+    # fold((zeros((n, n)), y), A, |acc, xi| (index_add(zeros((n, n)), acc.1 * xi, 0), acc.1 + acc.0[0]))
+    #   -> the loop carries acc.1 * xi, a vector, and reads acc.0[0] as that vector: no (n, n)
+    #   array made per step; started from A, not zeros, the scatter stays
+    spec = (("at",), ("slice", Dim(0), N))
+    body = _pair_body((let("v", call("mul", "a1", "xi")), let("n0", call("index_add", "z", "v", 0, spec=spec))),
+                      (let("row", call("index", "a0", 0, spec=spec)), let("n1", call("add", "a1", "row"))))
+    bindings = (let("z", call("zeros", shape=(N, N), dtype=DType.F64)),
+                let("i0", MakeTuple((Name("z" if start == "zeros" else "A"), Name("y")))),
+                let("r", LoopE(Name("i0"), Name("A"), "acc", "xi", body, False)),
+                let("z0", Project(Name("r"), 0)), let("z1", Project(Name("r"), 1)),
+                let("t", MakeTuple((Name("z0"), Name("z1")))))
+    (loop,) = _loops_of(simplified(*bindings, result="t"))
+    scatters = [b for b in loop.body.bindings if isinstance(b.expr, Call) and b.expr.prim is P.INDEX_ADD]
+    assert bool(scatters) == (start == "A"), loop
+    values_agree(*bindings, result="t")
+
+
 def test_an_item_of_an_arange_is_its_index():
     bindings = (let("a", ARANGE_N), let("r", call("index", "a", "k", spec=(("at",),))))
     assert simplified(*bindings, result="r") == block(result="k")
