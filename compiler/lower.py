@@ -147,6 +147,8 @@ class _FunctionPrinter:
         # a tuple-valued IR name (a loop's state, its result) held in one variable per
         # item: the text of each item
         self.unpacked: dict[str, list[str]] = {}
+        # NumPy: an inner scan's stacked items that are rows of an outer scan's: the row
+        self.rows_into: dict[str, dict[int, str]] = {}
         # a gather of every row, last first, prints as the array reversed (`reversals.py`);
         # its index arrays, unread, are not printed
         self.defined = definitions(fn.body)
@@ -695,6 +697,7 @@ class _FunctionPrinter:
         count = len(state.items) if isinstance(state, TupleType) else 1
         held = [k for k in range(count) if k not in rows_only]
         initial = self._items_text(loop.init, held) if rows_only else None
+        in_place: set[int] = set()  # NumPy: the items whose rows an inner scan writes itself
 
         def rows_made_first() -> list[str]:
             """The step's body, its rows_only items' rows (NumPy: written; portable: their
@@ -707,7 +710,7 @@ class _FunctionPrinter:
             items = value.items or tuple(f"{value.operand}[{k}]" for k in range(count))
             rows: dict[int, str] = {}
             for array, (k, _, _) in zip(arrays, stacked):
-                if k not in rows_only:
+                if k not in rows_only or k in in_place:
                     continue
                 if not self.backend.portable:
                     self._line(f"{array}[{step}] = {items[k]}")
@@ -739,8 +742,10 @@ class _FunctionPrinter:
             self.used.add("scan")
         else:
             step = self.namer.fresh("step")
-            for array, (_, _, leaf) in zip(arrays, stacked):
-                self._line(f"{array} = {self._zeros(stacked_type(leaf, length))}")
+            rows_of_outer = self.rows_into.pop(name, {})
+            for array, (k, _, leaf) in zip(arrays, stacked):
+                self._line(f"{array} = {rows_of_outer.get(k) or self._zeros(stacked_type(leaf, length))}")
+            in_place = self._inner_rows_in_place(loop, arrays, stacked, step)
             if variables is None:
                 self._line(f"{acc} = {self._atom(loop.init)}")
             elif variables:  # (no variables: every item is written in its row)
@@ -750,7 +755,7 @@ class _FunctionPrinter:
             def body() -> None:
                 rows = rows_made_first()
                 for array, (k, _, _), row in zip(arrays, stacked, rows):
-                    if k not in rows_only:
+                    if k not in rows_only and k not in in_place:
                         self._line(f"{array}[{step}] = {row}")
             self._indented(body)
         if arrays != [target]:
@@ -763,6 +768,25 @@ class _FunctionPrinter:
             remaining = iter(texts)
             self.unpacked[name] = [_nest([next(remaining) for _ in _leaves("", item)], item)
                                    for item in state.items]
+
+    def _inner_rows_in_place(self, loop: LoopE, arrays: list[str], stacked: list[tuple[int, str, ArrayType]],
+                             step: str) -> set[int]:
+        """NumPy: the stacked items of `loop` whose step value is the stack an inner
+        scan of the body makes (`scan(..).j`, the inner scan a binding of the body
+        itself, run at every step): the inner scan stacks its rows straight into the
+        row of this step (`forgets = t6_1[step]`, a view: `rows_into`), which no one
+        writes again, instead of into fresh zeros copied there after it. Their items."""
+        defined = {b.name: b.expr for b in loop.body.bindings}
+        in_place: set[int] = set()
+        for array, (k, _, _) in zip(arrays, stacked):
+            found = _inner_stack(loop.body, k, defined, self.types)
+            if found is None:
+                continue
+            rows = self.rows_into.setdefault(found[0], {})
+            if found[1] not in rows:
+                rows[found[1]] = f"{array}[{step}]"
+                in_place.add(k)
+        return in_place
 
     def _loop_target(self, loop: LoopE, target: str, name: str) -> str:
         """The variable of a loop's result: a temporary's (`t6`) is named after the
@@ -873,6 +897,26 @@ def _count(atoms: tuple[Atom, ...], *counters: Counter[str]) -> None:
 
 
 _TEMPORARY = re.compile(r"t[0-9]+\Z")
+
+
+def _inner_stack(body: Block, k: int, defined: dict[str, Expr], types: dict[str, Type]) -> tuple[str, int] | None:
+    """`(inner, j)` when item k of what a loop's `body` returns (the whole, k = 0, for a
+    state that is no tuple) is item j of what the scan `inner`, bound in `body`
+    itself, stacks: `(scan(..).j, ..)`, or the inner scan's result returned whole."""
+    result = body.result
+    made = defined.get(result.id) if isinstance(result, Name) else None
+    if isinstance(made, MakeTuple):
+        value = made.items[k]
+        made = defined.get(value.id) if isinstance(value, Name) else None
+        inner, j = (made.tuple, made.k) if isinstance(made, Project) else (value, 0)
+    else:
+        inner, j = result, k
+    scan = defined.get(inner.id) if isinstance(inner, Name) else None
+    if not isinstance(scan, LoopE) or not item_stacked(scan.stacked, j):
+        return None
+    state = atom_type(scan.init, types)
+    item = state.items[j] if isinstance(state, TupleType) else state
+    return (inner.id, j) if isinstance(item, ArrayType) else None
 
 
 def _item_projections(body: Block) -> dict[str, dict[int, str]]:

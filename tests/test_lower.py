@@ -776,6 +776,29 @@ def test_the_loops_of_a_gradient_are_printed_with_the_names_of_the_source():
         np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
 
 
+def test_an_inner_scan_stacks_its_rows_straight_into_the_outer_scans_row():
+    # NumPy: the inner scan's stack is the outer's row at this step (a view), not fresh
+    # zeros copied there after the inner loop; the next step reads it as its state
+    src = ("fn f(xs: f64[t, n], W: f64[l, n]) -> f64[t, l, n] {\n"
+           "    scan(zeros((l, n)), xs, |s, x| scan(x, arange(l), |h, i| tanh(W[i] * h + s[i])))\n}\n")
+    text = catad.to_python(src)
+    assert "    for step, x in enumerate(xs):\n        hs = ss[step]\n" in text, text
+    assert "ss[step] = " not in text and "np.zeros((l, n))\n        h = x" not in text, text
+    rng = np.random.default_rng(5)
+    for t in (0, 1, 3):
+        xs, W = rng.standard_normal((t, 2)), rng.standard_normal((3, 2))
+        s, expected = np.zeros((3, 2)), []
+        for x in xs:
+            h, rows = x, []
+            for i in range(3):
+                h = np.tanh(W[i] * h + s[i])
+                rows.append(h)
+            s = np.array(rows)
+            expected.append(s)
+        got = load_module(text, f"inner_rows_{t}").f(xs, W)
+        np.testing.assert_allclose(got, np.reshape(expected, (t, 3, 2)))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stacked_item_that_no_step_reads_is_not_state(backend):
     # item 1 of the state is stacked and never read: it has no variable and no initial
