@@ -18,7 +18,9 @@ smaller factor of a product); shapes (reshape, transpose and broadcast chains
 composed; an explicit broadcast that NumPy's broadcasting does anyway dropped;
 elementwise work done before a broadcast); products (a stack of matrix-vector
 products with one matrix is one product, the transpose of a product with a
-transposed factor, the identity matrix of a tangent basis); reductions (a sum or
+transposed factor, the identity matrix of a tangent basis, a scaling by a diagonal
+beside a product added to its matrices, and in reverse the diagonal's cotangent read
+off the matrices' one); reductions (a sum or
 mean taken before the linear work that made its argument, so that the full-size
 argument is never made: split over a sum of terms, before a factor that is the
 same along the summed axes, a transpose, or the rows of a product; the normalised
@@ -1161,6 +1163,168 @@ def row_vectors_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+# A diagonal matrix is a scaling of columns: x * a = x @ diag(a), a the same along x's
+# rows. Where x is also multiplied by a matrix, the two are one product, and the
+# diagonal's cotangent, a sum over the rows of g * x, is the diagonal of the product
+# of g and x that the matrix's cotangent is. Both trade passes over x (the rows) for
+# passes over the matrices, so they fire only where the rows outnumber the columns.
+
+
+def _outnumbers(rows: Dim, columns: Dim) -> bool:
+    """`rows` are taken to outnumber `columns`: compared where both are numbers; a size
+    variable (a count of points) is taken as the larger against a number or another
+    variable (their dimension), a number never against a variable."""
+    if rows.is_constant and columns.is_constant:
+        return rows.const > columns.const
+    return not rows.is_constant and rows != columns
+
+
+def _identity_mask(n: Dim, made: list[tuple[str, Expr]], facts: Facts) -> Name:
+    """A bool[n, n] identity matrix, `arange(n)[:, None] == arange(n)`, its bindings
+    appended to `made`."""
+    line, column, mask = (facts.namer.temporary() for _ in range(3))
+    made += [(line, Call(P.ARANGE, params(lo=Dim(0), hi=n), ())),
+             (column, Call(P.RESHAPE, params(shape=(n, Dim(1))), (Name(line),))),
+             (mask, Call(P.EQ, (), (Name(column), Name(line))))]
+    return Name(mask)
+
+
+def _product_of(atom: Atom, facts: Facts) -> tuple[Atom, Atom, tuple[int, ...]] | None:
+    """`(x, r, perm)` when `atom` is `x @ r` (perm the identity) or
+    `transpose(x @ r, perm)`, the product read by nothing else."""
+    definition = facts.definition(atom)
+    t = facts.type_of(atom)
+    if not isinstance(t, ArrayType):
+        return None
+    perm = tuple(range(t.rank))
+    match definition:
+        case Call(P.TRANSPOSE, ps, (product,)) if _sole_reader(product, atom.id, facts):
+            perm, definition = param(ps, "perm"), facts.definition(product)
+    match definition:
+        case Call(P.MATMUL, _, (x, r)):
+            return x, r, perm
+    return None
+
+
+def _transposed(atom: Atom, perm: tuple[int, ...], facts: Facts) -> Atom | None:
+    """`atom` transposed by `perm`, where that is made already: `atom` itself for the
+    identity, else a binding in scope."""
+    if perm == tuple(range(len(perm))):
+        return atom
+    found = facts.available.get(_key(Call(P.TRANSPOSE, params(perm=perm), (atom,))))
+    return None if found is None else Name(found)
+
+
+def diagonal_into_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # a * x + transpose(X @ R, p)  ->  transpose(X @ (R + diag(a')), p)   (X = transpose(x, p⁻¹);
+    # a' = a in the product's axes, the same along its rows, its batch axes R's: one product,
+    # not a scaling and an addition over x; R square)
+    match bind.expr:
+        case Call(P.ADD, _, (first, second)):
+            t = expr_type(bind.expr, facts.types)
+            for scaled, product in ((first, second), (second, first)):
+                found = _product_of(product, facts)
+                if (found is None or not _sole_reader(scaled, bind.name, facts)
+                        or not _sole_reader(product, bind.name, facts)):
+                    continue
+                x_rows, r, perm = found
+                match facts.definition(scaled):
+                    case Call(P.MUL, _, (f, g)):
+                        for a, x in ((f, g), (g, f)):
+                            made = _diagonal_into(a, x, x_rows, r, perm, t, bind, facts)
+                            if made is not None:
+                                return made
+    return None
+
+
+def _diagonal_into(a: Atom, x: Atom, x_rows: Atom, r: Atom, perm: tuple[int, ...], t: Type | None,
+                   bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    """`diagonal_into_product` with `a * x` the scaling and `transpose(x_rows @ r, perm)`
+    the product, or None where they do not fit."""
+    ta, tx, tr = facts.type_of(a), _float_array(x, facts), _float_array(r, facts)
+    inverse = tuple(perm.index(k) for k in range(len(perm)))
+    if not (isinstance(ta, ArrayType) and tx is not None and tr is not None and t == tx
+            and ta.rank <= tx.rank and tr.rank >= 2 and _transposed(x, inverse, facts) == x_rows):
+        return None
+    rank, columns = tx.rank, tr.shape[-1]
+    rows = tx.shape[perm.index(rank - 2)]
+    if tr.shape[-2] != columns or not _outnumbers(rows, columns):
+        return None
+    # a's axes in the diagonal's frame: the product's batch axes, its columns, its rows last;
+    # the same along the rows, and along the batch axes that R is broadcast along
+    a_full = (Dim(1),) * (rank - ta.rank) + ta.shape
+    to_diagonal = tuple(inverse[k] for k in (*range(rank - 2), rank - 1, rank - 2))
+    diagonal_shape = tuple(a_full[k] for k in to_diagonal)
+    broadcast = rank - tr.rank
+    if broadcast < 0 or any(d != Dim(1) for d in (*diagonal_shape[:broadcast], diagonal_shape[-1])):
+        return None
+    made: list[tuple[str, Expr]] = []
+    fresh = facts.namer.temporary
+    aligned, turned, scale, diagonal, matrices, product = (fresh() for _ in range(6))
+    made += [(aligned, Call(P.RESHAPE, params(shape=a_full), (a,))),
+             (turned, Call(P.TRANSPOSE, params(perm=to_diagonal), (Name(aligned),))),
+             (scale, Call(P.RESHAPE, params(shape=diagonal_shape[broadcast:]), (Name(turned),)))]
+    mask = _identity_mask(columns, made, facts)
+    made += [(diagonal, Call(P.WHERE, (), (mask, Name(scale), Lit(0.0)))),
+             (matrices, Call(P.ADD, (), (r, Name(diagonal)))),
+             (product, Call(P.MATMUL, (), (x_rows, Name(matrices)))),
+             (bind.name, Call(P.TRANSPOSE, params(perm=perm), (Name(product),)))]
+    binds = [Bind(n, e, bind.span) for n, e in made]
+    types = _types_with(binds, facts.types)
+    if types is None or types[matrices] != tr or types[bind.name] != t:
+        return None
+    return tuple(binds)
+
+
+def diagonal_of_product(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # sum(g * x, axes=(s,))  ->  the diagonal of G @ X, made already     (G = g with the axes
+    # (.., e, s), X = x with (.., s, e): its diagonal on e is the sum; a reverse pass's
+    # cotangent of a diagonal beside its matrix's)
+    match bind.expr:
+        case Call(P.SUM, ps, (summed,)) if len(param(ps, "axes")) == 1:
+            (s,) = param(ps, "axes")
+            t = expr_type(bind.expr, facts.types)
+            match facts.definition(summed):
+                case Call(P.MUL, _, (g, x)):
+                    tg = _float_array(g, facts)
+                    if tg is None or tg.rank < 2 or not (tg == facts.type_of(x) == facts.type_of(summed)):
+                        return None
+                    for e in range(tg.rank):
+                        if e != s and _outnumbers(tg.shape[s], tg.shape[e]):
+                            made = _diagonal_of(g, x, s, e, tg, t, bind, facts)
+                            if made is not None:
+                                return made
+    return None
+
+
+def _diagonal_of(g: Atom, x: Atom, s: int, e: int, tg: ArrayType, t: Type | None, bind: Bind,
+                 facts: Facts) -> tuple[Bind, ...] | None:
+    """`diagonal_of_product` with e the diagonal's axis, or None where no product
+    of g and x on it is in scope."""
+    batch = [k for k in range(tg.rank) if k not in (s, e)]
+    for left, right in ((g, x), (x, g)):
+        rows = _transposed(left, (*batch, e, s), facts)
+        columns = _transposed(right, (*batch, s, e), facts)
+        if rows is None or columns is None:
+            continue
+        product = facts.available.get(_key(Call(P.MATMUL, (), (rows, columns))))
+        if product is None:
+            continue
+        made: list[tuple[str, Expr]] = []
+        mask = _identity_mask(tg.shape[e], made, facts)
+        on_diagonal = facts.namer.temporary()
+        made.append((on_diagonal, Call(P.WHERE, (), (mask, Name(product), Lit(0.0)))))
+        diagonal = Call(P.SUM, params(axes=(tg.rank - 1,)), (Name(on_diagonal),))
+        order = tuple((*batch, e).index(k) for k in range(tg.rank) if k != s)
+        if order == tuple(range(len(order))):
+            made.append((bind.name, diagonal))
+        else:
+            in_order = facts.namer.temporary()
+            made += [(in_order, diagonal), (bind.name, Call(P.TRANSPOSE, params(perm=order), (Name(in_order),)))]
+        return _typed_bindings(made, t, bind.span, facts)
+    return None
+
+
 def _types_with(binds: list[Bind], types: Mapping[str, Type]) -> dict[str, Type] | None:
     """`types` and the types of `binds`, in order, or None where one is ill typed."""
     out = dict(types)
@@ -2277,6 +2441,8 @@ RULES: tuple[Rule, ...] = (
     multiply_by_identity,
     rows_of_one_product,
     row_vectors_product,
+    diagonal_into_product,
+    diagonal_of_product,
     implicit_broadcast,
     broadcast_after_elementwise,
     reduce_before_scaling,

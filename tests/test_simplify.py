@@ -27,7 +27,8 @@ PARAMS = {"x": VEC, "y": VEC, "s": F64, "i": IVEC, "A": MAT, "c": BOOL, "k": I64
           "q": TupleType((F64, VEC)), "g": F64,
           "f": ArrayType(DType.F32, (N,)), "B": ArrayType(DType.F64, (N, M)),
           "V": ArrayType(DType.F64, (P3, N)), "W": ArrayType(DType.F64, (P3, N, N)),
-          "U": ArrayType(DType.F64, (M, P3, N)), "o": ArrayType(DType.F64, (Dim(1), N))}
+          "U": ArrayType(DType.F64, (M, P3, N)), "Z": ArrayType(DType.F64, (M, P3, N)),
+          "o": ArrayType(DType.F64, (Dim(1), N))}
 SIZES = (SizeBinding("n", 0, 0), SizeBinding("m", 10, 1), SizeBinding("p", 11, 0))
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -784,6 +785,77 @@ def test_the_identity_matrix_of_a_basis_is_no_product():
         got = simplified(*bindings, result="r")
         assert (got == block(result="A")) is fires
         values_agree(*bindings, result="r")
+
+
+def _prims(got: Block) -> list[str]:
+    return [b.expr.prim.name for b in got.bindings if isinstance(b.expr, Call)]
+
+
+# V * U + transpose(transpose(U, (1, 0, 2)) @ transpose(W, (0, 2, 1)), (1, 0, 2)): the GMM's
+# diag(exp(q)) x + L x, for m points x of n numbers in each of p components
+DIAGONAL_AND_PRODUCT = (let("ax", call("mul", "V", "U")),
+                        let("xt", call("transpose", "U", perm=(1, 0, 2))),
+                        let("lt", call("transpose", "W", perm=(0, 2, 1))),
+                        let("pr", call("matmul", "xt", "lt")),
+                        let("lx", call("transpose", "pr", perm=(1, 0, 2))))
+
+
+@pytest.mark.parametrize("bindings", [
+    (*DIAGONAL_AND_PRODUCT, let("r", call("add", "ax", "lx"))),
+    (*DIAGONAL_AND_PRODUCT, let("r", call("add", "lx", "ax"))),
+    # no transposes: x[.., p, n] @ A + x * v, A broadcast along the batch axis m
+    (let("ax", call("mul", "U", "x")), let("pr", call("matmul", "U", "A")), let("r", call("add", "pr", "ax"))),
+])
+def test_a_diagonal_scaling_beside_a_product_is_added_to_its_matrices(bindings):
+    got = simplified(*bindings, result="r")
+    assert _prims(got).count("matmul") == 1 and "mul" not in _prims(got)
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    # the scale varies along the rows of the product: not a diagonal
+    (*DIAGONAL_AND_PRODUCT[1:], let("ax", call("mul", "U", "U")), let("r", call("add", "ax", "lx"))),
+    # the product is read elsewhere: it is made anyway
+    (*DIAGONAL_AND_PRODUCT, let("s", call("add", "ax", "lx")), let("r", MakeTuple((Name("s"), Name("lx"))))),
+    # another array is scaled than the one multiplied
+    (let("ax", call("mul", "V", "Z")), *DIAGONAL_AND_PRODUCT[1:], let("r", call("add", "ax", "lx"))),
+    # as many rows as columns (W @ W + v * W): no pass saved over the matrices' own
+    (let("ax", call("mul", "x", "W")), let("pr", call("matmul", "W", "W")), let("r", call("add", "ax", "pr"))),
+])
+def test_a_scaling_beside_a_product_that_stays(bindings):
+    got = simplified(*bindings, result="r")
+    assert "mul" in _prims(got)
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("gt_perm, zt_perm", [((1, 2, 0), (1, 0, 2)),   # the diagonal on n, batch p
+                                              ((2, 1, 0), (2, 0, 1))])  # on p, batch n: transposed back
+def test_a_sum_of_a_product_beside_the_matrix_product_is_its_diagonal(gt_perm, zt_perm):
+    # sum(U * Z, axis 0) beside transpose(U) @ transpose(Z), both contracting axis 0
+    bindings = (let("gt", call("transpose", "U", perm=gt_perm)), let("zt", call("transpose", "Z", perm=zt_perm)),
+                let("pr", call("matmul", "gt", "zt")), let("gz", call("mul", "U", "Z")),
+                let("s", call("sum", "gz", axes=(0,))), let("r", MakeTuple((Name("pr"), Name("s")))))
+    got = simplified(*bindings, result="r")
+    assert "mul" not in _prims(got) and _prims(got).count("matmul") == 1
+    values_agree(*bindings, result="r")
+
+
+@pytest.mark.parametrize("bindings", [
+    # no product in scope
+    (let("gz", call("mul", "U", "Z")), let("r", call("sum", "gz", axes=(0,)))),
+    # a product contracting another axis than the sum's
+    (let("gt", call("transpose", "U", perm=(0, 2, 1))), let("pr", call("matmul", "gt", "Z")),
+     let("gz", call("mul", "U", "Z")), let("s", call("sum", "gz", axes=(0,))),
+     let("r", MakeTuple((Name("pr"), Name("s"))))),
+    # as many items summed as on the diagonal (sum(W * W, axis 1) beside Wᵀ @ W)
+    (let("wt", call("transpose", "W", perm=(0, 2, 1))), let("pr", call("matmul", "wt", "W")),
+     let("ww", call("mul", "W", "W")), let("s", call("sum", "ww", axes=(1,))),
+     let("r", MakeTuple((Name("pr"), Name("s"))))),
+])
+def test_a_sum_of_a_product_that_stays(bindings):
+    got = simplified(*bindings, result="r")
+    assert "mul" in _prims(got)
+    values_agree(*bindings, result="r")
 
 
 # ---- indexing --------------------------------------------------------------------------------

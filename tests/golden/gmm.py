@@ -105,8 +105,9 @@ def gmm(alphas, means, icf, x, gamma, wm):
     xc = x[:, None] - means
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
     t30 = np.exp(qs)
-    t87 = _matmul_t(np.transpose(xc, (1, 0, 2)), np.transpose(Ls, (0, 2, 1)), (1, 0, 2))
-    Qxc = t30 * xc + t87
+    t9 = np.where(np.reshape(t2, (d, 1)) == t2, np.reshape(t30, (k, d, 1)), 0.0)
+    t12 = np.transpose(xc, (1, 0, 2)) @ (np.transpose(Ls, (0, 2, 1)) + t9)
+    Qxc = np.transpose(t12, (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
     main = alphas + sum_qs - 0.5 * np.einsum("ijk,ijk->ij", Qxc, Qxc)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
@@ -170,7 +171,9 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
     t25 = np.exp(qs)
     t169 = np.transpose(xc, (1, 0, 2))
-    Qxc = t25 * xc + _matmul_t(t169, np.transpose(Ls, (0, 2, 1)), (1, 0, 2))
+    t15 = np.reshape(t2, (d, 1)) == t2
+    t10 = np.where(t15, np.reshape(t25, (k, d, 1)), 0.0)
+    Qxc = _matmul_t(t169, np.transpose(Ls, (0, 2, 1)) + t10, (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
     main = alphas + sum_qs - 0.5 * np.einsum("ijk,ijk->ij", Qxc, Qxc)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
@@ -190,14 +193,15 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     Qxc_bar = (-t78)[:, :, None] * Qxc
     alphas_bar = -t53 * np.exp(alphas - t54) + t110
     sum_qs_bar = t110 - t47
+    # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
+    t126 = np.transpose(Qxc_bar, (1, 2, 0)) @ t169
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
-    t3 = np.sum(Qxc_bar, axis=0)
-    means_bar = -(np.reshape(t3[:, None] @ Ls, (k, d)) + t3 * t25)
+    means_bar = -np.reshape(np.sum(Qxc_bar, axis=0)[:, None] @ (Ls + t10), (k, d))
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
-    t146 = np.where(t6, np.transpose(Qxc_bar, (1, 2, 0)) @ t169, 0.0)
+    t146 = np.where(t6, t126, 0.0)
     t150 = np.zeros((k, m))
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
-    t138 = (t40 * (2 * t25) + np.einsum("ijk,ijk->jk", Qxc_bar, xc)) * t25
+    t138 = (t40 * (2 * t25) + np.sum(np.where(t15, t126, 0.0), axis=2)) * t25
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
     qs_bar = t138 + sum_qs_bar[:, None]
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
