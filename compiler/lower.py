@@ -56,10 +56,12 @@ from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
 from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_arg, tuple_text
 from .errors import Source, Span
-from .names import Namer, identifier
+from .loop_layout import (inner_stack, item_projections, read_as_ranges, row_hints,
+                          rows_only_initial_values, rows_only_items, single_state_name)
+from .names import Namer, identifier, is_temporary
 from .numpy_backend import NUMPY
 from .reversals import reversed_array, unread
-from .simplify import atom_type, binding_types, function_names, leading_dim, readers
+from .simplify import atom_type, binding_types, function_names, leading_dim
 from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
@@ -158,14 +160,14 @@ class _FunctionPrinter:
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
                                             self.unread)
         self.returned = _returned_names(fn.body)
-        self.item_projections = _item_projections(fn.body)
-        # the initial states of scans with items that are not state (`_rows_only_items`),
+        self.item_projections = item_projections(fn.body)
+        # the initial states of scans with items that are not state (`rows_only_items`),
         # and the values only they read, at those items: not printed either
-        self.initial_states, unread_initially = _rows_only_initial_values(fn.body, self.types)
+        self.initial_states, unread_initially = rows_only_initial_values(fn.body, self.types)
         self.unread |= unread_initially
         self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
         if not backend.portable:  # NumPy loops over the steps print `range(k)`
-            self.unread |= _read_as_ranges(fn.body, self.counts, self.unread)
+            self.unread |= read_as_ranges(fn.body, self.counts, self.unread)
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
         self.depth = 0
@@ -595,8 +597,8 @@ class _FunctionPrinter:
 
     def _single_state(self, loop: LoopE) -> str:
         """The variable of a loop's state: the state's own name, or the name the loop
-        gives its one item (`_single_state_name`), which the body then reads."""
-        single = _single_state_name(loop, self.types)
+        gives its one item (`single_state_name`), which the body then reads."""
+        single = single_state_name(loop, self.types)
         if single is None:
             return identifier(loop.acc)
         self.rename[loop.acc] = self.namer.fresh(single)
@@ -607,7 +609,7 @@ class _FunctionPrinter:
         """A loop state that is a tuple of two or more items is held in one variable
         per item, `base_0, base_1, ...` (`acc_0 * w`, not `acc[0] * w`): their
         names, to assign together, or None for a state held in one variable. The
-        items in `rows_only` (see `_rows_only_items`) have no variable; one item
+        items in `rows_only` (see `rows_only_items`) have no variable; one item
         left is held in `base`. An item the loop names (`LoopE.names`: a reverse
         loop's `state_bar, W_bar`) is held in a variable of that name; the name of a
         projection of the loop's `result` at that item, where it is the same, is
@@ -670,13 +672,13 @@ class _FunctionPrinter:
         An item that is not stacked is the last state's, left in `acc` (a tuple
         state: in a variable per item, and the result is held item by item too).
         An item that the body never reads is not state at all
-        (`_rows_only_items`): each step makes its row, before the state changes."""
+        (`rows_only_items`): each step makes its row, before the state changes."""
         state = atom_type(loop.init, self.types)
         sequence = atom_type(loop.xs, self.types)
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
         acc = self._single_state(loop)
-        rows_only = _rows_only_items(loop, state)
+        rows_only = rows_only_items(loop, state)
         variables = self._state_variables(loop, acc, name, rows_only)
         # (item, its text, an array, whether stacked); an item in rows_only has no text
         leaves: list[tuple[int, str, ArrayType, bool]]
@@ -691,7 +693,7 @@ class _FunctionPrinter:
             leaves = [(k, label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
                       for label, leaf in _leaves(f"{acc}[{k}]", item)]
         stacked = [(k, label, leaf) for k, label, leaf, is_stacked in leaves if is_stacked]
-        hints = _row_hints(loop)
+        hints = row_hints(loop)
         arrays = [target] if len(leaves) == 1 and leaves[0][1] == acc else [
             self.namer.fresh(hints.get(k) or f"{target}_{j}") for j, (k, _, _) in enumerate(stacked)]
         count = len(state.items) if isinstance(state, TupleType) else 1
@@ -779,7 +781,7 @@ class _FunctionPrinter:
         defined = {b.name: b.expr for b in loop.body.bindings}
         in_place: set[int] = set()
         for array, (k, _, _) in zip(arrays, stacked):
-            found = _inner_stack(loop.body, k, defined, self.types)
+            found = inner_stack(loop.body, k, defined, self.types)
             if found is None:
                 continue
             rows = self.rows_into.setdefault(found[0], {})
@@ -790,10 +792,10 @@ class _FunctionPrinter:
 
     def _loop_target(self, loop: LoopE, target: str, name: str) -> str:
         """The variable of a loop's result: a temporary's (`t6`) is named after the
-        state's item when the loop names its one item (`_single_state_name`):
+        state's item when the loop names its one item (`single_state_name`):
         `state` for a fold's last state, `states` for a scan's."""
-        single = _single_state_name(loop, self.types)
-        if single is None or not _TEMPORARY.match(target):
+        single = single_state_name(loop, self.types)
+        if single is None or not is_temporary(target):
             return target
         self.rename[name] = self.namer.fresh(single if loop.stacked is False else f"{single}s")
         return self.rename[name]
@@ -847,7 +849,7 @@ def _inlined_temporaries(body: Block, sequence_inlined: Callable[[Atom], bool], 
         _count((b.result,), reads, here)
         inlined.update(bind.name for bind in b.bindings
                        if isinstance(bind.expr, Call | MakeTuple | Project)
-                       and _TEMPORARY.match(bind.name) and here[bind.name] == 1)
+                       and is_temporary(bind.name) and here[bind.name] == 1)
 
     block(body)
     return {name for name in inlined if reads[name] == 1}
@@ -894,110 +896,6 @@ def _count(atoms: tuple[Atom, ...], *counters: Counter[str]) -> None:
         if isinstance(a, Name):
             for counter in counters:
                 counter[a.id] += 1
-
-
-_TEMPORARY = re.compile(r"t[0-9]+\Z")
-
-
-def _inner_stack(body: Block, k: int, defined: dict[str, Expr], types: dict[str, Type]) -> tuple[str, int] | None:
-    """`(inner, j)` when item k of what a loop's `body` returns (the whole, k = 0, for a
-    state that is no tuple) is item j of what the scan `inner`, bound in `body`
-    itself, stacks: `(scan(..).j, ..)`, or the inner scan's result returned whole."""
-    result = body.result
-    made = defined.get(result.id) if isinstance(result, Name) else None
-    if isinstance(made, MakeTuple):
-        value = made.items[k]
-        made = defined.get(value.id) if isinstance(value, Name) else None
-        inner, j = (made.tuple, made.k) if isinstance(made, Project) else (value, 0)
-    else:
-        inner, j = result, k
-    scan = defined.get(inner.id) if isinstance(inner, Name) else None
-    if not isinstance(scan, LoopE) or not item_stacked(scan.stacked, j):
-        return None
-    state = atom_type(scan.init, types)
-    item = state.items[j] if isinstance(state, TupleType) else state
-    return (inner.id, j) if isinstance(item, ArrayType) else None
-
-
-def _item_projections(body: Block) -> dict[str, dict[int, str]]:
-    """For each loop's result, the names bound to its items (`r.k`)."""
-    found: dict[str, dict[int, str]] = {}
-    defined = definitions(body)
-    for name, expr in defined.items():
-        if isinstance(expr, Project) and isinstance(expr.tuple, Name) and isinstance(defined.get(expr.tuple.id), LoopE):
-            found.setdefault(expr.tuple.id, {})[expr.k] = name
-    return found
-
-
-def _read_as_ranges(body: Block, counts: dict[str, Dim], unread: frozenset[str]) -> frozenset[str]:
-    """The names of `np.arange(k)` (`counts`) that only loops read, as their
-    sequence, besides what is not printed (`unread`): `for i in range(k)` prints
-    no array."""
-    found = readers(body)
-    return frozenset(name for name in counts
-                     if all(r.name in unread or isinstance(r.expr, LoopE) and r.expr.xs == Name(name)
-                            and r.expr.init != Name(name) for r in found.get(name, [])))
-
-
-def _single_state_name(loop: LoopE, types: dict[str, Type]) -> str | None:
-    """The name a loop gives its state where the state is one item, not a tuple: the
-    item the simplifier left of a tuple whose items the loop named (a vjp's forward
-    scan, once its residuals are dropped, is the fold's `state` again)."""
-    if len(loop.names) != 1 or isinstance(atom_type(loop.init, types), TupleType):
-        return None
-    return loop.names[0]
-
-
-def _rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
-    """The items of a scan's tuple state that need no variable: arrays that are
-    stacked (the scan's result holds their rows, not their last value) and that the
-    body never reads (`acc.k` nowhere in it; the state read whole reads them all)."""
-    if not isinstance(state, TupleType) or len(state.items) < 2:
-        return frozenset()
-    reads = [r.expr for r in readers(loop.body).get(loop.acc, [])]
-    if not all(isinstance(r, Project) for r in reads):
-        return frozenset()
-    read = {r.k for r in reads}  # type: ignore[union-attr]
-    return frozenset(k for k, item in enumerate(state.items)
-                     if isinstance(item, ArrayType) and item_stacked(loop.stacked, k) and k not in read)
-
-
-def _rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[str, MakeTuple], frozenset[str]]:
-    """The tuples made only to be the initial state of a scan with items that have
-    no variable (`_rows_only_items`): their items are printed where the scan's
-    state variables are assigned. And the names only such items read, whose values
-    no step reads: `t28 = np.zeros((d,))` would be dead code."""
-    defs = definitions(body)
-    reads = readers(body)
-    tuples: dict[str, MakeTuple] = {}
-    ignored: Counter[str] = Counter()
-    for expr in defs.values():
-        if not isinstance(expr, LoopE) or not isinstance(expr.init, Name):
-            continue
-        made = defs.get(expr.init.id)
-        rows_only = _rows_only_items(expr, atom_type(expr.init, types) or TupleType(()))
-        if rows_only and isinstance(made, MakeTuple) and len(reads.get(expr.init.id, [])) == 1:
-            tuples[expr.init.id] = made
-            _count(tuple(made.items[k] for k in rows_only), ignored)
-    return tuples, frozenset(name for name, count in ignored.items()
-                             if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit))
-
-
-def _row_hints(loop: LoopE) -> dict[int, str]:
-    """Names for the arrays a scan stacks its items in, after the items' names
-    (`x_bar` in `x_bars`) or the values they hold: item k of a body that returns
-    `(h, forget)` is stacked in `forgets`. Items whose values are temporaries, or the
-    state itself, get none."""
-    body = loop.body
-    result = definitions(body).get(body.result.id) if isinstance(body.result, Name) else None
-    values = result.items if isinstance(result, MakeTuple) else ()
-    hints = {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(values)
-             if isinstance(item, Name) and not _TEMPORARY.match(item.id) and item.id in definitions(body)}
-    hints.update((k, f"{name}s") for k, name in enumerate(loop.names) if name is not None)
-    return hints
-
-
-_SUFFIX = re.compile(r"_[0-9]+\Z")
 
 
 def _leaves(label: str, t: Type) -> list[tuple[str, ArrayType]]:

@@ -85,3 +85,11 @@ class Namer:
     def _take(self, name: str) -> str:
         self._taken.add(identifier(name))
         return name
+
+
+_TEMPORARY = re.compile(r"t[0-9]+\Z")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is of the form `Namer.temporary` makes (`t12`): no source name."""
+    return _TEMPORARY.match(name) is not None

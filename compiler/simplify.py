@@ -43,14 +43,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from . import primitives as P
-from .names import Namer
+from .names import Namer, is_temporary
 from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
@@ -202,7 +201,6 @@ class Facts:
             self.available.setdefault(_key(bind.expr), bind.name)
 
 
-_TEMPORARY = re.compile(r"t[0-9]+\Z")  # the names Namer.temporary makes
 _COMMUTATIVE = frozenset((P.ADD, P.MUL, P.MAXIMUM, P.MINIMUM, P.EQ, P.NE, P.AND, P.OR, P.XOR))
 
 
@@ -1592,7 +1590,7 @@ def index_of_index(expr: Expr, facts: Facts) -> Expr | None:
     # read, not two; a reverse loop reads its forward loop's stacked items so. A value
     # the source names, `let w = main[i]`, keeps its name)
     match expr:
-        case Call(P.INDEX, outer, (Name() as inner_name, *js)) if _TEMPORARY.match(inner_name.id):
+        case Call(P.INDEX, outer, (Name() as inner_name, *js)) if is_temporary(inner_name.id):
             match facts.definition(inner_name):
                 case Call(P.INDEX, inner, (x, *i)):
                     t, spec = facts.type_of(x), param(inner, "spec")
@@ -2679,7 +2677,7 @@ class _Renamer:
         return Block(tuple(bindings), self.atom(b.result))
 
     def bind(self, name: str) -> str:
-        new = self.namer.temporary() if _TEMPORARY.match(name) else self.namer.fresh(name)
+        new = self.namer.temporary() if is_temporary(name) else self.namer.fresh(name)
         self.mapping[name] = Name(new)
         return new
 
