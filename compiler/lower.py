@@ -54,7 +54,8 @@ from typing import assert_never
 
 from . import primitives as P
 from .array_api_backend import ARRAY_API, DEVICE, dtype_text
-from .backend import Application, Arg, Backend, dim_text, literal_arg, shape_text, tuple_arg, tuple_text
+from .backend import (Application, Arg, Backend, dim_text, helper_over_axes, literal_arg, shape_text, tuple_arg,
+                      tuple_text)
 from .errors import Source, Span
 from .loop_layout import (inner_stack, item_projections, read_as_ranges, row_hints,
                           rows_only_initial_values, rows_only_items, single_state_name)
@@ -63,6 +64,7 @@ from .numpy_backend import NUMPY
 from .reversals import reversed_array, unread
 from .simplify import atom_type, binding_types, function_names, leading_dim
 from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
+from .softmax_weights import shared_weights
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
                      Name, Project, TargetFunction, TargetProgram, definitions)
 from .types import ArrayType, Dim, DType, TupleType, Type, item_stacked, scalar, stacked_type
@@ -125,6 +127,7 @@ def load_module(text: str, name: str) -> pytypes.ModuleType:
 
 
 _SIMPLE = (Name, Lit, Call, MakeTuple, Project)
+LOGSUMEXP_AND_WEIGHTS = helper_over_axes("logsumexp_weights", "axes")
 
 
 class _FunctionPrinter:
@@ -155,6 +158,11 @@ class _FunctionPrinter:
         # its index arrays, unread, are not printed
         self.defined = definitions(fn.body)
         self.unread = unread(fn.body, self.types)
+        # NumPy: a logsumexp whose softmax weights are read too prints as one call making
+        # both (`softmax_weights.py`); the steps between them, unread, are not printed
+        self.weights, unread_between = ({}, frozenset()) if backend.portable else shared_weights(fn.body, self.types)
+        self.unread |= unread_between
+        self.printed_with_lse = {w.name for w in self.weights.values()}
         # a loop's sequence is evaluated once, printed in `for x in xs` (portable code:
         # `_fold(xp, step, init, xs)`); a tuple is read item by item: named
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
@@ -429,7 +437,10 @@ class _FunctionPrinter:
         """`target = bind.expr` (target: by default the binding's own name); an
         inlined temporary waits, printed, for the expression that reads it."""
         expr = bind.expr
-        if bind.name in self.initial_states or bind.name in self.unread:
+        if bind.name in self.initial_states or bind.name in self.unread or bind.name in self.printed_with_lse:
+            return
+        if bind.name in self.weights:
+            self._logsumexp_and_weights(bind)
             return
         match expr:
             case Project(Name(id), k) if target is None and id in self.unpacked:
@@ -477,6 +488,19 @@ class _FunctionPrinter:
                                      "simplify (beta-reduce) the function before lowering")
             case _:
                 assert_never(expr)
+
+    def _logsumexp_and_weights(self, bind: Bind) -> None:
+        """`l, w = _logsumexp_weights(x, axis=k)`: the logsumexp `bind` and its
+        softmax weights (`_, w = ...` where nothing reads l itself)."""
+        assert isinstance(bind.expr, Call)
+        ps, x = bind.expr.params, bind.expr.args
+        printed = self._fitted(x, lambda arg: LOGSUMEXP_AND_WEIGHTS.printed(
+            self._app(P.LOGSUMEXP, dict(ps), arg, (atom_type(x[0], self.types),))))
+        self.used.add("logsumexp_weights")
+        weights = self.weights[bind.name]
+        lse = identifier(bind.name) if weights.lse_read else "_"
+        self._mark(bind.span)
+        self._line(f"{lse}, {identifier(weights.name)} = {printed.text}")
 
     def _conditional_expression(self, start: int, target: str) -> None:
         """The if statement printed from line `start` on, when each branch is one
@@ -546,7 +570,8 @@ class _FunctionPrinter:
         (`h = np.tanh(a)`, not `t = ...; h = t`)."""
         bindings = block.bindings
         last = bindings[-1] if bindings else None
-        direct = last is not None and block.result == Name(last.name) and isinstance(last.expr, _SIMPLE)
+        direct = (last is not None and block.result == Name(last.name) and isinstance(last.expr, _SIMPLE)
+                  and last.name not in self.printed_with_lse)
         for bind in bindings[:-1] if direct else bindings:
             self._bind(bind)
         if not direct:

@@ -392,6 +392,21 @@ def _logsumexp(x, axis):
     with {np}.errstate(divide="ignore"):
         total = {np}.log({np}.sum({np}.exp(x - shift), axis=axis, keepdims=True))
     return {np}.squeeze(total + shift, axis=axis)[()]'''),
+    Helper("logsumexp_weights", '''\
+def _logsumexp_weights(x, axis):
+    """logsumexp(x) over axis and its weights exp(x - logsumexp(x)), as e / sum(e) of
+    the shifted e = exp(x - max): one exp per item. A row all -inf gives -inf and nan."""
+    x = {np}.asarray(x, dtype={np}.result_type(x, 1.0))
+    top = {np}.max(x, axis=axis, keepdims=True, initial=-{np}.inf)
+    shift = {np}.where({np}.isfinite(top), top, 0.0)
+    e = {np}.exp(x - shift)
+    total = {np}.sum(e, axis=axis, keepdims=True)
+    with {np}.errstate(divide="ignore"):
+        lse = {np}.log(total) + shift
+    weights = e / total
+    if {np}.isposinf(top).any():  # exp(x - inf): 0, nan at +inf; not an overflowed e / inf
+        weights = {np}.where({np}.isposinf(top), {np}.exp(x - lse), weights)
+    return {np}.squeeze(lse, axis=axis)[()], weights'''),
     Helper("shifted", '''\
 def _shifted({xp}x, axis, identity):
     """x moved one item along axis, the identity first and the last item dropped:

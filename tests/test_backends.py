@@ -516,3 +516,67 @@ def test_a_loop_module_run_on_numpy_imports_no_jax(tmp_path):
               "loops_any.g(np.eye(3), np.ones((3, 2)), np.ones(3), np.ones((4, 2)))\n"
               "assert not any(name.split('.')[0] == 'jax' for name in sys.modules), 'jax imported'\n")
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True)
+
+
+# ---- a logsumexp and its softmax weights: one call ----------------------------------
+
+LOGSUMEXP_WEIGHTS = """\
+fn rows(x: f64[n, c]) -> f64 { sum(logsumexp(x, axis = 1)) }
+fn rows_grad = value_and_grad(rows);
+fn rows_only_grad = grad(rows);
+fn columns(x: f32[n, c]) -> f32 { sum(logsumexp(x, axis = 0)) }
+fn columns_grad = value_and_grad(columns);
+fn whole(x: f64[n, c]) -> f64 { logsumexp(x) }
+fn whole_jvp = jvp(whole);
+"""
+
+
+def _function_text(text: str, name: str) -> str:
+    start = text.index(f"\ndef {name}(")
+    end = text.find("\ndef ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_a_logsumexp_and_its_weights_print_as_one_call_with_the_evaluators_numbers():
+    """NumPy: the weights `exp(x - logsumexp(x))` of a logsumexp's derivative (both
+    modes) come from the helper that computes the logsumexp, as `e / sum(e)` of its own
+    `e = exp(x - max)`: one call, `l, w = _logsumexp_weights(x, axis=k)` (`_, w` where
+    only the weights are read), and no `exp` of `x - l`. The array-API module keeps the
+    two (its helper would need a guard for +inf rows that costs the `exp` saved). Both
+    give the evaluator's numbers: f32, rows all -inf or holding +inf (nan weights, as
+    exp(x - l)), and an empty axis."""
+    text = catad.to_python(LOGSUMEXP_WEIGHTS)
+    derived = "".join(_function_text(text, name) for name in ("rows_grad", "rows_only_grad", "columns_grad",
+                                                              "whole_jvp"))
+    assert "    t1, t8 = _logsumexp_weights(x, axis=1)\n    return (" in derived, derived
+    assert "    _, t8 = _logsumexp_weights(x, axis=1)\n    return t8\n" in derived, derived
+    assert " = _logsumexp_weights(x, axis=0)\n" in derived and " = _logsumexp_weights(x, axis=(0, 1))\n" in derived
+    assert "np.exp(" not in derived and "_logsumexp(" not in derived, derived
+    assert "_logsumexp_weights" not in catad.to_python(LOGSUMEXP_WEIGHTS, backend="array-api")
+    numpy_module, portable = catad.compile(LOGSUMEXP_WEIGHTS), catad.compile(LOGSUMEXP_WEIGHTS, backend="array-api")
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-100.0, 100.0, (4, 6))
+    x[1] = -np.inf
+    x[2, 3] = np.inf
+    x[3, :2] = -np.inf
+    cases = {"rows_grad": (x,), "rows_only_grad": (x,), "columns_grad": (x.T.astype(np.float32),),
+             "whole_jvp": (x[[0, 3]], rng.standard_normal((2, 6)))}
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for name, arguments in cases.items():
+            expected = _evaluated(LOGSUMEXP_WEIGHTS, name, arguments)
+            single = (expected,) if name == "rows_only_grad" else expected
+            # the evaluator's f32 exp(x - l) rounds x - l (|x| ~ 100): some 10 ulps off
+            rtol = 2e-5 if name == "columns_grad" else 1e-12
+            got = getattr(numpy_module, name)(*arguments)
+            _assert_equal_with_dtypes((got,) if name == "rows_only_grad" else got, single, rtol=rtol)
+            for library, convert in sorted(LIBRARIES.items()):
+                got = to_numpy(getattr(portable, name)(*map(convert, arguments)))
+                _assert_equal_with_dtypes((got,) if name == "rows_only_grad" else got, single, rtol=rtol)
+    # f32 weights against exact ones: e / sum(e) rounds e and the sum, exp(x - l) rounds x - l
+    finite = rng.uniform(-10.0, 10.0, 6)
+    exact = np.exp(finite - numpy_module.whole(finite[None]))
+    np.testing.assert_allclose(numpy_module.columns_grad(finite[:, None].astype(np.float32))[1][:, 0], exact,
+                               rtol=8 * 2.0**-23)
+    empty = (np.zeros((3, 0)),)
+    _assert_equal_with_dtypes(numpy_module.rows_grad(*empty), _evaluated(LOGSUMEXP_WEIGHTS, "rows_grad", empty),
+                              rtol=0)

@@ -12,6 +12,22 @@ def _logsumexp(x, axis):
     return np.squeeze(total + shift, axis=axis)[()]
 
 
+def _logsumexp_weights(x, axis):
+    """logsumexp(x) over axis and its weights exp(x - logsumexp(x)), as e / sum(e) of
+    the shifted e = exp(x - max): one exp per item. A row all -inf gives -inf and nan."""
+    x = np.asarray(x, dtype=np.result_type(x, 1.0))
+    top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(x - shift)
+    total = np.sum(e, axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        lse = np.log(total) + shift
+    weights = e / total
+    if np.isposinf(top).any():  # exp(x - inf): 0, nan at +inf; not an overflowed e / inf
+        weights = np.where(np.isposinf(top), np.exp(x - lse), weights)
+    return np.squeeze(lse, axis=axis)[()], weights
+
+
 def _matmul_t(a, b, perm):
     """np.transpose(a @ b, perm), perm keeping the last axis last, as an array in C
     order: the product is written through its transposed view (BLAS writes rows at
@@ -182,16 +198,15 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     t46 = t40 * (np.sum(t25 ** 2, axis=(0, 1)) + np.sum(ls ** 2, axis=(0, 1)))
     prior = t46 - t47 * np.sum(sum_qs, axis=0)
     # examples/gmm.catad:21  sum(logsumexp(main, axis = 1)) - f64(n) * logsumexp(alphas) + prior - 0.5 * f64(n * d) * log_2pi
-    t50 = _logsumexp(main, axis=1)
+    t50, t78 = _logsumexp_weights(main, axis=1)
     t53 = np.float64(n)
-    t54 = _logsumexp(alphas, axis=0)
-    t78 = np.exp(main - t50[:, None])
+    t54, t72 = _logsumexp_weights(alphas, axis=0)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
     ls_bar = t40 * (2 * ls)
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
     t110 = np.sum(t78, axis=0)
     Qxc_bar = (-t78)[:, :, None] * Qxc
-    alphas_bar = -t53 * np.exp(alphas - t54) + t110
+    alphas_bar = -t53 * t72 + t110
     sum_qs_bar = t110 - t47
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
     t126 = np.transpose(Qxc_bar, (1, 2, 0)) @ t169

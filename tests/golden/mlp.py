@@ -12,6 +12,22 @@ def _logsumexp(x, axis):
     return np.squeeze(total + shift, axis=axis)[()]
 
 
+def _logsumexp_weights(x, axis):
+    """logsumexp(x) over axis and its weights exp(x - logsumexp(x)), as e / sum(e) of
+    the shifted e = exp(x - max): one exp per item. A row all -inf gives -inf and nan."""
+    x = np.asarray(x, dtype=np.result_type(x, 1.0))
+    top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(x - shift)
+    total = np.sum(e, axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        lse = np.log(total) + shift
+    weights = e / total
+    if np.isposinf(top).any():  # exp(x - inf): 0, nan at +inf; not an overflowed e / inf
+        weights = np.where(np.isposinf(top), np.exp(x - lse), weights)
+    return np.squeeze(lse, axis=axis)[()], weights
+
+
 # examples/mlp.catad:3  fn mlp(W1: f64[h, d], b1: f64[h], W2: f64[c, h], b2: f64[c], X: f64[n, d]) -> f64[n, c] {
 def mlp(W1, b1, W2, b2, X):
     """mlp(W1: f64[h, d], b1: f64[h], W2: f64[c, h], b2: f64[c], X: f64[n, d]) -> f64[n, c]
@@ -123,11 +139,11 @@ def loss_grad(W1, b1, W2, b2, X, Y):
     # examples/mlp.catad:5  H @ transpose(W2) + b2
     logits = H @ W2.T + b2
     # examples/mlp.catad:11  mean(logsumexp(logits, axis = 1) - sum(Y * logits, axis = 1))
-    t6 = _logsumexp(logits, axis=1)
+    t6, t22 = _logsumexp_weights(logits, axis=1)
     t13 = 1.0 / np.int64(n)
     t36 = -t13
     Y_bar = t36 * logits
-    logits_bar = Y * t36 + t13 * np.exp(logits - t6[:, None])
+    logits_bar = Y * t36 + t13 * t22
     # examples/mlp.catad:5  H @ transpose(W2) + b2
     b2_bar = np.sum(logits_bar, axis=0)
     H_bar = logits_bar @ W2

@@ -91,6 +91,22 @@ def _logsumexp(x, axis):
     return np.squeeze(total + shift, axis=axis)[()]
 
 
+def _logsumexp_weights(x, axis):
+    """logsumexp(x) over axis and its weights exp(x - logsumexp(x)), as e / sum(e) of
+    the shifted e = exp(x - max): one exp per item. A row all -inf gives -inf and nan."""
+    x = np.asarray(x, dtype=np.result_type(x, 1.0))
+    top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    e = np.exp(x - shift)
+    total = np.sum(e, axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        lse = np.log(total) + shift
+    weights = e / total
+    if np.isposinf(top).any():  # exp(x - inf): 0, nan at +inf; not an overflowed e / inf
+        weights = np.where(np.isposinf(top), np.exp(x - lse), weights)
+    return np.squeeze(lse, axis=axis)[()], weights
+
+
 def _softmax(x, axis):
     """exp(x) / sum(exp(x)) along axis, shifted by the maximum."""
     shift = np.max(x, axis=axis, keepdims=True)
@@ -398,11 +414,11 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     # examples/transformer.catad:23  x @ U
     z = x_2 @ U
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
-    t43 = _logsumexp(z, axis=2)
+    t43, t65 = _logsumexp_weights(z, axis=2)
     # examples/transformer.catad:31  mean(for s in 0..m {
     t53 = 1.0 / np.int64(m * t)
     # examples/transformer.catad:33  logsumexp(z, axis = 1) - sum(Ys[s] * z, axis = 1)
-    z_bar = Ys * -t53 + t53 * np.exp(z - t43[:, :, None])
+    z_bar = Ys * -t53 + t53 * t65
     # examples/transformer.catad:23  x @ U
     x_bar = z_bar @ U.T
     U_bar = np.sum(np.transpose(x_2, (0, 2, 1)) @ z_bar, axis=0)
