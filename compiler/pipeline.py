@@ -33,6 +33,7 @@ from .derive import derive
 from .errors import CatadError, Source
 from .lower import BACKENDS, lower
 from .parse import parse
+from .grouped_applications import group_applications
 from .simplify import simplify
 from .target import TargetProgram
 from .to_target import to_target_program
@@ -76,7 +77,7 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
             for fn in program.functions:
                 check_function(fn)
     target = to_target_program(vectorised)
-    optimised = TargetProgram(tuple(simplify(fn) for fn in target.functions))
+    optimised = TargetProgram(tuple(group_applications(simplify(fn)) for fn in target.functions))
     python = lower(optimised, source_path=source.path, source=source, backend=BACKENDS[backend])
     return Stages(source, tree, typed, unary, vectorised, target, optimised, python)
 

@@ -1668,7 +1668,7 @@ def hoist_invariants(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
                 movable = (isinstance(b.expr, Call) and b.expr.prim not in _MAY_FAIL
                            or isinstance(b.expr, Project)
                            or isinstance(b.expr, MakeTuple) and Name(b.name) != body.result)
-                if movable and not (_used_names(b.expr) & inside):
+                if movable and not (used_names(b.expr) & inside):
                     hoisted.append(b)
                     inside.discard(b.name)
             if not hoisted:
@@ -1803,7 +1803,7 @@ class _StateBody:
         acc_items = {b.name: b.expr.k for b in body.bindings
                      if isinstance(b.expr, Project) and b.expr.tuple == Name(loop.acc)}
         rest = Block(tuple(b for b in body.bindings if b.name not in acc_items), Name("_"))
-        if loop.acc in _used_names(rest):
+        if loop.acc in used_names(rest):
             return None
         return _StateBody(definitions, new, acc_items)
 
@@ -1820,7 +1820,7 @@ class _StateBody:
             if name in self.acc_items:
                 items.add(self.acc_items[name])
             elif name in self.definitions:
-                pending.extend(_used_names(self.definitions[name]))
+                pending.extend(used_names(self.definitions[name]))
         return items
 
 
@@ -2103,7 +2103,7 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
             case _:
                 new_body.append(b)
     body = remove_dead_bindings(Block(tuple(new_body), loop.body.result))
-    if loop.acc in _used_names(Block(tuple(b for b in body.bindings if not isinstance(b.expr, Project)),
+    if loop.acc in used_names(Block(tuple(b for b in body.bindings if not isinstance(b.expr, Project)),
                                      Name("_"))) and not kept:
         return None
     scan = fresh()  # the kept items stacked as before, the factors stacked
@@ -2392,7 +2392,7 @@ def _used_list(expr: Expr) -> list[str]:
             return [a.id for a in atoms if isinstance(a, Name)]
         case Project(Name(id), _) | Name(id):
             return [id]
-    return sorted(_used_names(expr))
+    return sorted(used_names(expr))
 
 
 def share_common(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
@@ -2593,13 +2593,13 @@ def readers(block: Block) -> dict[str, list[Reader]]:
 
 def remove_dead_bindings(block: Block) -> Block:
     """`block` without the bindings whose names nothing uses (in its blocks too)."""
-    used = _used_names(block.result)
+    used = used_names(block.result)
     kept: list[Bind] = []
     for bind in reversed(block.bindings):
         if bind.name not in used:
             continue
         expr = _without_dead(bind.expr)
-        used |= _used_names(expr)
+        used |= used_names(expr)
         kept.append(Bind(bind.name, expr, bind.span))
     return Block(tuple(reversed(kept)), block.result)
 
@@ -2615,7 +2615,7 @@ def _without_dead(expr: Expr) -> Expr:
     return expr
 
 
-def _used_names(node: Expr | Block) -> set[str]:
+def used_names(node: Expr | Block) -> set[str]:
     """Every name read in `node` (names are unique, so inner ones do no harm)."""
     match node:
         case Name(id):
@@ -2623,19 +2623,19 @@ def _used_names(node: Expr | Block) -> set[str]:
         case Lit():
             return set()
         case Call(args=atoms) | MakeTuple(items=atoms):
-            return set().union(*map(_used_names, atoms))
+            return set().union(*map(used_names, atoms))
         case Project(tup, _):
-            return _used_names(tup)
+            return used_names(tup)
         case IfElse(cond, then, orelse):
-            return _used_names(cond) | _used_names(then) | _used_names(orelse)
+            return used_names(cond) | used_names(then) | used_names(orelse)
         case LoopE(init, xs, _, _, body, _):
-            return _used_names(init) | _used_names(xs) | _used_names(body)
+            return used_names(init) | used_names(xs) | used_names(body)
         case Lambda(_, body):
-            return _used_names(body)
+            return used_names(body)
         case Apply(fn, args):
-            return _used_names(fn).union(*map(_used_names, args))
+            return used_names(fn).union(*map(used_names, args))
         case Block(bindings, result):
-            return _used_names(result).union(*(_used_names(b.expr) for b in bindings))
+            return used_names(result).union(*(used_names(b.expr) for b in bindings))
         case _:
             assert_never(node)
 
