@@ -103,15 +103,23 @@ def rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[
                              if count == len(reads[name]) and isinstance(defs.get(name), Call | Lit))
 
 
-def row_hints(loop: LoopE) -> dict[int, str]:
+def row_hints(loop: LoopE, types: dict[str, Type]) -> dict[int, str]:
     """Names for the arrays a scan stacks its items in, after the items' names
     (`x_bar` in `x_bars`) or the values they hold: item k of a body that returns
-    `(h, forget)` is stacked in `forgets`. Items whose values are temporaries, or the
-    state itself, get none."""
+    `(h, forget)` is stacked in `forgets`, and a stack of an inner scan's stacks after
+    the inner one's (`forgets` again: an LSTM's gates over the characters, then over
+    the layers). Items whose values are temporaries, or the state itself, get none."""
     body = loop.body
+    defined = {b.name: b.expr for b in body.bindings}
     result = definitions(body).get(body.result.id) if isinstance(body.result, Name) else None
     values = result.items if isinstance(result, MakeTuple) else ()
     hints = {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(values)
              if isinstance(item, Name) and not is_temporary(item.id) and item.id in definitions(body)}
+    state = atom_type(loop.init, types)
+    for k in range(len(state.items) if isinstance(state, TupleType) else 1):
+        found = None if k in hints else inner_stack(body, k, defined, types)
+        inner = defined.get(found[0]) if found else None
+        if found and isinstance(inner, LoopE) and found[1] in (inner_hints := row_hints(inner, types)):
+            hints[k] = inner_hints[found[1]]
     hints.update((k, f"{name}s") for k, name in enumerate(loop.names) if name is not None)
     return hints

@@ -718,7 +718,7 @@ class _FunctionPrinter:
             leaves = [(k, label, leaf, item_stacked(loop.stacked, k)) for k, item in enumerate(state.items)
                       for label, leaf in _leaves(f"{acc}[{k}]", item)]
         stacked = [(k, label, leaf) for k, label, leaf, is_stacked in leaves if is_stacked]
-        hints = row_hints(loop)
+        hints = row_hints(loop, self.types)
         arrays = [target] if len(leaves) == 1 and leaves[0][1] == acc else [
             self.namer.fresh(hints.get(k) or f"{target}_{j}") for j, (k, _, _) in enumerate(stacked)]
         count = len(state.items) if isinstance(state, TupleType) else 1

@@ -799,6 +799,35 @@ def test_an_inner_scan_stacks_its_rows_straight_into_the_outer_scans_row():
         np.testing.assert_allclose(got, np.reshape(expected, (t, 3, 2)))
 
 
+def test_a_stack_of_an_inner_scans_stacks_is_named_after_them():
+    # the gradient's forward loop stores each layer's gate: the inner scan stacks
+    # `gates` over the layers, straight into the outer stack over the steps, which is
+    # named after it too, and the reverse loop reads `gates[t, i]`
+    src = ("fn f(xs: f64[t, n], W: f64[l, n]) -> f64 {\n"
+           "    sum(fold(zeros((l, n)), xs, |s, x| scan(x, arange(l), |h, i| {\n"
+           "        let gate = sigmoid(W[i] * h + s[i]);\n"
+           "        gate * h\n"
+           "    })))\n}\n"
+           "fn f_grad = grad(f);\n")
+    text = catad.to_python(src)
+    gradient = text[text.index("def f_grad("):]
+    assert "    gates = np.zeros((t, l, n))\n" in gradient and "        gates_1 = gates[step]\n" in gradient, gradient
+    assert re.search(r"gate_\d+ = gates\[\w+, \w+\]", gradient), gradient
+    m = load_module(text, "inner_names")
+    rng = np.random.default_rng(6)
+    xs, W = rng.standard_normal((3, 2)), rng.standard_normal((2, 2))
+    grads = m.f_grad(xs, W)
+    step = 1e-6
+    for k, arg in enumerate((xs, W)):
+        numeric = np.zeros_like(arg)
+        for i in np.ndindex(arg.shape):
+            plus, minus = [[xs.copy(), W.copy()] for _ in range(2)]
+            plus[k][i] += step
+            minus[k][i] -= step
+            numeric[i] = (m.f(*plus) - m.f(*minus)) / (2 * step)
+        np.testing.assert_allclose(grads[k], numeric, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_stacked_item_that_no_step_reads_is_not_state(backend):
     # item 1 of the state is stacked and never read: it has no variable and no initial
