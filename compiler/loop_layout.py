@@ -12,7 +12,7 @@ import re
 from collections import Counter
 
 from .names import is_temporary
-from .simplify import atom_type, readers
+from .simplify import Reader, atom_type
 from .target import Block, Call, Expr, Lit, LoopE, MakeTuple, Name, Project, definitions
 from .types import ArrayType, Dim, TupleType, Type, item_stacked
 
@@ -39,24 +39,24 @@ def inner_stack(body: Block, k: int, defined: dict[str, Expr], types: dict[str, 
     return (inner.id, j) if isinstance(item, ArrayType) else None
 
 
-def item_projections(body: Block) -> dict[str, dict[int, str]]:
-    """For each loop's result, the names bound to its items (`r.k`)."""
+def item_projections(defined: dict[str, Expr]) -> dict[str, dict[int, str]]:
+    """For each loop's result, the names bound to its items (`r.k`; `defined`: a
+    function's definitions)."""
     found: dict[str, dict[int, str]] = {}
-    defined = definitions(body)
     for name, expr in defined.items():
         if isinstance(expr, Project) and isinstance(expr.tuple, Name) and isinstance(defined.get(expr.tuple.id), LoopE):
             found.setdefault(expr.tuple.id, {})[expr.k] = name
     return found
 
 
-def read_as_ranges(body: Block, counts: dict[str, Dim], unread: frozenset[str]) -> frozenset[str]:
+def read_as_ranges(read_by: dict[str, list[Reader]], counts: dict[str, Dim],
+                   unread: frozenset[str]) -> frozenset[str]:
     """The names of `np.arange(k)` (`counts`) that only loops read, as their
     sequence, besides what is not printed (`unread`): `for i in range(k)` prints
     no array."""
-    found = readers(body)
     return frozenset(name for name in counts
                      if all(r.name in unread or isinstance(r.expr, LoopE) and r.expr.xs == Name(name)
-                            and r.expr.init != Name(name) for r in found.get(name, [])))
+                            and r.expr.init != Name(name) for r in read_by.get(name, [])))
 
 
 def single_state_name(loop: LoopE, types: dict[str, Type]) -> str | None:
@@ -68,13 +68,14 @@ def single_state_name(loop: LoopE, types: dict[str, Type]) -> str | None:
     return loop.names[0]
 
 
-def rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
+def rows_only_items(loop: LoopE, state: Type, read_by: dict[str, list[Reader]]) -> frozenset[int]:
     """The items of a scan's tuple state that need no variable: arrays that are
     stacked (the scan's result holds their rows, not their last value) and that the
-    body never reads (`acc.k` nowhere in it; the state read whole reads them all)."""
+    body never reads (`acc.k` nowhere in it; the state read whole reads them all;
+    `read_by`: the readers of the function, so of the state too)."""
     if not isinstance(state, TupleType) or len(state.items) < 2:
         return frozenset()
-    reads = [r.expr for r in readers(loop.body).get(loop.acc, [])]
+    reads = [r.expr for r in read_by.get(loop.acc, [])]
     if not all(isinstance(r, Project) for r in reads):
         return frozenset()
     read = {r.k for r in reads}  # type: ignore[union-attr]
@@ -82,20 +83,20 @@ def rows_only_items(loop: LoopE, state: Type) -> frozenset[int]:
                      if isinstance(item, ArrayType) and item_stacked(loop.stacked, k) and k not in read)
 
 
-def rows_only_initial_values(body: Block, types: dict[str, Type]) -> tuple[dict[str, MakeTuple], frozenset[str]]:
+def rows_only_initial_values(defs: dict[str, Expr], reads: dict[str, list[Reader]],
+                             types: dict[str, Type]) -> tuple[dict[str, MakeTuple], frozenset[str]]:
     """The tuples made only to be the initial state of a scan with items that have
     no variable (`rows_only_items`): their items are printed where the scan's
     state variables are assigned. And the names only such items read, whose values
-    no step reads: `t28 = np.zeros((d,))` would be dead code."""
-    defs = definitions(body)
-    reads = readers(body)
+    no step reads: `t28 = np.zeros((d,))` would be dead code (`defs`, `reads`: a
+    function's definitions and readers)."""
     tuples: dict[str, MakeTuple] = {}
     ignored: Counter[str] = Counter()
     for expr in defs.values():
         if not isinstance(expr, LoopE) or not isinstance(expr.init, Name):
             continue
         made = defs.get(expr.init.id)
-        rows_only = rows_only_items(expr, atom_type(expr.init, types) or TupleType(()))
+        rows_only = rows_only_items(expr, atom_type(expr.init, types) or TupleType(()), reads)
         if rows_only and isinstance(made, MakeTuple) and len(reads.get(expr.init.id, [])) == 1:
             tuples[expr.init.id] = made
             ignored.update(a.id for a in (made.items[k] for k in rows_only) if isinstance(a, Name))
@@ -110,11 +111,11 @@ def row_hints(loop: LoopE, types: dict[str, Type]) -> dict[int, str]:
     the inner one's (`forgets` again: an LSTM's gates over the characters, then over
     the layers). Items whose values are temporaries, or the state itself, get none."""
     body = loop.body
-    defined = {b.name: b.expr for b in body.bindings}
-    result = definitions(body).get(body.result.id) if isinstance(body.result, Name) else None
+    defined, made_in_body = {b.name: b.expr for b in body.bindings}, definitions(body)
+    result = made_in_body.get(body.result.id) if isinstance(body.result, Name) else None
     values = result.items if isinstance(result, MakeTuple) else ()
     hints = {k: f"{_SUFFIX.sub('', item.id)}s" for k, item in enumerate(values)
-             if isinstance(item, Name) and not is_temporary(item.id) and item.id in definitions(body)}
+             if isinstance(item, Name) and not is_temporary(item.id) and item.id in made_in_body}
     state = atom_type(loop.init, types)
     for k in range(len(state.items) if isinstance(state, TupleType) else 1):
         found = None if k in hints else inner_stack(body, k, defined, types)

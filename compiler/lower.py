@@ -62,7 +62,7 @@ from .loop_layout import (inner_stack, item_projections, read_as_ranges, row_hin
 from .names import Namer, identifier, is_temporary
 from .numpy_backend import NUMPY
 from .reversals import reversed_array, unread
-from .simplify import atom_type, binding_types, function_names, leading_dim
+from .simplify import atom_type, binding_types, function_names, leading_dim, readers
 from .size_only import PYTHON_FORMS, is_size_only, python_exact, size_only
 from .softmax_weights import shared_weights
 from .target import (Apply, Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple,
@@ -157,10 +157,11 @@ class _FunctionPrinter:
         # a gather of every row, last first, prints as the array reversed (`reversals.py`);
         # its index arrays, unread, are not printed
         self.defined = definitions(fn.body)
-        self.unread = unread(fn.body, self.types)
+        self.read_by = readers(fn.body)
+        self.unread = unread(self.defined, self.read_by, self.types)
         # NumPy: a logsumexp whose softmax weights are read too prints as one call making
         # both (`softmax_weights.py`); the steps between them, unread, are not printed
-        self.weights, unread_between = ({}, frozenset()) if backend.portable else shared_weights(fn.body, self.types)
+        self.weights, unread_between = ({}, frozenset()) if backend.portable else shared_weights(fn.body, self.read_by, self.types)
         self.unread |= unread_between
         self.printed_with_lse = {w.name for w in self.weights.values()}
         # a loop's sequence is evaluated once, printed in `for x in xs` (portable code:
@@ -168,14 +169,14 @@ class _FunctionPrinter:
         self.inlined = _inlined_temporaries(fn.body, lambda xs: isinstance(atom_type(xs, self.types), ArrayType),
                                             self.unread)
         self.returned = _returned_names(fn.body)
-        self.item_projections = item_projections(fn.body)
+        self.item_projections = item_projections(self.defined)
         # the initial states of scans with items that are not state (`rows_only_items`),
         # and the values only they read, at those items: not printed either
-        self.initial_states, unread_initially = rows_only_initial_values(fn.body, self.types)
+        self.initial_states, unread_initially = rows_only_initial_values(self.defined, self.read_by, self.types)
         self.unread |= unread_initially
-        self.counts = _counts(fn.body)  # names of `np.arange(k)`, a loop's steps: k
+        self.counts = _counts(self.defined)  # names of `np.arange(k)`, a loop's steps: k
         if not backend.portable:  # NumPy loops over the steps print `range(k)`
-            self.unread |= read_as_ranges(fn.body, self.counts, self.unread)
+            self.unread |= read_as_ranges(self.read_by, self.counts, self.unread)
         self.pending: dict[str, tuple[Arg, Span]] = {}  # inlined temporaries printed, not yet read
         self.lines: list[str] = []
         self.depth = 0
@@ -703,7 +704,7 @@ class _FunctionPrinter:
         assert state is not None and sequence is not None, f"scan in {self.fn.name}: unknown types"
         length = leading_dim(sequence)
         acc = self._single_state(loop)
-        rows_only = rows_only_items(loop, state)
+        rows_only = rows_only_items(loop, state, self.read_by)
         variables = self._state_variables(loop, acc, name, rows_only)
         # (item, its text, an array, whether stacked); an item in rows_only has no text
         leaves: list[tuple[int, str, ArrayType, bool]]
@@ -895,9 +896,9 @@ def _reads_only(block: Block, types: dict[str, Type]) -> bool:
     return True
 
 
-def _counts(body: Block) -> dict[str, Dim]:
-    """The names bound to `arange(0, k)` anywhere in `body` (blocks nest): k."""
-    return {name: dict(expr.params)["hi"] for name, expr in definitions(body).items()
+def _counts(defined: dict[str, Expr]) -> dict[str, Dim]:
+    """The names bound to `arange(0, k)` among a function's definitions: k."""
+    return {name: dict(expr.params)["hi"] for name, expr in defined.items()
             if isinstance(expr, Call) and expr.prim is P.ARANGE and dict(expr.params)["lo"] == Dim(0)}
 
 

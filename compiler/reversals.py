@@ -19,8 +19,8 @@ from collections import Counter
 
 from . import primitives as P
 from .primitives import param
-from .simplify import atom_type, leading_dim, readers
-from .target import Atom, Block, Call, Expr, Lit, Name, definitions
+from .simplify import Reader, atom_type, leading_dim
+from .target import Atom, Call, Expr, Lit, Name
 from .types import Dim, Type
 
 
@@ -65,11 +65,11 @@ def _size_value(atom: Atom, defined: dict[str, Expr]) -> Dim | None:
     return None
 
 
-def unread(body: Block, types: dict[str, Type]) -> frozenset[str]:
-    """The calls of `body` whose values the printed code does not read once the
-    reversed gathers print as reversals: their indices, and what only those read."""
-    defined = definitions(body)
-    reads = Counter({name: len(found) for name, found in readers(body).items()})
+def unread(defined: dict[str, Expr], read_by: dict[str, list[Reader]], types: dict[str, Type]) -> frozenset[str]:
+    """The calls of a function (`defined`: its definitions, `read_by`: its readers)
+    whose values the printed code does not read once the reversed gathers print as
+    reversals: their indices, and what only those read."""
+    reads = Counter({name: len(found) for name, found in read_by.items()})
     pending = []
     for expr in defined.values():
         if reversed_array(expr, defined, types) is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import primitives as P
 from .primitives import param
-from .simplify import atom_type, readers
+from .simplify import Reader, atom_type
 from .target import Atom, Block, Call, Expr, IfElse, Lambda, LoopE, Name
 from .types import ArrayType, Dim, Type
 
@@ -34,11 +34,11 @@ class Weights:
     lse_read: bool  # whether anything printed reads l itself (else: `_, w = ...`)
 
 
-def shared_weights(body: Block, types: dict[str, Type]) -> tuple[dict[str, Weights], frozenset[str]]:
-    """The logsumexps of `body` whose weights are bound in their block, with the
-    weights; and the steps between them (`x - l`, `l` with its axes put back) that
-    nothing else reads, which are not printed."""
-    read_by = readers(body)
+def shared_weights(body: Block, read_by: dict[str, list[Reader]],
+                   types: dict[str, Type]) -> tuple[dict[str, Weights], frozenset[str]]:
+    """The logsumexps of `body` (`read_by`: its readers) whose weights are bound in
+    their block, with the weights; and the steps between them (`x - l`, `l` with its
+    axes put back) that nothing else reads, which are not printed."""
     found: dict[str, Weights] = {}
     unread: set[str] = set()
 
