@@ -63,6 +63,9 @@ def run_problem(problem: Problem, sizes: str, tool_names: tuple[str, ...] | None
                 row["objective_peak_bytes"] = peak_bytes(prepared.objective)
                 row["gradient_peak_bytes"] = peak_bytes(prepared.gradient)
                 row["memory_ratio"] = row["gradient_peak_bytes"] / max(row["objective_peak_bytes"], 1)
+                # what any tool's gradient must hold: the arrays it returns
+                row["returned_gradient_bytes"] = sum(np.asarray(g).nbytes for g in grads)
+                row["memory_floor_ratio"] = row["returned_gradient_bytes"] / max(row["objective_peak_bytes"], 1)
             log(f"[{problem.name} {label}] {tool.NAME}: objective {row['objective_s'] * 1e3:.3f} ms, "
                 f"gradient {row['gradient_s'] * 1e3:.3f} ms, ratio {row['ratio']:.2f}, "
                 f"rel. error {error:.1e}")

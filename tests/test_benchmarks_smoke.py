@@ -26,6 +26,8 @@ def test_catad_gradient_agrees_with_manual(name):
         assert row["gradient_s"] > 0 and row["objective_s"] > 0
     catad = next(r for r in rows if r["tool"] == "catad")
     assert catad["gradient_peak_bytes"] > 0
+    # the gradient's peak holds the arrays it returns: its floor
+    assert 0 < catad["returned_gradient_bytes"] <= catad["gradient_peak_bytes"]
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
@@ -58,6 +60,11 @@ def test_report_renders_from_results(tmp_path):
     page = render(results, tmp_path, plots=False)
     assert "### lse" in page and "gradient peak memory" in page
     assert "**INVALID** |" not in page
+    assert "alone is over the bound" not in page
+    catad = next(r for r in rows if r["tool"] == "catad")
+    catad["memory_floor_ratio"] = 5.0  # a gradient larger than anything the objective holds
+    page = render(results, tmp_path, plots=False)
+    assert f"alone is over the bound at lse {catad['size']} (5.0x)" in page
 
 
 def test_chain_family_compiles_and_exponent_fits():
