@@ -865,26 +865,60 @@ MAT = ArrayType(DType.F64, (N, Dim.of("m")))
     (MAT, MAT, (0,), 'np.einsum("ij,ij->j", x, y)'),
     (MAT, MAT, (0, 1), 'np.einsum("ij,ij->", x, y)'),
     (VEC, VEC, (0,), 'np.einsum("i,i->", x, y)'),
-    # a broadcast factor, or booleans (einsum would not count them): the product, then its sum
-    (MAT, ArrayType(DType.F64, (Dim.of("m"),)), (1,), "np.sum(x * y, axis=1)"),
+    # a factor broadcast along the leading axes: its subscripts are the last ones
+    (MAT, ArrayType(DType.F64, (Dim.of("m"),)), (1,), 'np.einsum("ij,j->i", x, y)'),
+    (ArrayType(DType.F64, (Dim.of("m"),)), MAT, (0,), 'np.einsum("j,ij->j", x, y)'),
+    # a factor broadcast along a size-1 axis, or booleans (einsum would not count them):
+    # the product, then its sum
+    (MAT, ArrayType(DType.F64, (N, Dim(1))), (0, 1), "np.sum(x * y, axis=(0, 1))"),
+    (MAT, ArrayType(DType.F64, (N, Dim(1))), (1,), 'np.einsum("ij->i", x * y)'),
     (ArrayType(DType.BOOL, (N,)), ArrayType(DType.BOOL, (N,)), (0,), "np.sum(x * y, axis=0)"),
 ])
 def test_a_sum_of_a_product_of_arrays_of_one_shape_prints_as_einsum(x_type, y_type, axes, code):
-    kept = tuple(d for k, d in enumerate(x_type.shape) if k not in axes)
+    shape = x_type.shape if x_type.rank >= y_type.rank else y_type.shape
+    kept = tuple(d for k, d in enumerate(shape) if k not in axes)
     result = ArrayType(DType.I64 if x_type.dtype is DType.BOOL else DType.F64, kept)
-    sizes = tuple(SizeBinding(str(d), 0, k) for k, d in enumerate(x_type.shape))
+    bound = {}
+    for param, t in enumerate((x_type, y_type)):
+        for k, d in enumerate(t.shape):
+            if not d.is_constant:
+                bound.setdefault(str(d), SizeBinding(str(d), param, k))
+    sizes = tuple(bound.values())
     fn = function("f", (("x", x_type), ("y", y_type)), result,
                   (Bind("t1", _call("mul", "x", "y")), Bind("r", _call("sum", "t1", axes=axes))),
                   Name("r"), sizes)
     text, m = module_of(fn)
     assert f"    return {code}\n" in text
     rng = np.random.default_rng(0)
-    shape_of = {"n": 3, "m": 4}
+    shape_of = {"n": 3, "m": 4, "1": 1}
     x = rng.standard_normal([shape_of[str(d)] for d in x_type.shape])
     y = rng.standard_normal([shape_of[str(d)] for d in y_type.shape])
     if x_type.dtype is DType.BOOL:
         x, y = x > 0, y > 0
     np.testing.assert_allclose(m.f(x, y), np.sum(x * y, axis=axes))
+
+
+@pytest.mark.parametrize("x_type, axes, code", [
+    # a float array summed over some of its axes: einsum (NumPy's sum pays per row of a short last axis)
+    (MAT, (1,), 'np.einsum("ij->i", x)'),
+    (MAT, (0,), 'np.einsum("ij->j", x)'),
+    (ArrayType(DType.F64, (N, Dim.of("m"), Dim.of("k"))), (0, 2), 'np.einsum("ijk->j", x)'),
+    # over every axis (pairwise, more accurate), or integers: the sum
+    (MAT, (0, 1), "np.sum(x, axis=(0, 1))"),
+    (VEC, (0,), "np.sum(x, axis=0)"),
+    (ArrayType(DType.I64, (N, Dim.of("m"))), (1,), "np.sum(x, axis=1)"),
+])
+def test_a_partial_sum_of_a_float_array_prints_as_einsum(x_type, axes, code):
+    kept = tuple(d for k, d in enumerate(x_type.shape) if k not in axes)
+    result = ArrayType(x_type.dtype, kept)
+    sizes = tuple(SizeBinding(str(d), 0, k) for k, d in enumerate(x_type.shape))
+    fn = function("f", (("x", x_type),), result, (Bind("r", _call("sum", "x", axes=axes)),), Name("r"), sizes)
+    text, m = module_of(fn)
+    assert f"    return {code}\n" in text
+    x = np.random.default_rng(0).standard_normal([3, 4, 5][:x_type.rank])
+    if x_type.dtype is DType.I64:
+        x = (x * 10).astype(np.int64)
+    np.testing.assert_allclose(m.f(x), np.sum(x, axis=axes), rtol=1e-14)
 
 
 K, R, C = Dim.of("k"), Dim.of("r"), Dim.of("c")

@@ -109,7 +109,7 @@ def gmm(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:11  let ls = icf[:, d:];
     ls = icf[:, d:]
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
-    sum_qs = np.sum(qs, axis=1)
+    sum_qs = np.einsum("ij->i", qs)
     # examples/gmm.catad:13  let Ls = for c in 0..k { for i in 0..d { for j in 0..d {
     t2 = np.arange(d)
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
@@ -173,7 +173,7 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:11  let ls = icf[:, d:];
     ls = icf[:, d:]
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
-    sum_qs = np.sum(qs, axis=1)
+    sum_qs = np.einsum("ij->i", qs)
     # examples/gmm.catad:13  let Ls = for c in 0..k { for i in 0..d { for j in 0..d {
     t2 = np.arange(d)
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
@@ -204,19 +204,19 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
     ls_bar = t40 * (2 * ls)
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
-    t110 = np.sum(t78, axis=0)
+    t110 = np.einsum("ij->j", t78)
     Qxc_bar = (-t78)[:, :, None] * Qxc
     alphas_bar = -t53 * t72 + t110
     sum_qs_bar = t110 - t47
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
     t126 = np.transpose(Qxc_bar, (1, 2, 0)) @ t169
     # examples/gmm.catad:16  let xc = for i in 0..n { x[i] - means };
-    means_bar = -np.reshape(np.sum(Qxc_bar, axis=0)[:, None] @ (Ls + t10), (k, d))
+    means_bar = -np.reshape(np.einsum("ijk->jk", Qxc_bar)[:, None] @ (Ls + t10), (k, d))
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }
     t146 = np.where(t6, t126, 0.0)
     t150 = np.zeros((k, m))
     # examples/gmm.catad:17  let Qxc = exp(qs) * xc + for i in 0..n { for c in 0..k { Ls[c] @ xc[i, c] } };
-    t138 = (t40 * (2 * t25) + np.sum(np.where(t15, t126, 0.0), axis=2)) * t25
+    t138 = (t40 * (2 * t25) + np.einsum("ijk->ij", np.where(t15, t126, 0.0))) * t25
     # examples/gmm.catad:12  let sum_qs = sum(qs, axis = 1);
     qs_bar = t138 + sum_qs_bar[:, None]
     # examples/gmm.catad:14  if i > j { icf[c, d + j * (2 * d - j - 1) // 2 + i - j - 1] } else { 0.0 }

@@ -145,12 +145,12 @@ def loss_grad(W1, b1, W2, b2, X, Y):
     Y_bar = t36 * logits
     logits_bar = Y * t36 + t13 * t22
     # examples/mlp.catad:5  H @ transpose(W2) + b2
-    b2_bar = np.sum(logits_bar, axis=0)
+    b2_bar = np.einsum("ij->j", logits_bar)
     H_bar = logits_bar @ W2
     W2_bar = logits_bar.T @ H
     # examples/mlp.catad:4  let H = tanh(X @ transpose(W1) + b1);
     t30 = H_bar * (1.0 - H * H)
-    b1_bar = np.sum(t30, axis=0)
+    b1_bar = np.einsum("ij->j", t30)
     X_bar = t30 @ W1
     W1_bar = t30.T @ X
     # examples/mlp.catad:11  mean(logsumexp(logits, axis = 1) - sum(Y * logits, axis = 1))

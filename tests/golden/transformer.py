@@ -421,50 +421,51 @@ def loss_grad(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs, Ys):
     z_bar = Ys * -t53 + t53 * t65
     # examples/transformer.catad:23  x @ U
     x_bar = z_bar @ U.T
-    U_bar = np.sum(np.transpose(x_2, (0, 2, 1)) @ z_bar, axis=0)
+    U_bar = np.einsum("ijk->jk", np.transpose(x_2, (0, 2, 1)) @ z_bar)
     # examples/transformer.catad:22  let x = x + gelu(m @ W1 + c1) @ W2 + c2;
-    c2_bar = np.sum(x_bar, axis=(0, 1))
-    W2_bar = np.sum(np.transpose(t40, (0, 2, 1)) @ x_bar, axis=0)
+    c2_bar = np.einsum("ijk->k", x_bar)
+    W2_bar = np.einsum("ijk->jk", np.transpose(t40, (0, 2, 1)) @ x_bar)
     t75 = t39 * 0.7071067811865476
     t86 = 0.5 * (1.0 + _erf(t75) + t75 * np.exp(0.1207822376352452 - t75 * t75))
     t87 = x_bar @ W2.T * t86
-    c1_bar = np.sum(t87, axis=(0, 1))
+    c1_bar = np.einsum("ijk->k", t87)
     m_bar = t87 @ W1.T
-    W1_bar = np.sum(np.transpose(m_1, (0, 2, 1)) @ t87, axis=0)
+    W1_bar = np.einsum("ijk->jk", np.transpose(m_1, (0, 2, 1)) @ t87)
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    b2_bar = np.sum(m_bar, axis=(0, 1))
+    b2_bar = np.einsum("ijk->k", m_bar)
     t91 = m_bar / t36
     t201 = 2 * (np.einsum("ijk,ijk->ij", -t91, t37) / (2.0 * t35) / e)[:, :, None]
     g2_bar = np.einsum("ijk,ijk->k", t91, centred_1)
     centred_bar = t201 * centred_1 + g2 * t91
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    x_bar_1 = x_bar + (centred_bar + (-np.sum(centred_bar, axis=2) / e)[:, :, None])
+    x_bar_1 = x_bar + (centred_bar + (-np.einsum("ijk->ij", centred_bar) / e)[:, :, None])
     # examples/transformer.catad:20  let x = x + softmax(scores, axis = 1) @ (a @ Wv) @ Wo;
     t123 = x_bar_1 @ Wo.T
-    Wo_bar = np.sum(np.transpose(t26, (0, 2, 1)) @ x_bar_1, axis=0)
+    Wo_bar = np.einsum("ijk->jk", np.transpose(t26, (0, 2, 1)) @ x_bar_1)
     t127 = t123 @ np.transpose(t25, (0, 2, 1))
     t129 = np.transpose(t24, (0, 2, 1)) @ t123
     t132 = np.transpose(a, (0, 2, 1))
-    Wv_bar = np.sum(t132 @ t129, axis=0)
+    Wv_bar = np.einsum("ijk->jk", t132 @ t129)
     scores_bar = t24 * (t127 - np.einsum("ijk,ijk->ij", t127, t24)[:, :, None])
     # examples/transformer.catad:19  let scores = (a @ Wq) @ transpose(a @ Wk) / sqrt(f64(e));
     t138 = scores_bar / t23
     t147 = t138 @ t18
     t150 = np.transpose(np.transpose(t17, (0, 2, 1)) @ t138, (0, 2, 1))
-    Wk_bar = np.sum(t132 @ t150, axis=0)
-    Wq_bar = np.sum(t132 @ t147, axis=0)
+    Wk_bar = np.einsum("ijk->jk", t132 @ t150)
+    Wq_bar = np.einsum("ijk->jk", t132 @ t147)
     a_bar = t129 @ Wv.T + t150 @ Wk.T + t147 @ Wq.T
     # examples/transformer.catad:9  gain * centred / sqrt(mean(centred * centred) + 1.0e-5) + bias
-    b1_bar = np.sum(a_bar, axis=(0, 1))
+    b1_bar = np.einsum("ijk->k", a_bar)
     t160 = a_bar / t15
     t204 = 2 * (np.einsum("ijk,ijk->ij", -t160, t16) / (2.0 * t14) / e)[:, :, None]
     g1_bar = np.einsum("ijk,ijk->k", t160, centred)
     centred_bar_1 = t204 * centred + g1 * t160
     # examples/transformer.catad:8  let centred = x[i] - mean(x[i]);
-    x_bar_2 = x_bar_1 + (centred_bar_1 + (-np.sum(centred_bar_1, axis=2) / e)[:, :, None])
+    t189 = centred_bar_1 + (-np.einsum("ijk->ij", centred_bar_1) / e)[:, :, None]
+    x_bar_2 = x_bar_1 + t189
     # examples/transformer.catad:17  let x = X @ E + P;
-    P_bar = np.sum(x_bar_2, axis=0)
-    E_bar = np.sum(np.transpose(Xs, (0, 2, 1)) @ x_bar_2, axis=0)
+    P_bar = np.einsum("ijk->jk", x_bar_2)
+    E_bar = np.einsum("ijk->jk", np.transpose(Xs, (0, 2, 1)) @ x_bar_2)
     # examples/transformer.catad:32  let z = logits(E, P, Wq, Wk, Wv, Wo, g1, b1, g2, b2, W1, c1, W2, c2, U, Xs[s]);
     t197 = (E_bar, P_bar, Wq_bar, Wk_bar, Wv_bar, Wo_bar, g1_bar, b1_bar, g2_bar, b2_bar, W1_bar, c1_bar, W2_bar, c2_bar, U_bar)
     return (np.mean(t43 - np.einsum("ijk,ijk->ij", Ys, z), axis=(0, 1)), t197)
