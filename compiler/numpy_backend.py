@@ -131,23 +131,9 @@ def _astype(app: Application) -> str:
     return app.call('asarray', app.args[0], f"dtype={app.ns}.{app.params['dtype'].numpy_name}")
 
 
-def _transposed_product(app: Application) -> bool:
-    """Whether a transpose of rank >= 3 keeps the last axis last, and reads a product
-    of float matrices printed in place (`a @ b`, both of rank >= 2)."""
-    perm, product = app.params["perm"], app.args[0].application
-    rank = len(perm)
-    if product is None or product.prim is not P.MATMUL or rank < 3 or perm[-1] != rank - 1:
-        return False
-    return all(isinstance(t, ArrayType) and t.rank >= 2 and t.dtype.is_float for t in product.arg_types)
-
-
 def _transpose(app: Application) -> str:
-    """`x.T`, `np.transpose(x, perm)`; of a stack of products `a @ b` whose last axis
-    stays last, `_matmul_t(a, b, perm)`: the product made in the order it is read."""
+    """`x.T`, `np.transpose(x, perm)`: a view."""
     perm = app.params["perm"]
-    if _transposed_product(app):
-        a, b = app.args[0].application.args
-        return f"_matmul_t({a}, {b}, {perm!r})"
     if perm == (1, 0):
         return f"{app.args[0].operand}.T"
     return app.call('transpose', app.args[0], repr(tuple(perm)))
@@ -296,7 +282,7 @@ NUMPY_FORMS: dict[Primitive, Form] = {
     P.POPCOUNT_LE: Form(_popcount_le),
     # linear algebra and shape
     P.MATMUL: infix("@"),
-    P.TRANSPOSE: call_form(_transpose, helper=lambda app: "matmul_t" if _transposed_product(app) else None),
+    P.TRANSPOSE: call_form(_transpose),
     P.EXPAND_DIMS: call_form(_expand_dims),
     P.BROADCAST_TO: call_form(
         lambda app: app.call('broadcast_to', app.args[0], shape_text(app.params['shape']))),
@@ -445,16 +431,6 @@ def _softmax({xp}x, axis):
     shift = {np}.max(x, axis=axis, keepdims=True)
     e = {np}.exp(x - {np}.where({np}.isfinite(shift), shift, 0.0))
     return e / {np}.sum(e, axis=axis, keepdims=True)'''),
-    Helper("matmul_t", '''\
-def _matmul_t(a, b, perm):
-    """np.transpose(a @ b, perm), perm keeping the last axis last, as an array in C
-    order: the product is written through its transposed view (BLAS writes rows at
-    any stride), so what reads it next reads it in order, not across the moved axes
-    (an elementwise operation on the transposed view took 3-4x a contiguous one's time)."""
-    shape = {np}.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    out = {np}.empty([shape[axis] for axis in perm], dtype={np}.result_type(a, b))
-    {np}.matmul(a, b, out={np}.transpose(out, {np}.argsort(perm)))
-    return out'''),
     Helper("index_add", '''\
 def _index_add(target, value, key):
     """A copy of target with value added into target[key]."""

@@ -925,14 +925,15 @@ K, R, C = Dim.of("k"), Dim.of("r"), Dim.of("c")
 
 
 @pytest.mark.parametrize("b_type, perm, code", [
-    # the batch axis moved, the last axis kept: the product made in the order it is read
-    (ArrayType(DType.F64, (K, C, C)), (1, 0, 2), "_matmul_t(x, y, (1, 0, 2))"),
-    (ArrayType(DType.F64, (C, C)), (1, 0, 2), "_matmul_t(x, y, (1, 0, 2))"),
-    # the last axis moved (the matrices transposed), or a vector factor: a view, as before
+    # a transpose of a product is a view of it, whichever axes move: made in C order and
+    # read through the view, the product took 0.83-0.95x the time of one written through
+    # a transposed `out` in the GMM's gradient (docs/performance.md)
+    (ArrayType(DType.F64, (K, C, C)), (1, 0, 2), "np.transpose(x @ y, (1, 0, 2))"),
+    (ArrayType(DType.F64, (C, C)), (1, 0, 2), "np.transpose(x @ y, (1, 0, 2))"),
     (ArrayType(DType.F64, (K, C, C)), (0, 2, 1), "np.transpose(x @ y, (0, 2, 1))"),
     (ArrayType(DType.F64, (K, C, C)), (2, 1, 0), "np.transpose(x @ y, (2, 1, 0))"),
 ])
-def test_a_product_whose_batch_axes_move_is_made_in_the_order_it_is_read(b_type, perm, code):
+def test_a_transpose_of_a_product_is_a_view_of_it(b_type, perm, code):
     a_type = ArrayType(DType.F64, (K, R, C))
     product = (K, R, C)
     result = ArrayType(DType.F64, tuple(product[p] for p in perm))
@@ -941,10 +942,7 @@ def test_a_product_whose_batch_axes_move_is_made_in_the_order_it_is_read(b_type,
                   Name("r"), (SizeBinding("k", 0, 0), SizeBinding("r", 0, 1), SizeBinding("c", 0, 2)))
     text, m = module_of(fn)
     assert f"    return {code}\n" in text
-    assert ("def _matmul_t(" in text) == code.startswith("_matmul_t")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4))
     y = rng.standard_normal((2, 4, 4) if b_type.rank == 3 else (4, 4))
-    out = m.f(x, y)
-    np.testing.assert_allclose(out, np.transpose(x @ y, perm))
-    assert out.flags.c_contiguous or not code.startswith("_matmul_t")
+    np.testing.assert_allclose(m.f(x, y), np.transpose(x @ y, perm))

@@ -28,17 +28,6 @@ def _logsumexp_weights(x, axis):
     return np.squeeze(lse, axis=axis)[()], weights
 
 
-def _matmul_t(a, b, perm):
-    """np.transpose(a @ b, perm), perm keeping the last axis last, as an array in C
-    order: the product is written through its transposed view (BLAS writes rows at
-    any stride), so what reads it next reads it in order, not across the moved axes
-    (an elementwise operation on the transposed view took 3-4x a contiguous one's time)."""
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    out = np.empty([shape[axis] for axis in perm], dtype=np.result_type(a, b))
-    np.matmul(a, b, out=np.transpose(out, np.argsort(perm)))
-    return out
-
-
 def _index_add(target, value, key):
     """A copy of target with value added into target[key]."""
     out = np.array(target)
@@ -189,7 +178,7 @@ def gmm_grad(alphas, means, icf, x, gamma, wm):
     t169 = np.transpose(xc, (1, 0, 2))
     t15 = np.reshape(t2, (d, 1)) == t2
     t10 = np.where(t15, np.reshape(t25, (k, d, 1)), 0.0)
-    Qxc = _matmul_t(t169, np.transpose(Ls, (0, 2, 1)) + t10, (1, 0, 2))
+    Qxc = np.transpose(t169 @ (np.transpose(Ls, (0, 2, 1)) + t10), (1, 0, 2))
     # examples/gmm.catad:18  let main = alphas + sum_qs - 0.5 * sum(Qxc * Qxc, axis = 2);
     main = alphas + sum_qs - 0.5 * np.einsum("ijk,ijk->ij", Qxc, Qxc)
     # examples/gmm.catad:19  let prior = 0.5 * gamma * gamma * (sum(exp(qs) ** 2) + sum(ls ** 2)) - f64(wm) * sum(sum_qs);
