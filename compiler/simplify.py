@@ -44,7 +44,7 @@ import dataclasses
 import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -1893,7 +1893,7 @@ def unused_state_items(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
-def _item_names(loop: LoopE, kept: list[int]) -> tuple[str | None, ...]:
+def _item_names(loop: LoopE, kept: Iterable[int]) -> tuple[str | None, ...]:
     """The names of the items `kept` of `loop`'s state, in that order."""
     return tuple(loop.names[k] if k < len(loop.names) else None for k in kept)
 
@@ -2108,8 +2108,12 @@ def _fission(bind: Bind, state: "_StateBody", terms: dict[int, tuple[Atom, ...]]
         return None
     scan = fresh()  # the kept items stacked as before, the factors stacked
     flags = stacking(tuple(item_stacked(loop.stacked, j) for j in kept) + (True,) * len(factors))
+    # the rows added to an accumulator are named after it (`main_bar`, stacked as `main_bars`)
+    row_names = {terms[k][0]: name for k, name in enumerate(_item_names(loop, range(len(t.items))))
+                 if k in rows and name is not None}
     made.append(Bind(scan, LoopE(Name(new_init), loop.xs, loop.acc, loop.x, body, flags,
-                                 names=_item_names(loop, kept) + (None,) * len(factors)), bind.span))
+                                 names=_item_names(loop, kept) + tuple(row_names.get(f) for f in factors)),
+                     bind.span))
     where = {f: len(kept) + i for i, f in enumerate(factors)}
     items: list[Atom] = []
     for k, item in enumerate(t.items):

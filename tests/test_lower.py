@@ -776,6 +776,29 @@ def test_the_loops_of_a_gradient_are_printed_with_the_names_of_the_source():
         np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
 
 
+def test_the_rows_a_reverse_loop_adds_to_an_accumulator_are_stacked_under_its_name():
+    # a loop over layers reading W[i] owes W's cotangent row i at step i: the reverse
+    # loop stacks those rows (no copy of the accumulator per step) in `W_bars`, read
+    # back last first into the accumulator `W_bar`
+    src = ("fn f(W: f64[l, n], x: f64[n]) -> f64 {\n"
+           "    sum(fold(x, arange(l), |h, i| tanh(W[i] * h)))\n}\n"
+           "fn f_grad = grad(f, wrt = W);\n")
+    text = catad.to_python(src)
+    gradient = text[text.index("def f_grad("):]
+    assert re.search(r"\n +W_bars\[step_?\d*\] = ", gradient) and "W_bars[::-1]" in gradient, gradient
+    assert not re.search(r"\bt\d+_\d+\[step", gradient), gradient
+    m = load_module(text, "accumulated_rows")
+    rng = np.random.default_rng(3)
+    W, x = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    numeric = np.zeros_like(W)
+    for i in np.ndindex(W.shape):
+        plus, minus = W.copy(), W.copy()
+        plus[i] += 1e-6
+        minus[i] -= 1e-6
+        numeric[i] = (m.f(plus, x) - m.f(minus, x)) / 2e-6
+    np.testing.assert_allclose(m.f_grad(W, x), numeric, rtol=1e-6, atol=1e-8)
+
+
 def test_an_inner_scan_stacks_its_rows_straight_into_the_outer_scans_row():
     # NumPy: the inner scan's stack is the outer's row at this step (a view), not fresh
     # zeros copied there after the inner loop; the next step reads it as its state
