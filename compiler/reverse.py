@@ -34,8 +34,12 @@ forward scan stacks them (O(T) memory per residual) as extra items of its
 state; the reverse step replays the body from s_{t-1} = states[t - 1] (init
 at t = 0), reading each residual at row t instead of computing it, so what it
 recomputes is cheap (arithmetic, views of the state and of outside values).
-Residuals that no reverse step reads are dropped from the scan by the
-simplifier (`unused_state_items`).
+The v_i that are parts of s_t (an item of its tuple, a row of its stack) it
+reads from states[t], stored already; and a special function of values it has
+so at hand (s_{t-1}, x_t, outside values, parts of s_t) is not a residual: the
+replay makes it again with one call, where storing it would cost a stack the
+size of the states (`_replay_plan`). Residuals that no reverse step reads are
+dropped from the scan by the simplifier (`unused_state_items`).
 
 An `associative` fold (a `reduce` whose body is not a known monoid) takes the
 paper's rule for `reduce` instead, with no loop over the items. Write
@@ -200,9 +204,9 @@ class Adjoint:
     (`_worth_storing`), in the order they are made. With `replay`, the values the
     forward loop stored for this step, in that order, the sweep reads each residual
     from it instead of computing it again. `plan` says which residuals are
-    recomputed rather than stored, and, with `stored_state` (the new state the
-    forward loop stored for this step), which values the replay reads from that
-    state. `names`: the source names of values this builder did not make, by
+    recomputed rather than stored, and, with `stored_state` (which gives the new
+    state the forward loop stored for this step), which values the replay reads
+    from that state. `names`: the source names of values this builder did not make, by
     position (the function's parameters, a loop's state and item), for the loops it
     emits to name their items after."""
 
@@ -216,7 +220,7 @@ class Adjoint:
     residual_steps: list[int] = field(default_factory=list)  # the index of the step that made each
     names: dict[int, str] = field(default_factory=dict)
     plan: _Replay = field(default_factory=_Replay)
-    stored_state: Value | None = None
+    stored_state: Callable[[], Value] | None = None
 
     def source_name(self, v: Value) -> str | None:
         return self.b.hint_of(v) or self.names.get(v.pos)
@@ -341,8 +345,8 @@ class Adjoint:
 
     def _stored_part(self, path: tuple[tuple[int | None, int], ...], term: Prim) -> Value:
         """The part of the stored new state at `path` (an item of a tuple, a row of a stack)."""
-        b, part = self.b, self.stored_state
-        assert part is not None
+        assert self.stored_state is not None
+        b, part = self.b, self.stored_state()
         outer_span, b.span = b.span, term.span
         for axis, k in path:
             if axis is None:
@@ -541,14 +545,20 @@ class Adjoint:
             x = _at(lb, xs, t)
             # the body again, its residuals read from the forward loop's, not recomputed
             residuals = (_at(lb, r, t) for r in step.residuals)
-            stored_state = _at(lb, step.states, t)
+            read: list[Value] = []  # the stored new state, read once, where first needed
+
+            def stored_state() -> Value:
+                if not read:
+                    read.append(_at(lb, step.states, t))
+                return read[0]
+
             inner = Adjoint(lb, alg, rules=self.rules, per_step={acc.pos, x.pos}, replay=residuals,
                             names=self._step_names(step.term, acc, x), plan=step.plan,
                             stored_state=stored_state)
             local = list(step.context) + [acc, x]
             inner.primal(body, local)
             assert next(residuals, None) is None, "the body made fewer residuals than it stored"
-            new_state = inner.stored(local[-1], stored_state)
+            new_state = inner.stored(local[-1], stored_state())
             pending: dict[int, Deriv] = {}
             inner.accumulate(pending, new_state, state_bar)
             inner.backward(pending)
