@@ -708,32 +708,32 @@ def _replay_plan(body: Adjoint, new: Value, acc: Value, x: Value) -> _Replay:
     varies = body.per_step or set()
     recomputed = frozenset(k for k, step in enumerate(body.steps)
                            if isinstance(step, _PrimStep) and step.out.pos in varies
-                           and _worth_recomputing(step.term.prim) and all(a.pos in at_hand for a in step.args))
+                           and _worth_recomputing(step.term.prim) and all(map(at_hand, step.args)))
     return _Replay(parts, recomputed)
 
 
 def _at_hand(body: Adjoint, parts: dict[int, tuple[tuple[int | None, int], ...]], acc: Value,
-             x: Value) -> set[int]:
-    """The positions of the values of a loop's body that its reverse step has without
-    computing anything: the state before the step and the item (stored), the values
-    that do not change from step to step (outside values, and what the body makes
-    from them alone), the parts of the new state (stored), and tuples and views
-    (`Get`, `index`) of those."""
+             x: Value) -> Callable[[Value], bool]:
+    """Whether the reverse step of a loop has a value of its body without computing
+    anything: the state before the step and the item (stored), the values that do
+    not change from step to step (outside values, and what the body makes from them
+    alone), the parts of the new state (stored), and tuples and views (`Get`,
+    `index`) of those."""
     varies = body.per_step or set()
-    at_hand = {acc.pos, x.pos}
+    found = {acc.pos, x.pos}
 
     def held(v: Value) -> bool:
-        return v.pos in at_hand or v.pos not in varies
+        return v.pos in found or v.pos not in varies
 
     for k, step in enumerate(body.steps):
         match step:
             case _PrimStep(term, args, out) if k in parts or (term.prim is INDEX and all(map(held, args))):
-                at_hand.add(out.pos)
+                found.add(out.pos)
             case _GetStep(tup, _, out) if held(tup):
-                at_hand.add(out.pos)
+                found.add(out.pos)
             case _TupleStep(items, out) if all(map(held, items)):
-                at_hand.add(out.pos)
-    return at_hand
+                found.add(out.pos)
+    return held
 
 
 def _reads(body: Term, context: tuple[Value, ...]) -> list[Value]:

@@ -123,6 +123,24 @@ def test_a_residual_the_reverse_loop_does_not_read_is_not_stored(body):
         "a residual stacked beside the states"
 
 
+@pytest.mark.parametrize("body, stacked", [
+    # exp of the state before the step: the reverse step has the state, one call makes it
+    ("s * exp(s) + p", 1),
+    # tanh of the new state's item 1, which the forward loop stores as a state anyway
+    ("{ let (h, c) = s; let cell = c * p + h; (tanh(cell) * h, cell) }", 2),
+    # a contraction of the state before stays stored: one product costs more than the step
+    ("s * (W @ s) + p", 2),
+])
+def test_a_special_function_of_values_the_reverse_step_has_is_made_again_not_stored(body, stacked):
+    init = "(u, u)" if body.startswith("{") else "u"
+    result = "let (h, c) = last; sum(h * c)" if body.startswith("{") else "sum(last)"
+    fn = _function(f"fn f(u: f64[m], W: f64[m, m], xs: f64[n]) -> f64 {{\n"
+                   f"    let last = fold({init}, xs, |s, p| {body});\n    {result}\n}}\n"
+                   "fn g = grad(f, wrt = u);\n", "g")
+    forward = _top_loops(fn)[0]
+    assert _stacked_items(fn, forward) == stacked
+
+
 # ---- derivatives --------------------------------------------------------------------------
 
 BODIES = {
