@@ -34,8 +34,12 @@ forward scan stacks them (O(T) memory per residual) as extra items of its
 state; the reverse step replays the body from s_{t-1} = states[t - 1] (init
 at t = 0), reading each residual at row t instead of computing it, so what it
 recomputes is cheap (arithmetic, views of the state and of outside values).
-Residuals that no reverse step reads are dropped from the scan by the
-simplifier (`unused_state_items`).
+The v_i that are parts of s_t (an item of its tuple, a row of its stack) it
+reads from states[t], stored already; and a special function of values it has
+so at hand (s_{t-1}, x_t, outside values, parts of s_t) is not a residual: the
+replay makes it again with one call, where storing it would cost a stack the
+size of the states (`_replay_plan`). Residuals that no reverse step reads are
+dropped from the scan by the simplifier (`unused_state_items`).
 
 An `associative` fold (a `reduce` whose body is not a known monoid) takes the
 paper's rule for `reduce` instead, with no loop over the items. Write
@@ -67,9 +71,9 @@ from .algebra import REALS, ZERO, Algebra, Deriv
 from .cost import ELEMENTWISE_COSTS
 from .errors import DerivativeError, Span
 from .forward import tangent_type
-from .jvp_rules import algebra_sum
+from .jvp_rules import algebra_sum, literal
 from .primitives import (ARANGE, CONCAT, EQ, EXPAND_DIMS, GATHER, INDEX, LOGSUMEXP, MATMUL, SIZE, SOFTMAX,
-                         SUB, ZEROS, Primitive, params)
+                         STACK, SUB, ZEROS, Primitive, param, params)
 from .scans import Combine, lanewise, prefix_scan, reassociable, row, rows, suffix_scan
 from .types import ArrayType, Dim, Stacking, TupleType, Type, stacking, strip_weak
 from .unary import (Build, Custom, Drop, Get, If, Loop, LoopNames, Map, Prim, Reduce, Seq, Term, Tuple,
@@ -109,12 +113,30 @@ class _IfStep:
 
 
 @dataclass(frozen=True)
+class _Replay:
+    """How the reverse step of a loop replays its body, by the index of the body's
+    steps (the same at every replay: the body is the same term).
+
+    `parts`: the steps whose values are parts of the body's new state (items of the
+    tuple or rows of the stack that makes it), each with its path into that state;
+    the replay reads them from the stored state instead of recomputing them. A path
+    is a list of (None, k), item k of a tuple, and (axis, k), slab k along `axis`.
+    `recomputed`: the steps worth storing (`_worth_storing`) whose arguments are all
+    at hand in the reverse step (`_at_hand`): the forward loop does not store them
+    and the replay computes each with one call."""
+
+    parts: dict[int, tuple[tuple[int | None, int], ...]] = field(default_factory=dict)  # (None, k): item k
+    recomputed: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class _LoopStep:
     term: Loop
     context: tuple[Value, ...]  # the stack the loop ran on: Γ, init, xs
     states: Value               # every state, stacked (tuples: a tuple of stacks)
     residuals: tuple[Value, ...]  # the body's residuals, each stacked over the steps
     out: Value
+    plan: _Replay               # what the reverse step reads from the stored state, what it recomputes
 
 
 @dataclass(frozen=True)
@@ -181,9 +203,12 @@ class Adjoint:
     forward sweep collects the body's `residuals`: those of them worth storing
     (`_worth_storing`), in the order they are made. With `replay`, the values the
     forward loop stored for this step, in that order, the sweep reads each residual
-    from it instead of computing it again. `names`: the source names of values
-    this builder did not make, by position (the function's parameters, a loop's
-    state and item), for the loops it emits to name their items after."""
+    from it instead of computing it again. `plan` says which residuals are
+    recomputed rather than stored, and, with `stored_state` (which gives the new
+    state the forward loop stored for this step), which values the replay reads
+    from that state. `names`: the source names of values this builder did not make, by
+    position (the function's parameters, a loop's state and item), for the loops it
+    emits to name their items after."""
 
     b: Builder
     algebra: Algebra
@@ -192,7 +217,10 @@ class Adjoint:
     per_step: set[int] | None = None
     replay: Iterator[Value] | None = None
     residuals: list[Value] = field(default_factory=list)
+    residual_steps: list[int] = field(default_factory=list)  # the index of the step that made each
     names: dict[int, str] = field(default_factory=dict)
+    plan: _Replay = field(default_factory=_Replay)
+    stored_state: Callable[[], Value] | None = None
 
     def source_name(self, v: Value) -> str | None:
         return self.b.hint_of(v) or self.names.get(v.pos)
@@ -214,7 +242,11 @@ class Adjoint:
                     return b.prim(prim, ps, *args, hint=term.hint, span=term.span)
 
                 varies = self._varies(*args)
-                out = self._residual(apply, term) if varies and _worth_storing(prim) else apply()
+                index = len(self.steps)
+                stored = varies and _worth_storing(prim) and index not in self.plan.recomputed
+                out = self._residual(apply, term) if stored else apply()
+                if self.stored_state is not None and index in self.plan.parts:
+                    out = self._stored_part(self.plan.parts[index], term)
                 self.steps.append(_PrimStep(term, args, out))
                 self._made(out, varies)
                 stack.append(out)
@@ -262,14 +294,14 @@ class Adjoint:
                 stack.append(out)
             case Loop(body, stacked):
                 context = tuple(stack)
-                states, residuals = self._scan(body, context, term)
+                states, residuals, plan = self._scan(body, context, term)
                 varies = self._varies(*context[-2:], *_reads(body, context))
                 if varies:  # an inner loop's states and residuals are the enclosing body's residuals
                     count = _leaf_count(states.type)
                     kept = [self._residual(lambda v=v: v, term) for v in (*_leaves(b, states), *residuals)]
                     states, residuals = _rebuild(b, kept[:count], states.type), tuple(kept[count:])
                 out = _loop_result(b, stack[-2], states, _length(stack[-1]), stacked)
-                self.steps.append(_LoopStep(term, context, states, residuals, out))
+                self.steps.append(_LoopStep(term, context, states, residuals, out, plan))
                 self._made(out, varies)
                 stack.append(out)
             case Custom(name, n, body):
@@ -301,6 +333,7 @@ class Adjoint:
         forward sweep), or read it from what the forward loop stored (`replay`)."""
         if self.replay is None:
             self.residuals.append(compute())
+            self.residual_steps.append(len(self.steps))
             return self.residuals[-1]
         outer_span, self.b.span = self.b.span, term.span
         out = next(self.replay, None)
@@ -310,7 +343,24 @@ class Adjoint:
             self.b.name(out, term.hint)
         return out
 
-    def _scan(self, body: Term, context: tuple[Value, ...], term: Loop) -> tuple[Value, tuple[Value, ...]]:
+    def _stored_part(self, path: tuple[tuple[int | None, int], ...], term: Prim) -> Value:
+        """The part of the stored new state at `path` (an item of a tuple, a row of a stack)."""
+        assert self.stored_state is not None
+        b, part = self.b, self.stored_state()
+        outer_span, b.span = b.span, term.span
+        for axis, k in path:
+            if axis is None:
+                part = b.get(part, k)
+            else:
+                assert isinstance(part.type, ArrayType)
+                spec = tuple(("slice", Dim(0), d) for d in part.type.shape[:axis]) + (("at",),)
+                part = b.prim(INDEX, params(spec=spec), part, literal(b, k))
+        b.span = outer_span
+        if term.hint:
+            b.name(part, term.hint)
+        return part
+
+    def _scan(self, body: Term, context: tuple[Value, ...], term: Loop) -> tuple[Value, tuple[Value, ...], _Replay]:
         """The forward loop of `Loop(body)` on `context` (Γ, init, xs) as a scan: every
         state, and every step's residuals, each stacked over the steps.
 
@@ -324,26 +374,29 @@ class Adjoint:
         init, xs = context[-2], context[-1]
         x_type = ArrayType(xs.type.dtype, xs.type.shape[1:])
 
-        def run(lb: Builder, acc: Value, x: Value) -> tuple[Value, list[Value]]:
+        def run(lb: Builder, acc: Value, x: Value, plan: _Replay) -> tuple[Value, Adjoint]:
             inner = Adjoint(lb, self.algebra, rules=self.rules, per_step={acc.pos, x.pos},
-                            names=self._step_names(term, acc, x))
+                            names=self._step_names(term, acc, x), plan=plan)
             local = list(context) + [acc, x]
             inner.primal(body, local)
-            return local[-1], inner.residuals
+            return local[-1], inner
 
         scratch = b.sub((init.type, x_type))
-        _, found = run(scratch, Value(len(b.types), init.type), Value(len(b.types) + 1, x_type))
+        acc0, x0 = Value(len(b.types), init.type), Value(len(b.types) + 1, x_type)
+        new0, first = run(scratch, acc0, x0, _Replay())
+        plan = _replay_plan(first, new0, acc0, x0)
+        found = [r for r, k in zip(first.residuals, first.residual_steps) if k not in plan.recomputed]
         if not found:
-            states = b.loop(init, xs, lambda lb, acc, x: run(lb, acc, x)[0], stacked=True,
+            states = b.loop(init, xs, lambda lb, acc, x: run(lb, acc, x, plan)[0], stacked=True,
                             names=term.names, hint=term.hint, span=term.span)
-            return states, ()
+            return states, (), plan
         leaves = _leaf_count(init.type)
 
         def step(lb: Builder, carried: Value, x: Value) -> Value:
             acc = _rebuild(lb, [lb.get(carried, k) for k in range(leaves)], init.type)
-            new, residuals = run(lb, acc, x)
-            assert [r.type for r in residuals] == [r.type for r in found]
-            return lb.tuple(*_leaves(lb, new), *residuals)
+            new, inner = run(lb, acc, x, plan)
+            assert [r.type for r in inner.residuals] == [r.type for r in found]
+            return lb.tuple(*_leaves(lb, new), *inner.residuals)
 
         zeros = [b.prim(ZEROS, params(shape=r.type.shape, dtype=r.type.dtype)) for r in found]
         # the state's name is its items' (the residuals are items of the carried tuple too)
@@ -355,7 +408,7 @@ class Adjoint:
         states = _rebuild(b, items[:leaves], init.type)
         if term.hint:
             b.name(states, term.hint)
-        return states, tuple(items[leaves:])
+        return states, tuple(items[leaves:]), plan
 
     def stored(self, recomputed: Value, stored: Value) -> Value:
         """Let the adjoint read `stored`, a value equal to `recomputed`, instead of it,
@@ -492,12 +545,20 @@ class Adjoint:
             x = _at(lb, xs, t)
             # the body again, its residuals read from the forward loop's, not recomputed
             residuals = (_at(lb, r, t) for r in step.residuals)
+            read: list[Value] = []  # the stored new state, read once, where first needed
+
+            def stored_state() -> Value:
+                if not read:
+                    read.append(_at(lb, step.states, t))
+                return read[0]
+
             inner = Adjoint(lb, alg, rules=self.rules, per_step={acc.pos, x.pos}, replay=residuals,
-                            names=self._step_names(step.term, acc, x))
+                            names=self._step_names(step.term, acc, x), plan=step.plan,
+                            stored_state=stored_state)
             local = list(step.context) + [acc, x]
             inner.primal(body, local)
             assert next(residuals, None) is None, "the body made fewer residuals than it stored"
-            new_state = inner.stored(local[-1], _at(lb, step.states, t))
+            new_state = inner.stored(local[-1], stored_state())
             pending: dict[int, Deriv] = {}
             inner.accumulate(pending, new_state, state_bar)
             inner.backward(pending)
@@ -599,12 +660,80 @@ def _worth_storing(prim: Primitive) -> bool:
     that changes from step to step is stored by the forward loop when recomputing it
     costs a nonlinear op (a special function, in the cost model's terms: exp, tanh,
     sigmoid, ...) or a contraction; anything else (arithmetic, views and moves of the
-    state and of outside values) is recomputed. (An inner loop that changes from step
-    to step has its states and residuals stored: `Adjoint.primal`.) Only the residuals
-    the reverse sweep reads stay stored: the simplifier drops the others from the
-    forward loop."""
+    state and of outside values) is recomputed. But a special function whose
+    arguments the reverse step has at hand (`_at_hand`: the state before the step,
+    the item, outside values, the parts of the new state the forward loop stored, and
+    views of those) is recomputed, one call a step (`_worth_recomputing`,
+    `_replay_plan`): storing it would cost a stack as large as the states for what
+    one call gives back (the LSTM's tanh(cell), cell being the new state's row). (An
+    inner loop that changes from step to step has its states and residuals stored:
+    `Adjoint.primal`.) Only the residuals the reverse sweep reads stay stored: the
+    simplifier drops the others from the forward loop."""
     cost = ELEMENTWISE_COSTS.get(prim)
     return (cost is not None and cost.nonlinear > 0) or prim in (MATMUL, LOGSUMEXP, SOFTMAX)
+
+
+def _worth_recomputing(prim: Primitive) -> bool:
+    """Whether a residual made by `prim` from values at hand in the reverse step is
+    recomputed there rather than stored: an elementwise special function, one call
+    the size of its result; a contraction of values at hand (an RNN's W @ h) costs
+    more than the step's other work and stays stored."""
+    cost = ELEMENTWISE_COSTS.get(prim)
+    return cost is not None and cost.nonlinear > 0
+
+
+def _replay_plan(body: Adjoint, new: Value, acc: Value, x: Value) -> _Replay:
+    """How the reverse step of a loop replays its body, which `body` ran forward from
+    the state `acc` and the item `x` to the new state `new` (`_Replay`)."""
+    made = {step.out.pos: k for k, step in enumerate(body.steps)}
+    parts: dict[int, tuple[tuple[int | None, int], ...]] = {}
+
+    def find_parts(v: Value, path: tuple[tuple[int | None, int], ...]) -> None:
+        k = made.get(v.pos)
+        if k is None:
+            return
+        step = body.steps[k]
+        if path and isinstance(step, _PrimStep):  # (the whole new state: `Adjoint.stored`)
+            parts.setdefault(k, path)
+        match step:
+            case _TupleStep(items, _):
+                for j, item in enumerate(items):
+                    find_parts(item, path + ((None, j),))
+            case _PrimStep(term, args, _) if term.prim is STACK:
+                for j, arg in enumerate(args):
+                    find_parts(arg, path + ((param(term.params, "axis"), j),))
+
+    find_parts(new, ())
+    at_hand = _at_hand(body, parts, acc, x)
+    varies = body.per_step or set()
+    recomputed = frozenset(k for k, step in enumerate(body.steps)
+                           if isinstance(step, _PrimStep) and step.out.pos in varies
+                           and _worth_recomputing(step.term.prim) and all(map(at_hand, step.args)))
+    return _Replay(parts, recomputed)
+
+
+def _at_hand(body: Adjoint, parts: dict[int, tuple[tuple[int | None, int], ...]], acc: Value,
+             x: Value) -> Callable[[Value], bool]:
+    """Whether the reverse step of a loop has a value of its body without computing
+    anything: the state before the step and the item (stored), the values that do
+    not change from step to step (outside values, and what the body makes from them
+    alone), the parts of the new state (stored), and tuples and views (`Get`,
+    `index`) of those."""
+    varies = body.per_step or set()
+    found = {acc.pos, x.pos}
+
+    def held(v: Value) -> bool:
+        return v.pos in found or v.pos not in varies
+
+    for k, step in enumerate(body.steps):
+        match step:
+            case _PrimStep(term, args, out) if k in parts or (term.prim is INDEX and all(map(held, args))):
+                found.add(out.pos)
+            case _GetStep(tup, _, out) if held(tup):
+                found.add(out.pos)
+            case _TupleStep(items, out) if all(map(held, items)):
+                found.add(out.pos)
+    return held
 
 
 def _reads(body: Term, context: tuple[Value, ...]) -> list[Value]:
