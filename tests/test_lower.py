@@ -763,17 +763,20 @@ def test_the_loops_of_a_gradient_are_printed_with_the_names_of_the_source():
     m = load_module(text, "gradient_names")
     rng = np.random.default_rng(2)
     args = (rng.standard_normal((3, 3)), rng.standard_normal((4, 3)))
-    grads = m.f_grad(*args)
-    for k, g in enumerate(grads):
-        step = 1e-6
-        numeric = np.zeros_like(args[k])
-        for i in np.ndindex(args[k].shape):
-            plus, minus = [list(args) for _ in range(2)]
-            plus[k], minus[k] = args[k].copy(), args[k].copy()
-            plus[k][i] += step
-            minus[k][i] -= step
-            numeric[i] = (m.f(*plus) - m.f(*minus)) / (2 * step)
-        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
+    for k, g in enumerate(m.f_grad(*args)):
+        np.testing.assert_allclose(g, _central_differences(m.f, args, k), rtol=1e-6, atol=1e-8)
+
+
+def _central_differences(f, args: tuple, k: int, step: float = 1e-6) -> np.ndarray:
+    """The gradient of f(*args) with respect to args[k], by central differences."""
+    numeric = np.zeros_like(args[k])
+    for i in np.ndindex(args[k].shape):
+        plus, minus = [list(args) for _ in range(2)]
+        plus[k], minus[k] = args[k].copy(), args[k].copy()
+        plus[k][i] += step
+        minus[k][i] -= step
+        numeric[i] = (f(*plus) - f(*minus)) / (2 * step)
+    return numeric
 
 
 def test_the_rows_a_reverse_loop_adds_to_an_accumulator_are_stacked_under_its_name():
@@ -790,13 +793,7 @@ def test_the_rows_a_reverse_loop_adds_to_an_accumulator_are_stacked_under_its_na
     m = load_module(text, "accumulated_rows")
     rng = np.random.default_rng(3)
     W, x = rng.standard_normal((4, 3)), rng.standard_normal(3)
-    numeric = np.zeros_like(W)
-    for i in np.ndindex(W.shape):
-        plus, minus = W.copy(), W.copy()
-        plus[i] += 1e-6
-        minus[i] -= 1e-6
-        numeric[i] = (m.f(plus, x) - m.f(minus, x)) / 2e-6
-    np.testing.assert_allclose(m.f_grad(W, x), numeric, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(m.f_grad(W, x), _central_differences(m.f, (W, x), 0), rtol=1e-6, atol=1e-8)
 
 
 def test_an_inner_scan_stacks_its_rows_straight_into_the_outer_scans_row():
