@@ -71,7 +71,8 @@ class Shared:
 
 @dataclass(frozen=True)
 class Known:
-    """A stack of the same items that the block (or one around it) has made already."""
+    """A stack of the same items that the block (or one around it) has made already,
+    or an array whose rows, every one in order, the items are."""
     name: str
 
 
@@ -281,10 +282,11 @@ class _Planner:
                 best = plan
         return best
 
-    def rows(self, atoms: tuple[Atom, ...]) -> Rows | None:
+    def rows(self, atoms: tuple[Atom, ...]) -> Rows | Known | None:
         """`x[.., k:k + n]` where the atoms are `x[.., k]`, .., `x[.., k + n - 1]`: one
         array, one spec, the same indices but one, literals counting up from k >= 0,
-        with only `at` items before it (so that the slice's axis comes first)."""
+        with only `at` items before it (so that the slice's axis comes first); `x[..]`
+        where they are all its rows, and `x` itself where x is their stack."""
         if self._item_type(atoms) is None:
             return None
         calls = [self.context.definitions.get(a.id) if isinstance(a, Name) else None for a in atoms]
@@ -307,8 +309,18 @@ class _Planner:
         axis = at_items[j - 1]
         if any(item[0] != "at" for item in spec[:axis]):
             return None
+        array, at = first.args[0], first.args[1:j] + first.args[j + 1:]
+        whole = axis == len(spec) - 1 and ks[0] == 0 and self._length(array, axis) == Dim(len(ks))
+        if whole and axis == 0 and isinstance(array, Name):
+            return Known(array.id)  # every row: the array itself
+        if whole:
+            return Rows(Call(P.INDEX, params(spec=spec[:axis]), (array, *at)))  # x[i, :] is x[i]
         sliced = spec[:axis] + (("slice", Dim(ks[0]), Dim(ks[0] + len(ks))),) + spec[axis + 1:]
-        return Rows(Call(P.INDEX, params(spec=sliced), first.args[:j] + first.args[j + 1:]))
+        return Rows(Call(P.INDEX, params(spec=sliced), (array, *at)))
+
+    def _length(self, array: Atom, axis: int) -> Dim | None:
+        t = atom_type(array, self.context.types)
+        return t.shape[axis] if isinstance(t, ArrayType) and axis < t.rank else None
 
     def _member(self, atom: Atom) -> Call | None:
         if not isinstance(atom, Name) or atom.id not in self.earlier or self.reads[atom.id] != 1:
