@@ -127,6 +127,21 @@ def _removed(operand: Operand) -> set[str]:
     return set()
 
 
+def _leaves(operand: Operand) -> set[str]:
+    """The names that making `operand` reads (not those of the work it takes over)."""
+    match operand:
+        case Shared(atom):
+            return used_names(atom)
+        case Known(name):
+            return {name}
+        case Rows(index):
+            return used_names(index)
+        case Fresh(items):
+            return set().union(*map(used_names, items))
+        case Arithmetic(_, left, right, _):
+            return _leaves(left) | _leaves(right)
+
+
 # Walking the function --------------------------------------------------------------------------
 
 def _block(block: Block, context: _Context, visible: dict[tuple[Atom, ...], str], in_loop: bool) -> Block:
@@ -180,23 +195,78 @@ def _rewritten(binds: list[Bind], result: Atom, context: _Context,
 def _one_rewritten(binds: list[Bind], k: int, result: Atom, context: _Context,
                    visible: dict[tuple[Atom, ...], str]) -> list[Bind] | None:
     """`binds` with the stack at `k` made as arithmetic on stacks, where that is
-    possible and lowers the block's count of calls; None where not."""
+    possible and lowers the block's count of calls; None where not. Like
+    arithmetic elsewhere in the block may join the stack (`_widened`)."""
     stack = binds[k]
+    items: tuple[Atom, ...] = stack.expr.args  # type: ignore[union-attr]
     before = {b.expr.args: b.name for b in binds[:k] if _is_stack(b.expr)}  # type: ignore[union-attr]
-    planner = _Planner(context, {**visible, **before}, _read_counts(binds, result), {b.name for b in binds[:k]})
-    plan = planner.arithmetic(stack.expr.args, budget=1)  # type: ignore[union-attr]
+    planner = _Planner(context, {**visible, **before}, _read_counts(binds, result), {b.name for b in binds})
+    plan = planner.arithmetic(items, budget=1)
     if plan is None:
         return None
-    made = _Maker(context, stack.span)
-    made.operand(plan, name=stack.name)
-    removed = _removed(plan)
-    out = [b for b in binds[:k] if b.name not in removed] + made.binds + binds[k + 1:]
-    out = _without_dead(out, result, {n for b in binds if b.name in removed for n in used_names(b.expr)})
-    if _calls(out) >= _calls(binds):
+    options = [_made(binds, k, result, context, plan, len(items))]
+    wide = _widened(binds, k, result, planner, plan)
+    if wide is not None:
+        options.append(_made(binds, k, result, context, wide, len(items)))
+    best = min(options, key=_calls)
+    if _calls(best) >= _calls(binds):
         return None
-    for b in made.binds:
+    for b in best:
         context.definitions[b.name] = b.expr
-    return out
+    return best
+
+
+def _widened(binds: list[Bind], k: int, result: Atom, planner: "_Planner", plan: Arithmetic) -> Arithmetic | None:
+    """`plan` with like arithmetic of the block after its items, where it makes
+    the operand stacks as cheaply: the LSTM's fourth gate, `hidden * w[3] + bias[3]`,
+    beside the three of its sigmoids, makes them `np.array([inp, hidden, inp,
+    hidden]) * w + bias` (whole arrays, no slices), the three rows 0:3 of it and
+    the fourth its row 3. A binding that joins is made where the stack is, so
+    what that reads must be made before the stack, and nothing may read it before."""
+    position = {b.name: j for j, b in enumerate(binds)}
+    first_read = _first_reads(binds, result)
+    item = planner.context.types[plan.members[0]]
+    wide, taken = plan, _removed(plan)
+    for j, b in enumerate(binds):
+        if (j == k or b.name in taken or not isinstance(b.expr, Call) or b.expr.prim is not plan.prim
+                or planner.context.types.get(b.name) != item or first_read[b.name] <= k):
+            continue
+        joined = wide.members[len(plan.members):] + (b.name,)
+        wider = planner.arithmetic(tuple(Name(m) for m in wide.members + (b.name,)), budget=1,
+                                   rebound=frozenset(joined))
+        if wider is not None and all(position.get(n, -1) < k for n in _leaves(wider)):
+            wide, taken = wider, taken | _removed(wider)
+    return wide if wide is not plan else None
+
+
+def _made(binds: list[Bind], k: int, result: Atom, context: _Context, plan: Arithmetic, n: int) -> list[Bind]:
+    """`binds` with `plan` made in place of the stack of `n` items at `k`: the stack
+    itself where the plan has no more members, else its rows 0:n, and each
+    binding that joined the stack its row."""
+    stack = binds[k]
+    made = _Maker(context, stack.span)
+    if len(plan.members) == n:
+        made.operand(plan, name=stack.name)
+    else:
+        wide = made.operand(plan)
+        made.bind(Call(P.INDEX, params(spec=(("slice", Dim(0), Dim(n)),)), (wide,)), stack.name)
+        for row, name in enumerate(plan.members[n:], start=n):
+            made.bind(Call(P.INDEX, params(spec=(("at",),)), (wide, Lit(row))), name)
+    removed = _removed(plan)
+    out = ([b for b in binds[:k] if b.name not in removed] + made.binds
+           + [b for b in binds[k + 1:] if b.name not in removed])
+    return _without_dead(out, result, {n for b in binds if b.name in removed for n in used_names(b.expr)})
+
+
+def _first_reads(binds: list[Bind], result: Atom) -> dict[str, int]:
+    """The position in `binds` of the first reader of each name (the result's: past the last)."""
+    first: dict[str, int] = {}
+    for j, b in enumerate(binds):
+        for name in used_names(b.expr):
+            first.setdefault(name, j)
+    for name in used_names(result):
+        first.setdefault(name, len(binds))
+    return first
 
 
 def _read_counts(binds: list[Bind], result: Atom) -> Counter[str]:
@@ -236,7 +306,7 @@ class _Planner:
     context: _Context
     stacks: Mapping[tuple[Atom, ...], str]  # made before the stack rewritten, by their items
     reads: Counter[str]
-    earlier: set[str]                        # the block's bindings before the stack rewritten
+    block: set[str]                          # the names the block binds
 
     def operand(self, atoms: tuple[Atom, ...], budget: int) -> Operand | None:
         """The cheapest way to make the stack of `atoms` with at most `budget` stacks made afresh."""
@@ -249,10 +319,12 @@ class _Planner:
             options.append(Fresh(atoms))
         return min(options, key=lambda o: (_calls_made(o), _fresh_stacks(o)), default=None)
 
-    def arithmetic(self, atoms: tuple[Atom, ...], budget: int) -> Arithmetic | None:
+    def arithmetic(self, atoms: tuple[Atom, ...], budget: int,
+                   rebound: frozenset[str] = frozenset()) -> Arithmetic | None:
         """`stack(atoms)` as `stack(a) op stack(b)`, where each atom is a binding of
-        this block, before the stack, of `a_i op b_i` (one op) read there alone."""
-        calls = [self._member(a) for a in atoms]
+        this block of `a_i op b_i` (one op) read by the stack alone, or one of
+        `rebound` (read elsewhere too, it will be made again as the stack's row)."""
+        calls = [self._member(a, rebound) for a in atoms]
         if any(c is None for c in calls) or len({c.prim for c in calls}) != 1:  # type: ignore[union-attr]
             return None
         item = self._item_type(atoms)
@@ -322,8 +394,9 @@ class _Planner:
         t = atom_type(array, self.context.types)
         return t.shape[axis] if isinstance(t, ArrayType) and axis < t.rank else None
 
-    def _member(self, atom: Atom) -> Call | None:
-        if not isinstance(atom, Name) or atom.id not in self.earlier or self.reads[atom.id] != 1:
+    def _member(self, atom: Atom, rebound: frozenset[str]) -> Call | None:
+        if not isinstance(atom, Name) or atom.id not in self.block or (
+                self.reads[atom.id] != 1 and atom.id not in rebound):
             return None
         expr = self.context.definitions.get(atom.id)
         if isinstance(expr, Call) and expr.prim in ELEMENTWISE_BINARY and not expr.params:
@@ -366,13 +439,13 @@ class _Maker:
             case Known(known):
                 return Name(known)
             case Rows(index):
-                return self._bind(index, name)
+                return self.bind(index, name)
             case Fresh(items):
-                return self._bind(Call(P.STACK, params(axis=0), items), name)
+                return self.bind(Call(P.STACK, params(axis=0), items), name)
             case Arithmetic(prim, left, right, _):
-                return self._bind(Call(prim, (), (self.operand(left), self.operand(right))), name)
+                return self.bind(Call(prim, (), (self.operand(left), self.operand(right))), name)
 
-    def _bind(self, expr: Call, name: str | None) -> Name:
+    def bind(self, expr: Call, name: str | None) -> Name:
         name = name or self.context.namer.temporary()
         self.binds.append(Bind(name, expr, self.span))  # type: ignore[arg-type]
         t = result_type(expr.prim, expr.params, tuple(atom_type(a, self.context.types) for a in expr.args))  # type: ignore
