@@ -22,7 +22,14 @@ broadcast), consecutive rows of one array (`w[0], w[1], w[2]`: the view
 `w[0:3]`), a stack the block has already made (its name), or again a stack of
 like arithmetic. One operand stack may be made afresh in each grouping (the
 `inp, hidden, inp` above); and a stack is rewritten only where the block's count
-of calls goes down.
+of calls goes down. Like arithmetic beside the stack may join it where its
+operands continue the stacks (`_widened`: the LSTM's fourth gate, which goes
+through tanh, makes the rows `w[0:3]` the whole `w`).
+
+Read the other way, the same identity makes like arithmetic on the items of a
+stack, one for each in order, the arithmetic of the stack read as its rows
+(`_rows_rewritten`): the LSTM's reverse step multiplies each gate's cotangent,
+the items of `bias_bar`, by its row of the weights, `bias_bar * w_2`.
 
 Only loop bodies are rewritten: outside them the arrays are large, and a stack
 made afresh is one more pass over them. The pass runs after
@@ -176,7 +183,8 @@ def _is_stack(expr: Expr) -> bool:
 
 def _rewritten(binds: list[Bind], result: Atom, context: _Context,
                visible: dict[tuple[Atom, ...], str]) -> list[Bind]:
-    """`binds` with every stack of like arithmetic that pays rewritten, one at a time."""
+    """`binds` with every stack of like arithmetic that pays rewritten, one at a time,
+    then the like arithmetic of the rows of stacks."""
     tried: set[str] = set()
     while True:
         for k, bind in enumerate(binds):
@@ -189,7 +197,10 @@ def _rewritten(binds: list[Bind], result: Atom, context: _Context,
                 tried.discard(bind.name)  # rebound as arithmetic: no longer a stack
                 break
         else:
-            return binds
+            rewritten = _rows_rewritten(binds, result, context, visible)
+            if rewritten is None:
+                return binds
+            binds = rewritten
 
 
 def _one_rewritten(binds: list[Bind], k: int, result: Atom, context: _Context,
@@ -229,7 +240,7 @@ def _widened(binds: list[Bind], k: int, result: Atom, planner: "_Planner", plan:
     wide, taken = plan, _removed(plan)
     for j, b in enumerate(binds):
         if (j == k or b.name in taken or not isinstance(b.expr, Call) or b.expr.prim is not plan.prim
-                or planner.context.types.get(b.name) != item or first_read[b.name] <= k):
+                or planner.context.types.get(b.name) != item or first_read.get(b.name, len(binds)) <= k):
             continue
         joined = wide.members[len(plan.members):] + (b.name,)
         wider = planner.arithmetic(tuple(Name(m) for m in wide.members + (b.name,)), budget=1,
@@ -267,6 +278,72 @@ def _first_reads(binds: list[Bind], result: Atom) -> dict[str, int]:
     for name in used_names(result):
         first.setdefault(name, len(binds))
     return first
+
+
+def _rows_rewritten(binds: list[Bind], result: Atom, context: _Context,
+                    visible: dict[tuple[Atom, ...], str]) -> list[Bind] | None:
+    """`binds` with like arithmetic on the items of a stack, one for each item in
+    order, made as the arithmetic of the stack and read as its rows, the same
+    identity read the other way, where it lowers the calls:
+
+        s = stack((a0, .., an)); .. ai op bi ..  ->  p = s op stack(b); .. p[i] ..
+
+    The LSTM's reverse step stacks the gates' cotangents as `bias_bar` and
+    multiplies each by its row of the weights, `t283 * w_2[0]`, .., four products
+    and four rows that are the rows of `bias_bar * w_2`. The operand stack of the
+    b's must be cheap (none is made afresh). What reads the results before `p`
+    can be made is moved after it, where it does not feed `p`."""
+    stacks = {**visible, **{b.expr.args: b.name for b in binds if _is_stack(b.expr)}}  # type: ignore[union-attr]
+    planner = _Planner(context, stacks, _read_counts(binds, result), {b.name for b in binds})
+    like: dict[str, list[tuple[P.Primitive, int, str]]] = {}  # name -> (op, side, binding) reading it
+    for b in binds:
+        if isinstance(b.expr, Call) and b.expr.prim in ELEMENTWISE_BINARY and not b.expr.params:
+            for side, a in enumerate(b.expr.args):
+                if isinstance(a, Name):
+                    like.setdefault(a.id, []).append((b.expr.prim, side, b.name))
+    for items in stacks:
+        if not all(isinstance(a, Name) for a in items):
+            continue
+        for prim, side, _ in like.get(items[0].id, []):  # type: ignore[union-attr]
+            chosen: list[str] = []
+            for a in items:
+                found = [n for p, s, n in like.get(a.id, []) if p is prim and s == side and n not in chosen]  # type: ignore
+                if not found:
+                    break
+                chosen.append(found[0])
+            else:
+                plan = planner.arithmetic(tuple(Name(n) for n in chosen), budget=0, rebound=frozenset(chosen))
+                if plan is None or (plan.left, plan.right)[side] != Known(stacks[items]):
+                    continue
+                rewritten = _rows_made(binds, result, context, plan)
+                if rewritten is not None and _calls(rewritten) < _calls(binds):
+                    for b in rewritten:
+                        context.definitions[b.name] = b.expr
+                    return rewritten
+    return None
+
+
+def _rows_made(binds: list[Bind], result: Atom, context: _Context, plan: Arithmetic) -> list[Bind] | None:
+    """`binds` with `plan` made after what it reads, its members its rows, and what
+    read them before moved after; None where something it reads reads them."""
+    removed = _removed(plan)
+    kept = [b for b in binds if b.name not in removed]
+    made = _Maker(context, binds[[b.name for b in binds].index(plan.members[0])].span)
+    stacked = made.operand(plan)
+    for row, name in enumerate(plan.members):
+        made.bind(Call(P.INDEX, params(spec=(("at",),)), (stacked, Lit(row))), name)
+    leaves = _leaves(plan)
+    at = 1 + max((j for j, b in enumerate(kept) if b.name in leaves), default=-1)
+    moved, late = set(plan.members), []
+    for b in kept[:at]:
+        if used_names(b.expr) & moved:
+            if b.name in leaves:
+                return None
+            moved.add(b.name)
+            late.append(b)
+    early = [b for b in kept[:at] if b.name not in moved]
+    out = early + made.binds + late + kept[at:]
+    return _without_dead(out, result, {n for b in binds if b.name in removed for n in used_names(b.expr)})
 
 
 def _read_counts(binds: list[Bind], result: Atom) -> Counter[str]:

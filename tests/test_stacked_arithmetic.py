@@ -106,6 +106,52 @@ fn f(xs: f64[t, n], w: f64[4, n], b: f64[4, n]) -> f64[n] {
     assert re.search(r"c = \w+ \* w\[3\] \+ b\[3\]", body), f"{why}:\n{body}"
 
 
+ROWS_OF_A_STACK = """
+fn f(xs: f64[t, n], w: f64[2, n]) -> f64[2, n] {
+    fold(zeros((2, n)), xs, |s, x| {
+        let a = sin(x + s[0]);
+        let c = cos(x - s[1]);
+        let st = stack((a, c));
+        BODY
+        st * s + stack((p + q, p - q))
+    })
+}
+"""
+
+
+def test_like_arithmetic_of_the_rows_of_a_stack_is_the_rows_of_its_arithmetic():
+    body = _loop_body(ROWS_OF_A_STACK.replace("BODY", "let p = a * w[0]; let q = c * w[1];"))
+    made = re.search(r"(t\d+) = st \* w\n", body)
+    assert made, body
+    assert f"p = {made.group(1)}[0]" in body and f"q = {made.group(1)}[1]" in body, body
+    # the LSTM's reverse step: each gate's cotangent times its row of the weights
+    text = catad.to_python((MODELS / "lstm.catad").read_text(encoding="utf-8"))
+    gradient = text[text.index("def lstm_grad("):]
+    made = re.search(r"(t\d+) = bias_bar \* w_2\n", gradient)
+    assert made, gradient
+    assert f"hidden_bar = {made.group(1)}[3] + {made.group(1)}[1]\n" in gradient, gradient
+    assert f"inp_bar = {made.group(1)}[2] + {made.group(1)}[0]\n" in gradient, gradient
+
+
+@pytest.mark.parametrize("body, why", [
+    ("let p = a * w[0]; let q = c * x;", "the other operands' stack would be made afresh"),
+    ("let p = a * w[1]; let q = c * w[0];", "the rows are in another order"),
+    ("let p = a * w[0]; let q = c + w[1];", "not one op"),
+])
+def test_arithmetic_of_rows_of_a_stack_that_stays(body, why):
+    source = ROWS_OF_A_STACK.replace("BODY", body)
+    assert "p = a * w[" in _loop_body(source), why
+
+
+def test_arithmetic_of_rows_of_a_stack_that_the_stack_reads_stays():
+    # p feeds c, an item of the stack: p cannot be a row of a product of the stack
+    source = ROWS_OF_A_STACK.replace("let c = cos(x - s[1]);", "").replace(
+        "BODY", "").replace("let st = stack((a, c));",
+                            "let p = a * w[0]; let c = cos(x - p); let st = stack((a, c)); let q = c * w[1];")
+    body = _loop_body(source)
+    assert "p = a * w[0]" in body and "st * w" not in body, body
+
+
 @pytest.mark.parametrize("source, why", [
     ("fn f(x: f64[n], y: f64[n], w: f64[2, n]) -> f64[2, n] { stack((x * w[0], y * w[1])) }",
      "no loop: large arrays, where the stack is one more pass"),
@@ -206,6 +252,8 @@ CASES = {
     "integers times floats": (INTEGERS_TIMES_FLOATS, lambda rng: (rng.integers(-3, 3, (4, 5)),
                                                                   rng.standard_normal((2, 5)))),
     "lstm": (LSTM, _lstm_args),
+    "rows of a stack": (ROWS_OF_A_STACK.replace("BODY", "let p = a * w[0]; let q = c * w[1];"),
+                        lambda rng: (rng.standard_normal((4, 5)), rng.standard_normal((2, 5)))),
 }
 
 
