@@ -35,6 +35,7 @@ from .lower import BACKENDS, lower
 from .parse import parse
 from .grouped_applications import group_applications
 from .simplify import simplify
+from .stacked_arithmetic import stack_arithmetic
 from .target import TargetProgram
 from .to_target import to_target_program
 from .to_unary import to_unary, to_unary_function
@@ -77,7 +78,7 @@ def compile_stages(source: Source, *, extra: tuple[ast.DerivedFunction, ...] = (
             for fn in program.functions:
                 check_function(fn)
     target = to_target_program(vectorised)
-    optimised = TargetProgram(tuple(group_applications(simplify(fn)) for fn in target.functions))
+    optimised = TargetProgram(tuple(stack_arithmetic(group_applications(simplify(fn))) for fn in target.functions))
     python = lower(optimised, source_path=source.path, source=source, backend=BACKENDS[backend])
     return Stages(source, tree, typed, unary, vectorised, target, optimised, python)
 
