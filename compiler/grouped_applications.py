@@ -26,7 +26,7 @@ from .cost import ELEMENTWISE_COSTS
 from .names import Namer
 from .primitives import params
 from .simplify import atom_type, binding_types, function_names, used_names
-from .target import Bind, Block, Call, IfElse, Lambda, Lit, LoopE, Name, TargetFunction
+from .target import Bind, Block, Call, Lit, Name, TargetFunction, with_inner_blocks
 from .types import ArrayType, Type
 
 SPECIAL = frozenset(prim for prim, cost in ELEMENTWISE_COSTS.items() if cost.nonlinear > 0)
@@ -40,25 +40,14 @@ def group_applications(fn: TargetFunction) -> TargetFunction:
 
 
 def _block(block: Block, types: dict[str, Type], namer: Namer, in_loop: bool) -> Block:
-    binds = [_nested(b, types, namer, in_loop) for b in block.bindings]
+    binds = [with_inner_blocks(b, lambda inner, looped: _block(inner, types, namer, looped), in_loop)
+             for b in block.bindings]
     while in_loop:
         group = _group(binds, block, types)
         if group is None:
             break
         binds = _made_as_one(binds, *group, namer)
     return Block(tuple(binds), block.result)
-
-
-def _nested(bind: Bind, types: dict[str, Type], namer: Namer, in_loop: bool) -> Bind:
-    match bind.expr:
-        case LoopE(body=body) as loop:
-            return dataclasses.replace(bind, expr=dataclasses.replace(loop, body=_block(body, types, namer, True)))
-        case IfElse(cond, then, orelse):
-            return dataclasses.replace(bind, expr=IfElse(cond, _block(then, types, namer, in_loop),
-                                                         _block(orelse, types, namer, in_loop)))
-        case Lambda(ps, body):
-            return dataclasses.replace(bind, expr=Lambda(ps, _block(body, types, namer, in_loop)))
-    return bind
 
 
 def _group(binds: list[Bind], block: Block, types: dict[str, Type]) -> tuple[list[int], int] | None:

@@ -48,8 +48,8 @@ from .names import Namer
 from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
 from .simplify import atom_type, binding_types, function_names, used_names
-from .target import (Atom, Bind, Block, Call, Expr, IfElse, Lambda, Lit, LoopE, MakeTuple, Name,
-                     TargetFunction, definitions)
+from .target import (Atom, Bind, Block, Call, Expr, Lit, MakeTuple, Name, TargetFunction, definitions,
+                     with_inner_blocks)
 from .types import ArrayType, Dim, Type
 
 ELEMENTWISE_BINARY = frozenset((*P.ARITHMETIC, *P.COMPARISON, *P.LOGICAL))
@@ -157,24 +157,12 @@ def _block(block: Block, context: _Context, visible: dict[tuple[Atom, ...], str]
     stacks = dict(visible)
     binds = []
     for bind in block.bindings:
-        binds.append(_nested(bind, context, stacks, in_loop))
+        binds.append(with_inner_blocks(bind, lambda inner, looped: _block(inner, context, stacks, looped), in_loop))
         if _is_stack(bind.expr):
             stacks.setdefault(bind.expr.args, bind.name)  # type: ignore[union-attr]
     if in_loop:
         binds = _rewritten(binds, block.result, context, visible)
     return Block(tuple(binds), block.result)
-
-
-def _nested(bind: Bind, context: _Context, stacks: dict[tuple[Atom, ...], str], in_loop: bool) -> Bind:
-    match bind.expr:
-        case LoopE(body=body) as loop:
-            return dataclasses.replace(bind, expr=dataclasses.replace(loop, body=_block(body, context, stacks, True)))
-        case IfElse(cond, then, orelse):
-            return dataclasses.replace(bind, expr=IfElse(cond, _block(then, context, stacks, in_loop),
-                                                         _block(orelse, context, stacks, in_loop)))
-        case Lambda(ps, body):
-            return dataclasses.replace(bind, expr=Lambda(ps, _block(body, context, stacks, in_loop)))
-    return bind
 
 
 def _is_stack(expr: Expr) -> bool:

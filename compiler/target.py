@@ -24,6 +24,8 @@ where they are read from; `TargetProgram` is an ordered list of them.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import NO_SPAN, Span
@@ -126,6 +128,20 @@ def definitions(block: Block) -> dict[str, Expr]:
                     walk(body)
     walk(block)
     return found
+
+
+def with_inner_blocks(bind: Bind, rewrite: Callable[[Block, bool], Block], in_loop: bool) -> Bind:
+    """`bind` with each block it holds rewritten by `rewrite(block, in_loop)`: a
+    loop's body with `in_loop` true, an `if`'s branches and a lambda's body with
+    `in_loop` as it is (the passes that rewrite loop bodies alone)."""
+    match bind.expr:
+        case LoopE(body=body) as loop:
+            return dataclasses.replace(bind, expr=dataclasses.replace(loop, body=rewrite(body, True)))
+        case IfElse(cond, then, orelse):
+            return dataclasses.replace(bind, expr=IfElse(cond, rewrite(then, in_loop), rewrite(orelse, in_loop)))
+        case Lambda(ps, body):
+            return dataclasses.replace(bind, expr=Lambda(ps, rewrite(body, in_loop)))
+    return bind
 
 
 @dataclass(frozen=True)
