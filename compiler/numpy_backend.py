@@ -72,14 +72,16 @@ _SUBSCRIPTS = "ijklmnopqrstuvwxyzabcdefgh"
 def _sum(app: Application) -> str:
     """`np.sum(x, axis=k)`; of a product `a * b` printed in place (two float arrays of
     one shape, or one's shape the other's last axes), `np.einsum("ijk,ijk->ij", a, b)`:
-    the sum of products in one pass, without the product's array (1.5-3x faster than the product then its sum, measured
-    on 14 to 10^6 elements). A float array summed over some of its axes is
-    `np.einsum("ij->i", x)` too: NumPy's reduction loops over the array's last axis
-    innermost, and pays a call's overhead per row where that axis is short (a sum of
-    (1000, 5) over either axis takes 22-25 us, its einsum 6.5-7.5; (100 000, 2)
-    1.9-3.2 ms against 0.4-1.0). Measured from (1000, 5) to (2, 10^6), the einsum
-    took 0.3-0.9x the sum's time, but for 1.2x at (2, 10^6) over its short leading
-    axis. A sum over every axis stays `np.sum`: pairwise, as fast, and more accurate."""
+    the sum of products in one pass, without the product's array (1.5-3x faster than
+    the product then its sum, measured on 14 to 10^6 elements). A float array summed
+    over some of its axes is `np.einsum("ij->i", x)` too: NumPy's reduction loops over
+    the array's last axis (in memory order) innermost, and pays per row where that
+    axis is short (a sum of a C-ordered (1000, 5) over either axis takes 22-25 us, its
+    einsum 6.5-7.5; (100 000, 2) 1.8-1.9 ms against 0.4-0.5). Measured from (1000, 5)
+    to (2, 10^6) in both memory orders, the einsum took 0.3-1.0x the sum's time but
+    for (2, 10^6) over its short leading axis (1.2x) and a Fortran-ordered (1024, 256)
+    over its last (1.4x). A sum over every axis stays `np.sum`: pairwise, as fast,
+    and more accurate."""
     x, t, product = app.args[0], app.arg_types[0], app.args[0].application
     axes = app.params["axes"]
     factors = _einsum_factors(product) if product is not None and product.prim is P.MUL else None
