@@ -158,7 +158,7 @@ def assert_cheap(program) -> None:
         f"cost(grad) = {gradient.total} > {factor} * ({primal.total} + {inputs})")
 
 
-@pytest.mark.parametrize("features, functions", cases())
+@pytest.mark.parametrize("features, functions", list(cases()))
 @scaled(0.1)
 @given(st.data())
 def test_gradient_is_cheap_for_each_feature(features, functions, data):
