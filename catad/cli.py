@@ -9,7 +9,8 @@
 Exit status: 0 on success, 1 for a mistake in the input (reported as
 `file:line:col`, the line, a caret and a sentence — never a traceback),
 2 for a usage error, 3 for an internal error of catad itself. `check` exits
-with 1 when a derivative is wrong.
+with 1 when a derivative is wrong, and any command with 1, saying nothing, when
+the reader of its output stops reading (`catad compile m.catad | head`).
 """
 
 from __future__ import annotations
@@ -237,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except RecursionError:
         print("catad: error: the program is nested too deeply to compile", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader stopped reading (`catad compile m.catad | head`): not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nothing
         return 1
     except Exception:  # a bug in catad, not in the user's program
         if os.environ.get("CATAD_DEBUG"):

@@ -37,6 +37,16 @@ def test_compile_writes_a_runnable_module(tmp_path):
     np.testing.assert_allclose(namespace["predict"](w, 0.5, X), expected, rtol=1e-12)
 
 
+def test_a_reader_that_stops_reading_is_no_internal_error():
+    # `catad compile m.catad | head`: the pipe is closed before catad writes the module
+    process = subprocess.Popen([sys.executable, "-m", "catad", "compile", str(EXAMPLES / "gmm.catad"),
+                                "--grad", "gmm"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr
+
+
 def test_compile_is_deterministic(tmp_path):
     for path in sorted(EXAMPLES.glob("*.catad")):
         a, b = tmp_path / "a.py", tmp_path / "b.py"
