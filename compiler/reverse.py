@@ -223,7 +223,7 @@ class Adjoint:
     stored_state: Callable[[], Value] | None = None
 
     def source_name(self, v: Value) -> str | None:
-        return self.b.hint_of(v) or self.names.get(v.pos)
+        return self.names.get(v.pos) or self.b.hint_of(v)
 
     # ---- the forward sweep --------------------------------------------------
 
@@ -543,6 +543,12 @@ class Adjoint:
                                        if s else lb.get(state_bar, j) for j, s in enumerate(stacked)))
             acc = _state_before(lb, init, step.states, t)
             x = _at(lb, xs, t)
+            # named after the source: `s_before` (not `s`, which the forward loop's variable
+            # keeps), the item as the source names it
+            for v, name in ((acc, step.term.names.state and f"{step.term.names.state}_before"),
+                            (x, step.term.names.x)):
+                if name is not None:
+                    lb.name(v, name)
             # the body again, its residuals read from the forward loop's, not recomputed
             residuals = (_at(lb, r, t) for r in step.residuals)
             read: list[Value] = []  # the stored new state, read once, where first needed

@@ -99,20 +99,20 @@ def rnn_last_vjp(Wx, Wh, b, xs, rnn_last_bar):
     t24 = t1 if t == 0 else states[t - 1]
     x_bars = np.zeros((t, d))
     t3_1 = np.zeros((t, h))
-    t3_2 = np.zeros((t, h))
+    state_befores = np.zeros((t, h))
     state_bar = rnn_last_bar
     for step_1 in range(t):
         t33 = t - 1 - step_1
-        t40 = t1 if t33 == 0 else states[t33 - 1]
-        t47 = states[t33]
-        t51 = state_bar * (1.0 - t47 * t47)
-        x_bars[step_1] = t51 @ Wx
-        t3_1[step_1] = t51
-        t3_2[step_1] = t40
-        state_bar = t51 @ Wh
-    t80 = t3_1.T
+        state_before = t1 if t33 == 0 else states[t33 - 1]
+        t45 = states[t33]
+        t49 = state_bar * (1.0 - t45 * t45)
+        x_bars[step_1] = t49 @ Wx
+        t3_1[step_1] = t49
+        state_befores[step_1] = state_before
+        state_bar = t49 @ Wh
+    t78 = t3_1.T
     xs_bar = x_bars[::-1]
-    return (t24, (t80 @ xs[::-1], t80 @ t3_2, np.einsum("ij->j", t3_1), xs_bar))
+    return (t24, (t78 @ xs[::-1], t78 @ state_befores, np.einsum("ij->j", t3_1), xs_bar))
 
 
 def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
@@ -149,20 +149,21 @@ def rnn_states_vjp(Wx, Wh, b, xs, rnn_states_bar):
         states[step] = state
     x_bars = np.zeros((t, d))
     t3_1 = np.zeros((t, h))
-    t3_2 = np.zeros((t, h))
+    state_befores = np.zeros((t, h))
     state_bar = t1
     for step_1 in range(t):
         t27 = t - 1 - step_1
-        t36 = t1 if t27 == 0 else states[t27 - 1]
-        t43 = states[t27]
-        t47 = (state_bar + rnn_states_bar[t27]) * (1.0 - t43 * t43)
-        x_bars[step_1] = t47 @ Wx
-        t3_1[step_1] = t47
-        t3_2[step_1] = t36
-        state_bar = t47 @ Wh
-    t76 = t3_1.T
+        state_before = t1 if t27 == 0 else states[t27 - 1]
+        t41 = states[t27]
+        t45 = (state_bar + rnn_states_bar[t27]) * (1.0 - t41 * t41)
+        x_bars[step_1] = t45 @ Wx
+        t3_1[step_1] = t45
+        state_befores[step_1] = state_before
+        state_bar = t45 @ Wh
+    t74 = t3_1.T
     xs_bar = x_bars[::-1]
-    return (states, (t76 @ xs[::-1], t76 @ t3_2, np.einsum("ij->j", t3_1), xs_bar))
+    t63 = (t74 @ xs[::-1], t74 @ state_befores, np.einsum("ij->j", t3_1), xs_bar)
+    return (states, t63)
 
 
 # examples/rnn.catad:3  fn rnn_last(Wx: f64[h, d], Wh: f64[h, h], b: f64[h], xs: f64[t, d]) -> f64[h] {
