@@ -749,15 +749,16 @@ def test_a_loop_is_printed_with_the_names_of_its_lambda():
 
 def test_the_loops_of_a_gradient_are_printed_with_the_names_of_the_source():
     # the forward loop keeps the fold's `|h, x|` once its residuals leave its state (`hs`
-    # its states); the reverse loop carries `h_bar` and, accumulated, `main_bar`, and
-    # stacks `x_bars`; no `acc` and no arange for a loop over the steps is left
+    # its states); the reverse loop replays the step from `h_before` (the forward loop's
+    # variable keeps `h`), carries `h_bar` and, accumulated, `main_bar`, and stacks
+    # `x_bars`; no `acc` and no arange for a loop over the steps is left
     src = ("fn f(main: f64[n, n], xs: f64[t, n]) -> f64 {\n"
            "    sum(fold(zeros(n), xs, |h, x| sin(main[0] * h + main[1] * x)))\n}\n"
            "fn f_grad = grad(f);\n")
     text = catad.to_python(src)
     gradient = text[text.index("def f_grad("):]
     for line in ("    for step, x in enumerate(xs):\n", "        hs[step] = h\n", "    h_bar, main_bar",
-                 "        x_bars[step_1] = ", "    xs_bar = x_bars[::-1]\n"):
+                 "        h_before = t", "        x_bars[step_1] = ", "    xs_bar = x_bars[::-1]\n"):
         assert line in gradient, gradient
     assert re.search(r"\bmain_bar\b.* = ", gradient) and not re.search(r"\bacc|np\.arange", gradient), gradient
     m = load_module(text, "gradient_names")
