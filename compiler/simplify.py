@@ -302,10 +302,13 @@ def beta_reduce(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
 
 def branch_on_literal(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     # if true { a } else { b }  ->  a          if false { a } else { b }  ->  b
+    # (a strong bool constant, a folded comparison, decides as a literal does)
     match bind.expr:
-        case IfElse(Lit(bool() as cond), then, orelse):
-            taken = then if cond else orelse
-            return (*taken.bindings, Bind(bind.name, taken.result, bind.span))
+        case IfElse(condition, then, orelse):
+            cond = condition if isinstance(condition, Lit) else _strong_literal(condition, facts)
+            if cond is not None and isinstance(cond.value, bool):
+                taken = then if cond.value else orelse
+                return (*taken.bindings, Bind(bind.name, taken.result, bind.span))
     return None
 
 
@@ -531,6 +534,8 @@ def _strong_literal(atom: Atom, facts: Facts) -> Lit | None:
             return Lit(_python(param(ps, "value"), param(ps, "dtype")))
         case Call(P.SIZE, ps, ()) if param(ps, "dim").is_constant:
             return Lit(param(ps, "dim").const)
+        case Call(P.ASTYPE, ps, (Lit(value),)) if param(ps, "dtype") is DType.F64 and not isinstance(value, bool):
+            return Lit(float(value))  # `f64(-0.5)`, `f64(2)`: exact
     return None
 
 
@@ -604,13 +609,21 @@ _COMPARE: dict[P.Primitive, Callable[[Any, Any], bool]] = {
 
 @rewrite
 def compare_literals(expr: Expr, facts: Facts) -> Expr | None:
-    # 2 == 0  ->  False   (comparisons of int and float literals)
+    # 2 == 0  ->  False      float64(-0.5) < 0.0  ->  bool(True)   (comparisons of int and
+    # float literals and of f64/i64 scalar constants: a strong operand makes a strong bool)
     match expr:
-        case Call(prim, _, (Lit(a), Lit(b))) if (prim in _COMPARE and not isinstance(a, bool)
-                                                 and not isinstance(b, bool)):
-            value = _COMPARE[prim](a, b)
-            if expr_type(expr, facts.types) == literal_type(value):
+        case Call(prim, _, (a, b)) if prim in _COMPARE:
+            x, y = _literal_value(a, facts), _literal_value(b, facts)
+            if x is None or y is None or isinstance(x, bool) or isinstance(y, bool):
+                return None
+            strong = not (isinstance(a, Lit) and isinstance(b, Lit))
+            if strong and any(isinstance(v, int) and abs(v) >= 2 ** 53 for v in (x, y)):
+                return None  # NumPy compares an int64 beside a float64 as floats, Python exactly
+            value, t = _COMPARE[prim](x, y), expr_type(expr, facts.types)
+            if t == literal_type(value):
                 return Lit(value)
+            if isinstance(t, ArrayType) and t.shape == () and not t.weak and t.dtype is DType.BOOL:
+                return Call(P.CONST, params(value=value, dtype=DType.BOOL, weak=False), ())
     return None
 
 

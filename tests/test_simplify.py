@@ -230,6 +230,8 @@ def test_ones_and_zeros_of_no_shape_are_strong_constants():
 @pytest.mark.parametrize("expr, value", [
     (call("mul", 2.0, 3.0), 6.0), (call("add", 2, 3), 5), (call("div", 7, 2), 3.5),
     (call("sub", 1, 2.5), -1.5), (call("neg", 2.0), -2.0),
+    (call("lt", 1, 2.5), True), (call("ge", 2.0, 3), False), (call("eq", 2, 2.0), True),
+    (call("ne", 0.5, 0.5), False), (call("le", -1, -1), True), (call("gt", 0.0, -0.0), False),
 ])
 def test_constant_folding(expr, value):
     got = simplified(let("a", expr), result="a")
@@ -252,6 +254,35 @@ def test_a_branch_on_a_literal_is_inlined():
     got = simplified(let("t", call("const", value=True, dtype=DType.BOOL)), let("r", branch),
                      let("z", call("log", "r")), result="z")
     assert got == block(let("u", call("exp", "x")), let("z", call("log", "u")), result="z")
+
+
+def test_a_comparison_of_a_large_strong_int_with_a_float_is_left_to_numpy():
+    # NumPy compares int64(2**53 + 1) with float64(2**53) as floats (equal), Python exactly
+    got = simplified(let("i", call("const", value=2 ** 53 + 1, dtype=DType.I64, weak=False)),
+                     let("f", call("const", value=2.0 ** 53, dtype=DType.F64, weak=False)),
+                     let("c", call("lt", "i", "f")), result="c")
+    assert any(isinstance(b.expr, Call) and b.expr.prim is P.LT for b in got.bindings), got
+
+
+def test_a_branch_on_a_comparison_of_strong_constants_is_inlined():
+    # if f64(-0.5) < 0.0 { a } else { b }  ->  a    (the cast of a literal is a strong constant,
+    # the comparison folds to bool(True), which decides as a literal does)
+    branch = IfElse(Name("c"), block(result="x"), block(let("u", call("exp", "x")), result="u"))
+    got = simplified(let("h", call("astype", -0.5, dtype=DType.F64)), let("c", call("lt", "h", 0.0)),
+                     let("r", branch), result="r")
+    assert got == block(result="x")
+
+
+def test_the_gradient_of_a_function_constant_by_a_constant_branch_is_zeros():
+    # found by the deep profile of test_cost: the `if` survived into the gradient, both of
+    # its branches zeros, and the gradient computed exp(x / n) to multiply it by them
+    text = catad.to_python(
+        "fn f(x: f64[n]) -> f64 {\n    let v1 = exp(x / n);\n"
+        "    let v4 = if f64(-0.5) < 0.0 { f64(0.5) } else { let (v2, v3) = (v1, f64(0.5)); v3 };\n"
+        "    v4\n}\nfn f_grad = grad(f);\n")
+    gradient = text[text.index("def f_grad("):]
+    assert "np.exp" not in gradient and "    return np.zeros((n,))\n" in gradient, gradient
+    assert load_module(text, "constant_branch").f(np.arange(3.0)) == 0.5
 
 
 def test_a_branch_on_a_variable_stays():
