@@ -312,6 +312,44 @@ def branch_on_literal(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
     return None
 
 
+def same_branches(bind: Bind, facts: Facts) -> tuple[Bind, ...] | None:
+    # if c { a } else { a' }  ->  a     (a' is a with its own names renamed: the derivative
+    # of a branch that does not read x is zeros in both branches of its adjoint's `if`)
+    match bind.expr:
+        case IfElse(_, then, orelse) if _alike(then, orelse):
+            return (*then.bindings, Bind(bind.name, then.result, bind.span))
+    return None
+
+
+def _alike(a: Block, b: Block) -> bool:
+    """Whether blocks `a` and `b` compute the same: binding by binding the same calls,
+    tuples and projections of the same atoms, once each block's names are paired in
+    order (nested blocks are not compared: not alike)."""
+    if len(a.bindings) != len(b.bindings):
+        return False
+    pairs: dict[str, str] = {}
+
+    def same(x: Atom, y: Atom) -> bool:
+        return Name(pairs[x.id]) == y if isinstance(x, Name) and x.id in pairs else x == y
+
+    for p, q in zip(a.bindings, b.bindings):
+        match p.expr, q.expr:
+            case Call(f, fs, xs), Call(g, gs, ys) if f is g and fs == gs and len(xs) == len(ys):
+                alike = all(map(same, xs, ys))
+            case MakeTuple(xs), MakeTuple(ys) if len(xs) == len(ys):
+                alike = all(map(same, xs, ys))
+            case Project(x, k), Project(y, j) if k == j:
+                alike = same(x, y)
+            case (Name() | Lit()) as x, (Name() | Lit()) as y:
+                alike = same(x, y)
+            case _:
+                alike = False
+        if not alike:
+            return False
+        pairs[p.name] = q.name
+    return same(a.result, b.result)
+
+
 @rewrite
 def project_of_tuple(expr: Expr, facts: Facts) -> Expr | None:
     # (a, b).0  ->  a
@@ -624,6 +662,28 @@ def compare_literals(expr: Expr, facts: Facts) -> Expr | None:
                 return Lit(value)
             if isinstance(t, ArrayType) and t.shape == () and not t.weak and t.dtype is DType.BOOL:
                 return Call(P.CONST, params(value=value, dtype=DType.BOOL, weak=False), ())
+    return None
+
+
+@rewrite
+def logical_with_constant(expr: Expr, facts: Facts) -> Expr | None:
+    # False and c  ->  False      True and c  ->  c      True or c  ->  True      False or c  ->  c
+    # (on bool scalars; a literal, or a strong bool constant such as a folded comparison)
+    match expr:
+        case Call(P.AND | P.OR as prim, _, (a, b)):
+            t = expr_type(expr, facts.types)
+            if not (isinstance(t, ArrayType) and t.dtype is DType.BOOL and t.shape == ()):
+                return None
+            for known, other in ((a, b), (b, a)):
+                literal = known if isinstance(known, Lit) else _strong_literal(known, facts)
+                if literal is None or not isinstance(literal.value, bool):
+                    continue
+                if literal.value is (prim is P.OR):  # the absorbing value decides
+                    if t == literal_type(literal.value):
+                        return Lit(literal.value)
+                    return Call(P.CONST, params(value=literal.value, dtype=DType.BOOL, weak=False), ())
+                if _keeps_type(expr, other, facts):
+                    return other
     return None
 
 
@@ -2425,11 +2485,13 @@ RULES: tuple[Rule, ...] = (
     propagate_copy,
     beta_reduce,
     branch_on_literal,
+    same_branches,
     project_of_tuple,
     scalar_fill,
     literal_of_constant,
     fold_constants,
     compare_literals,
+    logical_with_constant,
     select_known,
     multiply_by_one,
     multiply_by_minus_one,

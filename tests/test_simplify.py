@@ -285,6 +285,57 @@ def test_the_gradient_of_a_function_constant_by_a_constant_branch_is_zeros():
     assert load_module(text, "constant_branch").f(np.arange(3.0)) == 0.5
 
 
+def test_an_if_whose_branches_compute_the_same_is_its_branch():
+    # if c { u = exp(x); (u,) } else { w = exp(x); (w,) }  ->  u = exp(x); (u,)
+    alike = IfElse(Name("c"), block(let("u", call("exp", "x")), let("p", MakeTuple((Name("u"),))), result="p"),
+                   block(let("w", call("exp", "x")), let("q", MakeTuple((Name("w"),))), result="q"))
+    got = simplified(let("r", alike), let("z", Project(Name("r"), 0)), result="z")
+    assert got == block(let("u", call("exp", "x")), result="u")
+    # one argument apart (exp(x) and exp(y)), or one name read where the other block reads
+    # its own binding: not alike
+    for orelse in (block(let("w", call("exp", "y")), let("q", MakeTuple((Name("w"),))), result="q"),
+                   block(let("w", call("exp", "x")), let("q", MakeTuple((Name("x"),))), result="q")):
+        branch = IfElse(Name("c"), alike.then, orelse)
+        got = simplified(let("r", branch), let("z", Project(Name("r"), 0)), result="z")
+        assert any(isinstance(b.expr, IfElse) for b in got.bindings), got
+
+
+def test_the_gradient_through_an_if_that_reads_nothing_differentiable_is_zeros():
+    # found by the deep profile of test_cost: `f64(0.5) < 0.0 and n < 2` does not fold, and
+    # both branches of the adjoint's `if` are zeros; the gradient computed exp(x / n) for them
+    text = catad.to_python(
+        "fn f(x: f64[n]) -> f64 {\n    let v1 = exp(x / n);\n"
+        "    let v4 = if f64(0.5) < 0.0 and n < 2 { let (v2, v3) = (v1, f64(0.5)); v3 } else { f64(0.5) };\n"
+        "    v4\n}\nfn f_grad = grad(f);\n")
+    gradient = text[text.index("def f_grad("):]
+    assert "np.exp" not in gradient and "    return np.zeros((n,))\n" in gradient, gradient
+
+
+@pytest.mark.parametrize("prim, known, folded", [
+    ("and", False, False), ("and", True, "c"), ("or", True, True), ("or", False, "c"),
+])
+def test_a_logical_operation_with_a_known_bool_folds(prim, known, folded):
+    # False and c -> False; True and c -> c; True or c -> True; False or c -> c (c: bool)
+    for k in (Lit(known), Name("known")):
+        got = simplified(let("known", call("const", value=known, dtype=DType.BOOL, weak=False)),
+                         let("r", call(prim, k, "c")), let("w", call("where", "r", "x", "y")), result="w")
+        taken = {True: "x", False: "y"}.get(folded) if isinstance(folded, bool) else None
+        if taken is not None:
+            assert got == block(result=taken), got
+        else:
+            assert got == block(let("w", call("where", "c", "x", "y")), result="w"), got
+
+
+def test_the_gradient_through_an_if_decided_by_a_folded_and_is_zeros():
+    # the deep profile again: `f64(0.5) < 0.0 and n < 2` is False whatever n is
+    text = catad.to_python(
+        "fn f(x: f64[n]) -> f64 {\n    let v1 = exp(x / n);\n"
+        "    let v4 = if f64(0.5) < 0.0 and n < 2 { let (v2, v3) = (v1, f64(0.5)); v3 } else { f64(1.0) };\n"
+        "    v4\n}\nfn f_grad = grad(f);\n")
+    gradient = text[text.index("def f_grad("):]
+    assert "np.exp" not in gradient and "    return np.zeros((n,))\n" in gradient, gradient
+
+
 def test_a_branch_on_a_variable_stays():
     branch = IfElse(Name("c"), block(let("u", call("exp", "x")), result="u"), block(result="y"))
     assert simplified(let("r", branch), result="r") == block(let("r", branch), result="r")
