@@ -109,6 +109,12 @@ SCALAR_MINIMUM = ("a program dominated by a minimum of scalars, found by the dee
                   "where the function has one: minimum(s, tan(tanh(s))) costs 9 with x: f64[3] "
                   "unread (inputs 4), its gradient 56 (bound 52)")
 
+BRANCH_OF_ZEROS = ("an `if` on a size (n < 2) whose branches do not read x through anything "
+                   "differentiable, found by the deep profile: its adjoint's branches both give "
+                   "x zeros but differ in their other item, so the `if` stays, and the gradient "
+                   "makes exp(x / n) to multiply the zeros it projects out of it (57 > 40). "
+                   "A projection of an `if` whose branches make that item alike would fold it")
+
 # (id, source of f, why it fails or None): programs at the edge of each case. max(x)
 # meets the bound with no margin at n = 3: its gradient costs 10n + 2 (the max again,
 # a mask of the maxima, their count, 1 / count, a select), the bound is 12n - 4.
@@ -128,6 +134,10 @@ KNOWN = (
     ("gelu-chain", "fn f(x: f64[n]) -> f64 { sum(gelu(gelu(gelu(x)))) }", None),
     ("erf-chain", "fn f(x: f64[n]) -> f64 { sum(erf(erf(erf(x)))) }", CHAINED_ERF),
     ("scalar-minimum", "fn f(x: f64[n], s: f64) -> f64 { minimum(s, tan(tanh(s))) }", SCALAR_MINIMUM),
+    ("branch-of-zeros", "fn f(x: f64[n]) -> f64 {\n    let v1 = exp(x / n);\n"
+                        "    let v4 = if f64(0.5) <= f64(0.5) and n < 2 {\n"
+                        "        let (v2, v3) = (v1, f64(0.5));\n        v3\n    } else { f64(1.0) };\n"
+                        "    v4\n}", BRANCH_OF_ZEROS),
 )
 
 
