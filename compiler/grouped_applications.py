@@ -25,7 +25,7 @@ from . import primitives as P
 from .cost import ELEMENTWISE_COSTS
 from .names import Namer
 from .primitives import params
-from .simplify import atom_type, binding_types, function_names, used_names
+from .simplify import atom_type, binding_types, first_reads, function_names
 from .target import Bind, Block, Call, Lit, Name, TargetFunction, with_inner_blocks
 from .types import ArrayType, Type
 
@@ -55,12 +55,7 @@ def _group(binds: list[Bind], block: Block, types: dict[str, Type]) -> tuple[lis
     arrays of one type that can be made together, and the position of the last
     binding their arguments need (-1: none of the block's); None where there are none."""
     position = {b.name: k for k, b in enumerate(binds)}
-    first_read: dict[str, int] = {}
-    for k, b in enumerate(binds):
-        for name in used_names(b.expr):
-            first_read.setdefault(name, k)
-    for name in used_names(block.result):
-        first_read.setdefault(name, len(binds))
+    first_read = first_reads(binds, block.result)
     alike: dict[tuple[P.Primitive, Type], list[int]] = defaultdict(list)
     for k, b in enumerate(binds):
         match b.expr:

@@ -44,7 +44,7 @@ import dataclasses
 import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -2692,6 +2692,17 @@ def _without_dead(expr: Expr) -> Expr:
         case Lambda(ps, body):
             return Lambda(ps, remove_dead_bindings(body))
     return expr
+
+
+def first_reads(binds: Sequence[Bind], result: Atom) -> dict[str, int]:
+    """The position in `binds` of the first reader of each name (the result's: past the last)."""
+    first: dict[str, int] = {}
+    for j, b in enumerate(binds):
+        for name in used_names(b.expr):
+            first.setdefault(name, j)
+    for name in used_names(result):
+        first.setdefault(name, len(binds))
+    return first
 
 
 def used_names(node: Expr | Block) -> set[str]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from . import primitives as P
 from .primitives import param
 from .simplify import Reader, atom_type
-from .target import Atom, Block, Call, Expr, IfElse, Lambda, LoopE, Name
+from .target import Atom, Block, Call, Expr, Name, inner_blocks
 from .types import ArrayType, Dim, Type
 
 _EXP = P.BY_NAME["exp"]
@@ -62,11 +62,8 @@ def shared_weights(body: Block, read_by: dict[str, list[Reader]],
                                     break
                                 unread.add(name)
                             found[lse] = Weights(bind.name, any(r.name not in unread for r in read_by[lse]))
-                case IfElse(_, then, orelse):
-                    block(then)
-                    block(orelse)
-                case LoopE(body=inner) | Lambda(body=inner):
-                    block(inner)
+            for inner in inner_blocks(bind.expr):
+                block(inner)
 
     block(body)
     return found, frozenset(unread)

@@ -47,7 +47,7 @@ from . import primitives as P
 from .names import Namer
 from .prim_types import PrimTypeError, result_type
 from .primitives import param, params
-from .simplify import atom_type, binding_types, function_names, used_names
+from .simplify import atom_type, binding_types, first_reads, function_names, used_names
 from .target import (Atom, Bind, Block, Call, Expr, Lit, MakeTuple, Name, TargetFunction, definitions,
                      with_inner_blocks)
 from .types import ArrayType, Dim, Type
@@ -223,7 +223,7 @@ def _widened(binds: list[Bind], k: int, result: Atom, planner: "_Planner", plan:
     the fourth its row 3. A binding that joins is made where the stack is, so
     what that reads must be made before the stack, and nothing may read it before."""
     position = {b.name: j for j, b in enumerate(binds)}
-    first_read = _first_reads(binds, result)
+    first_read = first_reads(binds, result)
     item = planner.context.types[plan.members[0]]
     wide, taken = plan, _removed(plan)
     for j, b in enumerate(binds):
@@ -255,17 +255,6 @@ def _made(binds: list[Bind], k: int, result: Atom, context: _Context, plan: Arit
     out = ([b for b in binds[:k] if b.name not in removed] + made.binds
            + [b for b in binds[k + 1:] if b.name not in removed])
     return _without_dead(out, result, {n for b in binds if b.name in removed for n in used_names(b.expr)})
-
-
-def _first_reads(binds: list[Bind], result: Atom) -> dict[str, int]:
-    """The position in `binds` of the first reader of each name (the result's: past the last)."""
-    first: dict[str, int] = {}
-    for j, b in enumerate(binds):
-        for name in used_names(b.expr):
-            first.setdefault(name, j)
-    for name in used_names(result):
-        first.setdefault(name, len(binds))
-    return first
 
 
 def _rows_rewritten(binds: list[Bind], result: Atom, context: _Context,

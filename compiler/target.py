@@ -113,6 +113,16 @@ class Block:
     result: Atom
 
 
+def inner_blocks(expr: Expr) -> tuple[Block, ...]:
+    """The blocks an expression holds: an `if`'s branches, a loop's or a lambda's body."""
+    match expr:
+        case IfElse(_, then, orelse):
+            return then, orelse
+        case LoopE(body=body) | Lambda(body=body):
+            return (body,)
+    return ()
+
+
 def definitions(block: Block) -> dict[str, Expr]:
     """The expression bound to each name in `block` and the blocks in it."""
     found: dict[str, Expr] = {}
@@ -120,12 +130,8 @@ def definitions(block: Block) -> dict[str, Expr]:
     def walk(b: Block) -> None:
         for bind in b.bindings:
             found[bind.name] = bind.expr
-            match bind.expr:
-                case IfElse(_, then, orelse):
-                    walk(then)
-                    walk(orelse)
-                case LoopE(body=body) | Lambda(body=body):
-                    walk(body)
+            for inner in inner_blocks(bind.expr):
+                walk(inner)
     walk(block)
     return found
 
